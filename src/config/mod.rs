@@ -1,0 +1,179 @@
+//! The one typed configuration tree (`finprint.toml`), its loading and its validation.
+//!
+//! Each stage owns its own config struct (in its module); this module only composes them,
+//! parses TOML with the key path of any error, and runs every stage's pure `validate()`.
+//! It must never open devices, files or sockets named in the config: that is `build()`'s job.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{detect, embed, identify, ingest, output, track};
+
+/// A configuration problem, naming the key and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File path.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// TOML syntax or type error, or an unknown key.
+    #[error("config {path}: at `{key}`: {message}")]
+    Parse {
+        /// File path (or `<inline>`).
+        path: PathBuf,
+        /// Dotted key path where parsing failed.
+        key: String,
+        /// What went wrong and what is allowed.
+        message: String,
+    },
+    /// A value parsed but is not allowed.
+    #[error("config: `{key}`: {message}")]
+    Invalid {
+        /// Dotted key path of the offending value.
+        key: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// Shorthand for [`ConfigError::Invalid`].
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), message: message.into() }
+    }
+}
+
+/// Root of `finprint.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Cameras to watch; each runs its own ingest → detect → track chain.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    /// Files written by the daemon (trajectories, interaction logs, MOT export).
+    #[serde(default)]
+    pub output: output::OutputConfig,
+    /// The HTTP side: live counts, Prometheus metrics, health.
+    #[serde(default)]
+    pub http: output::http::HttpConfig,
+    /// The appearance encoder (ONNX model, execution provider, batching).
+    #[serde(default)]
+    pub embed: embed::EmbedConfig,
+    /// Identity: gallery of individuals, assignment rules, persistence.
+    #[serde(default)]
+    pub identity: identify::IdentityConfig,
+}
+
+/// One camera watching one tank.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Unique short name, used in outputs and metrics (letters, digits, `-`, `_`).
+    pub name: String,
+    /// Tank name this camera watches (defaults to the camera name).
+    #[serde(default)]
+    pub tank: Option<String>,
+    /// How many fish live in the tank. Constrains the number of tracks and identities;
+    /// leave unset when unknown (open population).
+    #[serde(default)]
+    pub population: Option<u32>,
+    /// Millimetres per pixel at the tank's focal plane; enables `x_mm,y_mm` columns and mm
+    /// interaction distances. Unset: pixels only.
+    #[serde(default)]
+    pub mm_per_px: Option<f64>,
+    /// Where frames come from.
+    pub source: ingest::SourceConfig,
+    /// Fish detection (background model, thresholds, ROI).
+    #[serde(default)]
+    pub detect: detect::DetectConfig,
+    /// Motion tracking.
+    #[serde(default)]
+    pub track: track::TrackConfig,
+}
+
+impl CameraConfig {
+    /// The tank name (the camera name when unset).
+    pub fn tank_name(&self) -> &str {
+        self.tank.as_deref().unwrap_or(&self.name)
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let cfg = Self::parse(&text, path)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no validation). `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            key: "(syntax)".into(),
+            message: e.message().to_string(),
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                key,
+                message: inner.message().to_string(),
+            }
+        })
+    }
+
+    /// Checks every value; pure (touches no device or file).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let key = format!("cameras[{i}]");
+            if cam.name.is_empty()
+                || !cam.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("`{}` is not a valid camera name: use letters, digits, `-` or `_`", cam.name),
+                ));
+            }
+            if !names.insert(cam.name.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("camera name `{}` is used twice: names must be unique", cam.name),
+                ));
+            }
+            if let Some(p) = cam.population
+                && (p == 0 || p > 10_000)
+            {
+                return Err(ConfigError::invalid(
+                    format!("{key}.population"),
+                    format!("{p} is not allowed: use 1..=10000, or leave unset for an unknown population"),
+                ));
+            }
+            if let Some(s) = cam.mm_per_px
+                && !(s.is_finite() && s > 0.0)
+            {
+                return Err(ConfigError::invalid(
+                    format!("{key}.mm_per_px"),
+                    format!("{s} is not allowed: must be a positive number of millimetres per pixel"),
+                ));
+            }
+            cam.source.validate(&format!("{key}.source"))?;
+            cam.detect.validate(&format!("{key}.detect"))?;
+            cam.track.validate(&format!("{key}.track"))?;
+        }
+        self.output.validate("output")?;
+        self.http.validate("http")?;
+        self.embed.validate("embed")?;
+        self.identity.validate("identity")?;
+        Ok(())
+    }
+}

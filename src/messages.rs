@@ -1,0 +1,226 @@
+//! Typed messages that flow one way between the stages:
+//! ingest → [`Frame`] → detect → [`DetectedFrame`] → embed/identify → track → [`TrackedFrame`] → outputs.
+//!
+//! This module only defines data. It must never hold behaviour that belongs to a stage
+//! (no detection, no tracking logic here): stages own their state, messages carry results.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Planar 8-bit image layouts a [`Frame`] can carry. Rows are tightly packed (no stride padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelLayout {
+    /// One luma plane (`width*height` bytes).
+    Gray8,
+    /// I420: luma plane, then U and V planes at half resolution (rounded up).
+    I420,
+    /// Interleaved RGB (`width*height*3` bytes).
+    Rgb8,
+}
+
+/// One decoded video frame of one camera, as delivered by ingest.
+///
+/// Frames keep the decoder's native layout (usually I420) so that detection can work on luma
+/// without converting the whole frame; use [`Frame::luma`] for detection and
+/// [`Frame::rgb_at`] / crops for colour.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Camera name from the config (`[[cameras]] name`).
+    pub camera: Arc<str>,
+    /// 0-based index of this frame in the stream since the source started (gaps from dropped
+    /// frames of live sources are visible as jumps).
+    pub index: u64,
+    /// Presentation timestamp from the stream, if it had one.
+    pub pts: Option<Duration>,
+    /// Wall-clock capture time (live sources) or start time + PTS (files).
+    pub captured: SystemTime,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Pixel layout of `data`.
+    pub layout: PixelLayout,
+    /// Tightly packed pixel data, shared so that fan-out costs no copy.
+    pub data: Arc<Vec<u8>>,
+}
+
+impl Frame {
+    /// Number of bytes `data` must hold for the given size and layout.
+    pub fn expected_len(width: u32, height: u32, layout: PixelLayout) -> usize {
+        let (w, h) = (width as usize, height as usize);
+        match layout {
+            PixelLayout::Gray8 => w * h,
+            PixelLayout::Rgb8 => w * h * 3,
+            PixelLayout::I420 => w * h + 2 * w.div_ceil(2) * h.div_ceil(2),
+        }
+    }
+
+    /// The luma plane (for RGB frames this is `None`: use [`Frame::to_luma`]).
+    pub fn luma(&self) -> Option<&[u8]> {
+        match self.layout {
+            PixelLayout::Gray8 | PixelLayout::I420 => {
+                self.data.get(..(self.width as usize * self.height as usize))
+            }
+            PixelLayout::Rgb8 => None,
+        }
+    }
+
+    /// Luma of any layout: borrowed when the frame has a luma plane, computed (BT.601) otherwise.
+    pub fn to_luma(&self) -> std::borrow::Cow<'_, [u8]> {
+        if let Some(l) = self.luma() {
+            return std::borrow::Cow::Borrowed(l);
+        }
+        let mut out = Vec::with_capacity(self.width as usize * self.height as usize);
+        for px in self.data.chunks_exact(3) {
+            let y = (66 * px[0] as u32 + 129 * px[1] as u32 + 25 * px[2] as u32 + 128) >> 8;
+            out.push((y + 16).min(255) as u8);
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
+    /// RGB of one pixel (BT.601 limited range for I420). Out-of-frame coordinates are clamped.
+    #[inline]
+    pub fn rgb_at(&self, x: i64, y: i64) -> [u8; 3] {
+        let w = self.width as usize;
+        let h = self.height as usize;
+        if w == 0 || h == 0 {
+            return [0, 0, 0];
+        }
+        let xi = x.clamp(0, w as i64 - 1) as usize;
+        let yi = y.clamp(0, h as i64 - 1) as usize;
+        let d = &self.data;
+        match self.layout {
+            PixelLayout::Gray8 => {
+                let v = d.get(yi * w + xi).copied().unwrap_or(0);
+                [v, v, v]
+            }
+            PixelLayout::Rgb8 => {
+                let i = (yi * w + xi) * 3;
+                match d.get(i..i + 3) {
+                    Some(p) => [p[0], p[1], p[2]],
+                    None => [0, 0, 0],
+                }
+            }
+            PixelLayout::I420 => {
+                let cw = w.div_ceil(2);
+                let ch = h.div_ceil(2);
+                let yv = d.get(yi * w + xi).copied().unwrap_or(16) as f32;
+                let ci = (yi / 2) * cw + xi / 2;
+                let u = d.get(w * h + ci).copied().unwrap_or(128) as f32;
+                let v = d.get(w * h + cw * ch + ci).copied().unwrap_or(128) as f32;
+                let c = 1.164 * (yv - 16.0);
+                let dd = u - 128.0;
+                let e = v - 128.0;
+                let r = c + 1.596 * e;
+                let g = c - 0.392 * dd - 0.813 * e;
+                let b = c + 2.017 * dd;
+                [
+                    r.round().clamp(0.0, 255.0) as u8,
+                    g.round().clamp(0.0, 255.0) as u8,
+                    b.round().clamp(0.0, 255.0) as u8,
+                ]
+            }
+        }
+    }
+}
+
+/// An RGB image cut out of a frame around one fish, rotated so the body axis is horizontal.
+#[derive(Debug, Clone)]
+pub struct Crop {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Interleaved RGB, `width*height*3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+/// One fish (or a blob of touching fish) found in a frame.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// Body centre (centroid of the blob), in full-frame pixels.
+    pub x: f32,
+    /// Body centre, y.
+    pub y: f32,
+    /// Axis-aligned bounding box, full-frame pixels: left, top, right, bottom.
+    pub bbox: [f32; 4],
+    /// Blob area in full-frame px².
+    pub area: f32,
+    /// Body axis angle from image moments, radians in (-π/2, π/2] (axis, not heading).
+    pub axis_angle: f32,
+    /// Length of the major axis (≈ body length), px.
+    pub major_axis: f32,
+    /// Length of the minor axis, px.
+    pub minor_axis: f32,
+    /// Estimated number of fish in this blob (1 for a normal fish; ≥2 flags touching fish).
+    pub fish_count: u32,
+    /// Oriented crop (body axis horizontal), when the detector was asked for crops.
+    pub crop: Option<Crop>,
+}
+
+/// Everything detect found in one frame.
+#[derive(Debug, Clone)]
+pub struct DetectedFrame {
+    /// The frame the detections come from (pixel data shared, not copied).
+    pub frame: Frame,
+    /// Detections in this frame.
+    pub detections: Vec<Detection>,
+}
+
+/// Lifecycle state of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackStatus {
+    /// Seen in too few frames to be trusted yet.
+    Tentative,
+    /// Seen consistently; reported in outputs.
+    Confirmed,
+    /// Not matched this frame; position predicted (coasting).
+    Lost,
+}
+
+/// One track's state after a frame.
+#[derive(Debug, Clone)]
+pub struct TrackReport {
+    /// Track id, unique per camera for the process lifetime.
+    pub track: u64,
+    /// Individual id when identity is known.
+    pub individual: Option<String>,
+    /// Status after this frame.
+    pub status: TrackStatus,
+    /// Body centre, px (measured when matched, predicted when coasting).
+    pub x: f32,
+    /// Body centre, y.
+    pub y: f32,
+    /// Bounding box: left, top, right, bottom.
+    pub bbox: [f32; 4],
+    /// Heading in radians (direction of motion, image coordinates, 0 = +x, y down).
+    pub heading: f32,
+    /// Blob area, px² (0 when coasting).
+    pub area: f32,
+    /// Index into the frame's detections that this track matched, if any.
+    pub detection: Option<usize>,
+    /// Body length estimate, px.
+    pub body_length: f32,
+}
+
+/// Tracks after one frame: what outputs consume.
+#[derive(Debug, Clone)]
+pub struct TrackedFrame {
+    /// Camera name.
+    pub camera: Arc<str>,
+    /// Frame index.
+    pub index: u64,
+    /// Stream time of the frame (PTS), seconds.
+    pub t: f64,
+    /// Wall-clock capture time.
+    pub captured: SystemTime,
+    /// Frame size.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Number of detections (blobs) in the frame, fish count including touching estimates.
+    pub visible_fish: u32,
+    /// All tracks (confirmed, tentative and coasting).
+    pub tracks: Vec<TrackReport>,
+}
