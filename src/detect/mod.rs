@@ -1,17 +1,935 @@
-//! Detect: finds fish in a frame (background model on luma, threshold, morphology, components) and cuts an oriented crop per fish. Must never track or identify.
+//! Detect: finds fish in a frame (background model on luma, threshold, morphology, components)
+//! and cuts an oriented crop per fish. Must never track or identify.
+//!
+//! Model: a per-pixel background is learned at start (median of the first `learn_frames`
+//! frames, every `learn_stride`-th, buffered — frames are released in order once it is ready,
+//! never lost) and then adapted slowly everywhere except around detected fish, so a resting fish
+//! is not absorbed quickly. The foreground is the deviation from it in the fish's polarity
+//! (found automatically by default), thresholded (automatically from the noise by default),
+//! cleaned by opening/closing and split into 8-connected components. Each component becomes a
+//! [`Detection`] with centroid, box, area and body axis from its second moments. A component
+//! much larger than the learned typical single-fish area is flagged by `fish_count ≥ 2` and, by
+//! default, split into `fish_count` parts (k-means on its pixels): each part is then one
+//! detection with `fish_count = 1` and **no crop** (a crop of touching fish must not be used
+//! for identification) — that missing crop is the "touching" flag the later stages see.
+//!
+//! All work is on luma at a reduced working resolution; only crops read colour, from the
+//! full-resolution frame.
+
+mod crop;
+mod segment;
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+pub use crop::{CropSpec, oriented_crop};
 
-/// Detection settings of one camera.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DetectConfig {}
+use crate::config::ConfigError;
+use crate::messages::{DetectedFrame, Detection, Frame};
+use segment::{Blob, Labeller};
+
+/// Which way fish differ from the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Polarity {
+    /// Decide from the learning frames: the sign of the strong deviations from the background
+    /// (dark if they are mostly darker, light if mostly lighter, both otherwise).
+    #[default]
+    Auto,
+    /// Fish are darker than the background (e.g. top view on a light base).
+    Dark,
+    /// Fish are lighter than the background.
+    Light,
+    /// Absolute difference: fish with both light and dark parts (e.g. light body, dark stripes).
+    Both,
+}
+
+/// Detection settings of one camera. Every field has a default that suits a typical tank
+/// recording; an empty `[cameras.detect]` table is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Integer factor by which the luma is box-downscaled before segmentation. Unset (default):
+    /// automatic, the smallest factor that makes the longer side at most 1000 px (1 for small
+    /// frames, 2 for 1080p). Allowed: 1..=16.
+    pub downscale: Option<u32>,
+    /// Background image (any format the `image` crate reads, same size as the frames) used
+    /// instead of learning one. Default: unset (learn from the stream). A size mismatch is
+    /// logged and the background is then learned.
+    pub background: Option<PathBuf>,
+    /// Number of frames whose per-pixel median forms the initial background. Default 25.
+    /// Allowed: 3..=255.
+    pub learn_frames: u32,
+    /// Use every n-th frame for learning (so fish have time to move); the frames in between
+    /// are buffered and released afterwards. Default 2. Allowed: 1..=100.
+    pub learn_stride: u32,
+    /// Per frame, the fraction of the way the background moves towards the current frame at
+    /// pixels away from detected fish (slow adaptation to lighting drift). Default 0.02.
+    /// Allowed: 0 (frozen) ..= 0.5.
+    pub adapt_rate: f32,
+    /// Fish polarity: `auto` (default), `dark`, `light` or `both`.
+    pub polarity: Polarity,
+    /// Fixed foreground threshold in luma levels (1..=254). Unset (default): automatic,
+    /// `threshold_sigmas` × the background noise measured while learning, at least 8.
+    pub threshold: Option<u8>,
+    /// Automatic threshold in units of the measured noise standard deviation. Default 6.
+    /// Allowed: 1..=50.
+    pub threshold_sigmas: f32,
+    /// Radius (working pixels) of the square opening that removes specks and thin fins/tails.
+    /// Default 1 (3×3). Allowed: 0..=10.
+    pub open_radius: u32,
+    /// Radius (working pixels) of the closing that bridges small gaps (e.g. stripes inside a
+    /// light fish). Default 0 (off: closing also joins fish that swim close). Allowed: 0..=10.
+    pub close_radius: u32,
+    /// Smallest blob kept, full-frame px². Unset (default): a quarter of the typical
+    /// single-fish area (at least 10 working pixels).
+    pub min_area: Option<f32>,
+    /// Largest blob kept, full-frame px². Unset (default): (`max_fish_per_blob` + 0.5) × the
+    /// typical area. Larger blobs (lighting changes, hands, nets) are ignored.
+    pub max_area: Option<f32>,
+    /// Typical area of one fish, full-frame px². Unset (default): learned as the median blob
+    /// area of the learning frames, then followed slowly.
+    pub typical_area: Option<f32>,
+    /// Most fish one touching blob may count as. Default 6. Allowed: 1..=50.
+    pub max_fish_per_blob: u32,
+    /// Split blobs of touching fish into one detection per fish (k-means on the blob's pixels).
+    /// Default true. When false, such a blob is one detection with `fish_count ≥ 2`.
+    pub split_touching: bool,
+    /// Region of interest: polygon of at least 3 `[x, y]` vertices in full-frame pixels; only
+    /// pixels inside are searched. Default: unset (whole frame).
+    pub roi: Option<Vec<[f32; 2]>>,
+    /// Exclusion zones: polygons (full-frame pixels) never searched (reflections, heaters,
+    /// labels). Default: none.
+    pub exclude: Vec<Vec<[f32; 2]>>,
+    /// Crop length along the body axis as a multiple of the major axis. Default 1.3.
+    /// Allowed: 0.5..=4.
+    pub crop_margin: f32,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            downscale: None,
+            background: None,
+            learn_frames: 25,
+            learn_stride: 2,
+            adapt_rate: 0.02,
+            polarity: Polarity::Auto,
+            threshold: None,
+            threshold_sigmas: 6.0,
+            open_radius: 1,
+            close_radius: 0,
+            min_area: None,
+            max_area: None,
+            typical_area: None,
+            max_fish_per_blob: 6,
+            split_touching: true,
+            roi: None,
+            exclude: Vec::new(),
+            crop_margin: 1.3,
+        }
+    }
+}
+
+fn check_polygon(key: &str, poly: &[[f32; 2]]) -> Result<(), ConfigError> {
+    if poly.len() < 3 {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "a polygon needs at least 3 [x, y] vertices, got {}",
+                poly.len()
+            ),
+        ));
+    }
+    if poly.iter().any(|p| !(p[0].is_finite() && p[1].is_finite())) {
+        return Err(ConfigError::invalid(
+            key,
+            "polygon vertices must be finite pixel coordinates",
+        ));
+    }
+    Ok(())
+}
 
 impl DetectConfig {
     /// Checks values without touching devices or files.
-    pub fn validate(&self, _key: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let bad =
+            |field: &str, msg: String| Err(ConfigError::invalid(format!("{key}.{field}"), msg));
+        if let Some(d) = self.downscale
+            && !(1..=16).contains(&d)
+        {
+            return bad(
+                "downscale",
+                format!("{d} is not allowed: use 1..=16, or leave unset for automatic"),
+            );
+        }
+        if !(3..=255).contains(&self.learn_frames) {
+            return bad(
+                "learn_frames",
+                format!("{} is not allowed: use 3..=255", self.learn_frames),
+            );
+        }
+        if !(1..=100).contains(&self.learn_stride) {
+            return bad(
+                "learn_stride",
+                format!("{} is not allowed: use 1..=100", self.learn_stride),
+            );
+        }
+        if !(self.adapt_rate.is_finite() && (0.0..=0.5).contains(&self.adapt_rate)) {
+            return bad(
+                "adapt_rate",
+                format!("{} is not allowed: use 0..=0.5", self.adapt_rate),
+            );
+        }
+        if let Some(t) = self.threshold
+            && !(1..=254).contains(&t)
+        {
+            return bad(
+                "threshold",
+                format!("{t} is not allowed: use 1..=254 luma levels, or unset for automatic"),
+            );
+        }
+        if !(self.threshold_sigmas.is_finite() && (1.0..=50.0).contains(&self.threshold_sigmas)) {
+            return bad(
+                "threshold_sigmas",
+                format!("{} is not allowed: use 1..=50", self.threshold_sigmas),
+            );
+        }
+        if self.open_radius > 10 {
+            return bad(
+                "open_radius",
+                format!("{} is not allowed: use 0..=10", self.open_radius),
+            );
+        }
+        if self.close_radius > 10 {
+            return bad(
+                "close_radius",
+                format!("{} is not allowed: use 0..=10", self.close_radius),
+            );
+        }
+        for (name, v) in [
+            ("min_area", self.min_area),
+            ("max_area", self.max_area),
+            ("typical_area", self.typical_area),
+        ] {
+            if let Some(a) = v
+                && !(a.is_finite() && a > 0.0)
+            {
+                return bad(
+                    name,
+                    format!(
+                        "{a} is not allowed: must be a positive area in px², or unset for automatic"
+                    ),
+                );
+            }
+        }
+        if let (Some(lo), Some(hi)) = (self.min_area, self.max_area)
+            && lo >= hi
+        {
+            return bad(
+                "max_area",
+                format!("{hi} must be larger than min_area {lo}"),
+            );
+        }
+        if !(1..=50).contains(&self.max_fish_per_blob) {
+            return bad(
+                "max_fish_per_blob",
+                format!("{} is not allowed: use 1..=50", self.max_fish_per_blob),
+            );
+        }
+        if let Some(r) = &self.roi {
+            check_polygon(&format!("{key}.roi"), r)?;
+        }
+        for (i, p) in self.exclude.iter().enumerate() {
+            check_polygon(&format!("{key}.exclude[{i}]"), p)?;
+        }
+        if !(self.crop_margin.is_finite() && (0.5..=4.0).contains(&self.crop_margin)) {
+            return bad(
+                "crop_margin",
+                format!("{} is not allowed: use 0.5..=4", self.crop_margin),
+            );
+        }
         Ok(())
     }
 }
+
+/// Errors of building a detector.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// The configured background image could not be read.
+    #[error(
+        "cannot read background image {path} (detect.background): {source}; fix the path or remove the key to learn the background"
+    )]
+    Background {
+        /// The configured path.
+        path: PathBuf,
+        /// Underlying error.
+        source: image::ImageError,
+    },
+}
+
+/// Foreground polarity actually in use (after `auto` was resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolved {
+    Dark,
+    Light,
+    Both,
+}
+
+/// Frame geometry the model was learned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    width: u32,
+    height: u32,
+    factor: usize,
+    ww: usize,
+    wh: usize,
+}
+
+/// Learned state of the background model (valid for one geometry).
+#[derive(Debug)]
+struct Model {
+    /// Background, fixed point 8.8.
+    bg: Vec<u16>,
+    polarity: Resolved,
+    threshold: i16,
+    /// Typical single-fish area in working px (None until enough blobs were seen).
+    typical: Option<f32>,
+    /// Blob areas collected while the typical area is unknown.
+    area_samples: Vec<f32>,
+}
+
+/// Below this many working pixels a blob is noise, whatever the typical area.
+const NOISE_FLOOR_PX: u32 = 10;
+/// Blob areas needed before the typical area is trusted.
+const TYPICAL_SAMPLES: usize = 30;
+
+/// The fish detector of one camera. Feed it frames in order with [`Detector::push`]; it
+/// returns each frame with its detections, in order, possibly later (while the background is
+/// being learned). Call [`Detector::flush`] at end of stream to get the buffered rest.
+#[derive(Debug)]
+pub struct Detector {
+    cfg: DetectConfig,
+    /// Full-resolution background from `cfg.background`.
+    preset: Option<image::GrayImage>,
+    geom: Option<Geometry>,
+    model: Option<Model>,
+    /// Frames waiting for the background; `None` luma = unusable frame (passed on empty).
+    pending: VecDeque<(Frame, Option<Vec<u8>>)>,
+    /// 1 where searching is allowed (ROI minus exclusions), working resolution.
+    allowed: Vec<u8>,
+    crops: Option<CropSpec>,
+    // scratch
+    mask: Vec<u8>,
+    tmp: Vec<u8>,
+    labeller: Labeller,
+    blobs: Vec<Blob>,
+}
+
+impl Detector {
+    /// Builds a detector; reads the background image if one is configured.
+    pub fn build(cfg: &DetectConfig) -> Result<Detector, DetectError> {
+        let preset = match &cfg.background {
+            Some(path) => Some(
+                image::open(path)
+                    .map_err(|source| DetectError::Background {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .to_luma8(),
+            ),
+            None => None,
+        };
+        Ok(Detector {
+            cfg: cfg.clone(),
+            preset,
+            geom: None,
+            model: None,
+            pending: VecDeque::new(),
+            allowed: Vec::new(),
+            crops: None,
+            mask: Vec::new(),
+            tmp: Vec::new(),
+            labeller: Labeller::default(),
+            blobs: Vec::new(),
+        })
+    }
+
+    /// True while the background is still being learned (frames are being buffered).
+    pub fn is_learning(&self) -> bool {
+        self.model.is_none()
+    }
+
+    /// Typical single-fish area in full-frame px², once known.
+    pub fn typical_area(&self) -> Option<f32> {
+        let f = self.geom?.factor as f32;
+        self.model.as_ref()?.typical.map(|t| t * f * f)
+    }
+
+    /// Threshold in luma levels and polarity (`"dark"`, `"light"`, `"both"`) in use, once learned.
+    pub fn model_summary(&self) -> Option<(i16, &'static str)> {
+        let m = self.model.as_ref()?;
+        let p = match m.polarity {
+            Resolved::Dark => "dark",
+            Resolved::Light => "light",
+            Resolved::Both => "both",
+        };
+        Some((m.threshold, p))
+    }
+
+    /// Feeds one frame. Returns the frames whose detections are ready, in stream order: usually
+    /// just this one; none while the background is being learned, then all buffered ones.
+    /// `crops`: cut an oriented crop of this size per (single) fish.
+    pub fn push(&mut self, frame: Frame, crops: Option<CropSpec>) -> Vec<DetectedFrame> {
+        self.crops = crops;
+        let mut out = Vec::new();
+        let len_ok =
+            frame.data.len() >= Frame::expected_len(frame.width, frame.height, frame.layout);
+        if !len_ok || frame.width == 0 || frame.height == 0 {
+            tracing::warn!(
+                camera = %frame.camera, index = frame.index, width = frame.width, height = frame.height,
+                bytes = frame.data.len(), "frame data is shorter than its size says; passed on without detections"
+            );
+            if self.pending.is_empty() {
+                out.push(DetectedFrame {
+                    frame,
+                    detections: Vec::new(),
+                });
+            } else {
+                self.pending.push_back((frame, None));
+            }
+            return out;
+        }
+        if let Some(g) = self.geom
+            && (g.width != frame.width || g.height != frame.height)
+        {
+            tracing::warn!(
+                camera = %frame.camera, from = ?(g.width, g.height), to = ?(frame.width, frame.height),
+                "frame size changed; learning the background again"
+            );
+            out.extend(self.flush(crops));
+            self.geom = None;
+            self.model = None;
+        }
+        let geom = match self.geom {
+            Some(g) => g,
+            None => self.init_geometry(&frame),
+        };
+        let mut luma = Vec::new();
+        segment::downscale_box(
+            &frame.to_luma(),
+            frame.width as usize,
+            frame.height as usize,
+            geom.factor,
+            &mut luma,
+        );
+        if self.model.is_some() {
+            let dets = self.detect(&frame, &luma);
+            out.push(DetectedFrame {
+                frame,
+                detections: dets,
+            });
+            return out;
+        }
+        self.pending.push_back((frame, Some(luma)));
+        let needed = ((self.cfg.learn_frames - 1) * self.cfg.learn_stride + 1) as usize;
+        let usable = self.pending.iter().filter(|(_, l)| l.is_some()).count();
+        if self.preset_matches() || usable >= needed {
+            self.learn();
+            out.extend(self.drain_pending());
+        }
+        out
+    }
+
+    /// End of stream: learns from whatever was buffered (if the background is not ready yet)
+    /// and returns all remaining frames with their detections, in order.
+    pub fn flush(&mut self, crops: Option<CropSpec>) -> Vec<DetectedFrame> {
+        self.crops = crops;
+        if self.model.is_none() && self.pending.iter().any(|(_, l)| l.is_some()) {
+            self.learn();
+        }
+        self.drain_pending()
+    }
+
+    fn preset_matches(&self) -> bool {
+        match (&self.preset, self.geom) {
+            (Some(p), Some(g)) => p.width() == g.width && p.height() == g.height,
+            _ => false,
+        }
+    }
+
+    fn init_geometry(&mut self, frame: &Frame) -> Geometry {
+        let longer = frame.width.max(frame.height) as usize;
+        let factor = match self.cfg.downscale {
+            Some(f) => f as usize,
+            None => longer.div_ceil(1000).max(1),
+        };
+        let factor = factor.min(frame.width.min(frame.height) as usize).max(1);
+        let g = Geometry {
+            width: frame.width,
+            height: frame.height,
+            factor,
+            ww: frame.width as usize / factor,
+            wh: frame.height as usize / factor,
+        };
+        if let Some(p) = &self.preset
+            && (p.width() != g.width || p.height() != g.height)
+        {
+            tracing::warn!(
+                camera = %frame.camera, background = ?(p.width(), p.height()), frame = ?(g.width, g.height),
+                "detect.background has a different size than the frames; learning the background instead"
+            );
+        }
+        // Search mask: ROI minus exclusions, in working coordinates.
+        let f = factor as f32;
+        let to_work = |poly: &[[f32; 2]]| -> Vec<[f32; 2]> {
+            poly.iter().map(|p| [p[0] / f, p[1] / f]).collect()
+        };
+        let n = g.ww * g.wh;
+        self.allowed.clear();
+        match &self.cfg.roi {
+            Some(roi) => {
+                self.allowed.resize(n, 0);
+                segment::fill_polygon(&mut self.allowed, g.ww, g.wh, &to_work(roi), 1);
+            }
+            None => self.allowed.resize(n, 1),
+        }
+        for ex in &self.cfg.exclude {
+            segment::fill_polygon(&mut self.allowed, g.ww, g.wh, &to_work(ex), 0);
+        }
+        self.geom = Some(g);
+        g
+    }
+
+    /// Builds the background model from the buffered frames (or the preset image).
+    fn learn(&mut self) {
+        let Some(g) = self.geom else { return };
+        let n = g.ww * g.wh;
+        let bg8: Vec<u8> = if self.preset_matches() {
+            let mut v = Vec::new();
+            if let Some(p) = &self.preset {
+                segment::downscale_box(
+                    p.as_raw(),
+                    g.width as usize,
+                    g.height as usize,
+                    g.factor,
+                    &mut v,
+                );
+            }
+            v
+        } else {
+            let stride = self.cfg.learn_stride as usize;
+            let samples: Vec<&Vec<u8>> = {
+                let usable: Vec<&Vec<u8>> = self
+                    .pending
+                    .iter()
+                    .filter_map(|(_, l)| l.as_ref())
+                    .collect();
+                let picked: Vec<&Vec<u8>> = usable.iter().step_by(stride).copied().collect();
+                // At end of a short stream use everything rather than too few samples.
+                if picked.len() < 3 { usable } else { picked }
+            };
+            let mut vals = vec![0u8; samples.len()];
+            let mut bg = vec![0u8; n];
+            for (i, b) in bg.iter_mut().enumerate() {
+                for (v, s) in vals.iter_mut().zip(&samples) {
+                    *v = s[i];
+                }
+                let mid = vals.len() / 2;
+                let (_, m, _) = vals.select_nth_unstable(mid);
+                *b = *m;
+            }
+            bg
+        };
+        let bg16: Vec<u16> = bg8.iter().map(|&v| (v as u16) << 8).collect();
+
+        // Noise and polarity from the buffered frames (every 3rd pixel).
+        let frames: Vec<&Vec<u8>> = self
+            .pending
+            .iter()
+            .filter_map(|(_, l)| l.as_ref())
+            .collect();
+        let mut mads = Vec::new();
+        let mut hist = [0u32; 511];
+        for f in &frames {
+            hist.iter_mut().for_each(|h| *h = 0);
+            let mut total = 0u32;
+            for i in (0..n).step_by(3) {
+                hist[(f[i] as i32 - bg8[i] as i32 + 255) as usize] += 1;
+                total += 1;
+            }
+            let med = hist_quantile(&hist, total, 0.5) - 255;
+            let mut dev = [0u32; 256];
+            for (k, &c) in hist.iter().enumerate() {
+                dev[((k as i32 - 255 - med).unsigned_abs()).min(255) as usize] += c;
+            }
+            mads.push(hist_quantile(&dev, total, 0.5) as f32);
+        }
+        mads.sort_by(|a, b| a.total_cmp(b));
+        let mad = mads.get(mads.len() / 2).copied().unwrap_or(1.0).max(0.5);
+        let sigma = 1.4826 * mad;
+        let threshold = match self.cfg.threshold {
+            Some(t) => t as i16,
+            None => (self.cfg.threshold_sigmas * sigma)
+                .round()
+                .clamp(8.0, 254.0) as i16,
+        };
+        let polarity = match self.cfg.polarity {
+            Polarity::Dark => Resolved::Dark,
+            Polarity::Light => Resolved::Light,
+            Polarity::Both => Resolved::Both,
+            Polarity::Auto => {
+                let (mut dark, mut light) = (0u64, 0u64);
+                for f in &frames {
+                    for i in 0..n {
+                        if self.allowed[i] == 0 {
+                            continue;
+                        }
+                        let d = bg8[i] as i16 - f[i] as i16;
+                        if d > threshold {
+                            dark += 1;
+                        } else if -d > threshold {
+                            light += 1;
+                        }
+                    }
+                }
+                if dark >= 4 * light.max(1) {
+                    Resolved::Dark
+                } else if light >= 4 * dark.max(1) {
+                    Resolved::Light
+                } else {
+                    Resolved::Both
+                }
+            }
+        };
+        let n_frames = frames.len();
+        let f2 = (g.factor * g.factor) as f32;
+        let typical = self.cfg.typical_area.map(|a| (a / f2).max(1.0));
+        self.model = Some(Model {
+            bg: bg16,
+            polarity,
+            threshold,
+            typical,
+            area_samples: Vec::new(),
+        });
+
+        // Typical area from the buffered frames' blobs.
+        if typical.is_none() {
+            let lumas: Vec<Vec<u8>> = self.pending.iter().filter_map(|(_, l)| l.clone()).collect();
+            let mut areas = Vec::new();
+            for l in &lumas {
+                self.segment(l);
+                areas.extend(
+                    self.blobs
+                        .iter()
+                        .filter(|b| b.n >= NOISE_FLOOR_PX)
+                        .map(|b| b.n as f32),
+                );
+            }
+            if let Some(m) = self.model.as_mut() {
+                m.area_samples = areas;
+                if m.area_samples.len() >= TYPICAL_SAMPLES {
+                    m.typical = Some(median(&mut m.area_samples));
+                    m.area_samples.clear();
+                }
+            }
+        }
+        tracing::info!(
+            frames = n_frames, noise_sigma = sigma, threshold, polarity = ?polarity,
+            typical_area_px2 = self.typical_area(), downscale = g.factor,
+            "detect: background model ready"
+        );
+    }
+
+    fn drain_pending(&mut self) -> Vec<DetectedFrame> {
+        let mut out = Vec::with_capacity(self.pending.len());
+        while let Some((frame, luma)) = self.pending.pop_front() {
+            let detections = match (&luma, self.model.is_some()) {
+                (Some(l), true) => self.detect(&frame, l),
+                _ => Vec::new(),
+            };
+            out.push(DetectedFrame { frame, detections });
+        }
+        out
+    }
+
+    /// Thresholds `cur` against the background into `self.mask`, cleans it and labels
+    /// components into `self.blobs`.
+    fn segment(&mut self, cur: &[u8]) {
+        let (Some(g), Some(m)) = (self.geom, self.model.as_ref()) else {
+            self.blobs.clear();
+            return;
+        };
+        let n = g.ww * g.wh;
+        // Global brightness offset (median of cur - bg on a sparse grid).
+        let mut hist = [0u32; 511];
+        let mut total = 0u32;
+        for i in (0..n).step_by(7) {
+            hist[(cur[i] as i32 - ((m.bg[i] + 128) >> 8) as i32 + 255) as usize] += 1;
+            total += 1;
+        }
+        let offset = if total > 0 {
+            hist_quantile(&hist, total, 0.5) - 255
+        } else {
+            0
+        } as i16;
+        let thr = m.threshold;
+        self.mask.clear();
+        self.mask.resize(n, 0);
+        for i in 0..n {
+            let b = ((m.bg[i] + 128) >> 8) as i16 + offset;
+            let d = b - cur[i] as i16;
+            let fg = match m.polarity {
+                Resolved::Dark => d > thr,
+                Resolved::Light => -d > thr,
+                Resolved::Both => d.abs() > thr,
+            };
+            self.mask[i] = (fg as u8) & self.allowed[i];
+        }
+        segment::open_close(
+            &mut self.mask,
+            g.ww,
+            g.wh,
+            self.cfg.open_radius as usize,
+            self.cfg.close_radius as usize,
+            &mut self.tmp,
+        );
+        self.labeller.label(&self.mask, g.ww, g.wh, &mut self.blobs);
+    }
+
+    /// Detects fish in one frame (model ready) and adapts the background.
+    fn detect(&mut self, frame: &Frame, cur: &[u8]) -> Vec<Detection> {
+        self.segment(cur);
+        let (Some(g), Some(m)) = (self.geom, self.model.as_mut()) else {
+            return Vec::new();
+        };
+        let f = g.factor as f32;
+        let f2 = f * f;
+        // Typical area: learn while unknown, then follow slowly.
+        let sizes: Vec<f32> = self
+            .blobs
+            .iter()
+            .filter(|b| b.n >= NOISE_FLOOR_PX)
+            .map(|b| b.n as f32)
+            .collect();
+        match m.typical {
+            None => {
+                m.area_samples.extend(&sizes);
+                if m.area_samples.len() >= TYPICAL_SAMPLES {
+                    m.typical = Some(median(&mut m.area_samples));
+                    m.area_samples.clear();
+                    tracing::info!(
+                        typical_area_px2 = m.typical.map(|t| t * f2),
+                        "detect: typical fish area learned"
+                    );
+                }
+            }
+            Some(t) if self.cfg.typical_area.is_none() => {
+                // Only blobs near one fish follow the typical area (merges and fragments would drag it).
+                let mut singles: Vec<f32> = sizes
+                    .iter()
+                    .copied()
+                    .filter(|&a| a > 0.5 * t && a < 1.5 * t)
+                    .collect();
+                if singles.len() >= 3 {
+                    let fm = median(&mut singles);
+                    m.typical = Some(t + 0.01 * (fm - t));
+                }
+            }
+            Some(_) => {}
+        }
+        let typical = m.typical;
+        let min_px = match (self.cfg.min_area, typical) {
+            (Some(a), _) => a / f2,
+            (None, Some(t)) => (0.25 * t).max(NOISE_FLOOR_PX as f32),
+            (None, None) => NOISE_FLOOR_PX as f32,
+        };
+        let max_px = match (self.cfg.max_area, typical) {
+            (Some(a), _) => a / f2,
+            (None, Some(t)) => (self.cfg.max_fish_per_blob as f32 + 0.5) * t,
+            (None, None) => f32::INFINITY,
+        };
+        let to_full = |v: f64| (v as f32) * f + (f - 1.0) / 2.0;
+        let mut dets = Vec::new();
+        let mut kept: Vec<Blob> = Vec::new();
+        for b in &self.blobs {
+            let area = b.n as f32;
+            if area < min_px || area > max_px {
+                continue;
+            }
+            kept.push(*b);
+            let count = match typical {
+                Some(t) => ((area / t).round() as u32).clamp(1, self.cfg.max_fish_per_blob),
+                None => 1,
+            };
+            if count >= 2 && self.cfg.split_touching {
+                let parts = split_blob(&self.labeller.labels, g.ww, b, count as usize);
+                for p in parts {
+                    dets.push(blob_detection(&p, f, 1, &to_full));
+                }
+                continue;
+            }
+            let mut d = blob_detection(b, f, count, &to_full);
+            if let Some(spec) = self.crops
+                && count == 1
+            {
+                d.crop = Some(oriented_crop(
+                    frame,
+                    d.x,
+                    d.y,
+                    d.axis_angle,
+                    d.major_axis * self.cfg.crop_margin,
+                    spec,
+                ));
+            }
+            dets.push(d);
+        }
+        // Adapt the background away from kept blobs (their boxes grown by 2 px).
+        if self.cfg.adapt_rate > 0.0 {
+            let rate = (self.cfg.adapt_rate * 65536.0).round() as i32;
+            self.tmp.clear();
+            self.tmp.resize(g.ww * g.wh, 0);
+            for b in &kept {
+                let x0 = b.x0.saturating_sub(2) as usize;
+                let x1 = (b.x1 as usize + 2).min(g.ww - 1);
+                let y0 = b.y0.saturating_sub(2) as usize;
+                let y1 = (b.y1 as usize + 2).min(g.wh - 1);
+                for y in y0..=y1 {
+                    self.tmp[y * g.ww + x0..=y * g.ww + x1].fill(1);
+                }
+            }
+            for ((bgv, &c), &protect) in m.bg.iter_mut().zip(cur).zip(&self.tmp) {
+                if protect == 0 {
+                    let target = (c as i32) << 8;
+                    let cur_bg = *bgv as i32;
+                    let step = ((target - cur_bg) * rate) >> 16;
+                    // make sure the background can always move at least one 1/256 level
+                    let step = if step == 0 && target != cur_bg {
+                        (target - cur_bg).signum()
+                    } else {
+                        step
+                    };
+                    *bgv = (cur_bg + step).clamp(0, 65535) as u16;
+                }
+            }
+        }
+        dets
+    }
+}
+
+/// Quantile (`q` in 0..1) bin index of a histogram with `total` entries.
+fn hist_quantile(hist: &[u32], total: u32, q: f32) -> i32 {
+    let target = ((total as f32) * q).ceil().max(1.0) as u32;
+    let mut acc = 0u32;
+    for (k, &c) in hist.iter().enumerate() {
+        acc += c;
+        if acc >= target {
+            return k as i32;
+        }
+    }
+    hist.len() as i32 - 1
+}
+
+fn median(v: &mut [f32]) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mid = v.len() / 2;
+    let (_, m, _) = v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+    *m
+}
+
+/// Detection from blob statistics (working pixels → full-frame pixels).
+fn blob_detection(b: &Blob, f: f32, count: u32, to_full: &impl Fn(f64) -> f32) -> Detection {
+    let (mx, my, cxx, cyy, cxy) = b.moments();
+    let (angle, major, minor) = segment::axis_from_moments(cxx, cyy, cxy);
+    Detection {
+        x: to_full(mx),
+        y: to_full(my),
+        bbox: [
+            b.x0 as f32 * f,
+            b.y0 as f32 * f,
+            (b.x1 + 1) as f32 * f,
+            (b.y1 + 1) as f32 * f,
+        ],
+        area: b.n as f32 * f * f,
+        axis_angle: angle as f32,
+        major_axis: major as f32 * f,
+        minor_axis: minor as f32 * f,
+        fish_count: count,
+        crop: None,
+    }
+}
+
+/// Splits one blob into `k` parts by k-means on its pixel coordinates, seeded evenly along
+/// the body axis. Returns the parts' statistics (empty parts dropped).
+fn split_blob(labels: &[u32], w: usize, b: &Blob, k: usize) -> Vec<Blob> {
+    let mut pts: Vec<(u32, u32)> = Vec::with_capacity(b.n as usize);
+    for y in b.y0..=b.y1 {
+        let row = y as usize * w;
+        for x in b.x0..=b.x1 {
+            if labels.get(row + x as usize) == Some(&b.label) {
+                pts.push((x, y));
+            }
+        }
+    }
+    let (mx, my, cxx, cyy, cxy) = b.moments();
+    let (angle, major, _) = segment::axis_from_moments(cxx, cyy, cxy);
+    let (s, c) = angle.sin_cos();
+    let mut centres: Vec<(f64, f64)> = (0..k)
+        .map(|i| {
+            let t = ((i as f64 + 0.5) / k as f64 - 0.5) * major;
+            (mx + t * c, my + t * s)
+        })
+        .collect();
+    let mut assign = vec![0usize; pts.len()];
+    for _ in 0..10 {
+        let mut changed = false;
+        for (a, &(x, y)) in assign.iter_mut().zip(&pts) {
+            let (xf, yf) = (x as f64, y as f64);
+            let mut best = (f64::INFINITY, 0usize);
+            for (j, &(cx, cy)) in centres.iter().enumerate() {
+                let d = (xf - cx).powi(2) + (yf - cy).powi(2);
+                if d < best.0 {
+                    best = (d, j);
+                }
+            }
+            if *a != best.1 {
+                *a = best.1;
+                changed = true;
+            }
+        }
+        let mut sums = vec![(0.0f64, 0.0f64, 0usize); k];
+        for (&a, &(x, y)) in assign.iter().zip(&pts) {
+            sums[a].0 += x as f64;
+            sums[a].1 += y as f64;
+            sums[a].2 += 1;
+        }
+        for (cen, s) in centres.iter_mut().zip(&sums) {
+            if s.2 > 0 {
+                *cen = (s.0 / s.2 as f64, s.1 / s.2 as f64);
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut parts: Vec<Blob> = (0..k)
+        .map(|_| Blob {
+            label: b.label,
+            x0: u32::MAX,
+            y0: u32::MAX,
+            ..Default::default()
+        })
+        .collect();
+    for (&a, &(x, y)) in assign.iter().zip(&pts) {
+        parts[a].add(x, y);
+    }
+    parts.retain(|p| p.n > 0);
+    parts
+}
+
+#[cfg(test)]
+mod tests;

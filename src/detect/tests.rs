@@ -1,0 +1,388 @@
+//! Detector tests on small synthetic frames.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::messages::PixelLayout;
+
+/// A filled ellipse: centre, semi-axes (a along the angle), angle (rad), grey value.
+#[derive(Clone, Copy)]
+struct Ell {
+    cx: f32,
+    cy: f32,
+    a: f32,
+    b: f32,
+    angle: f32,
+    value: u8,
+}
+
+fn render(
+    w: u32,
+    h: u32,
+    bg: u8,
+    ells: &[Ell],
+    noise: f32,
+    rng: &mut ChaCha8Rng,
+    index: u64,
+) -> Frame {
+    let mut data = vec![0u8; (w * h) as usize];
+    for y in 0..h {
+        for x in 0..w {
+            let mut v = bg as f32;
+            for e in ells {
+                let (dx, dy) = (x as f32 - e.cx, y as f32 - e.cy);
+                let (s, c) = e.angle.sin_cos();
+                let u = dx * c + dy * s;
+                let t = -dx * s + dy * c;
+                if (u / e.a).powi(2) + (t / e.b).powi(2) <= 1.0 {
+                    v = e.value as f32;
+                }
+            }
+            v += (rng.random::<f32>() - 0.5) * 2.0 * noise;
+            data[(y * w + x) as usize] = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Frame {
+        camera: Arc::from("test"),
+        index,
+        pts: None,
+        captured: SystemTime::UNIX_EPOCH,
+        width: w,
+        height: h,
+        layout: PixelLayout::Gray8,
+        data: Arc::new(data),
+    }
+}
+
+/// Runs a detector over `n` frames where `scene(i)` gives the ellipses of frame `i`;
+/// returns every frame's detections (checks that no frame is lost or reordered).
+fn run(
+    cfg: &DetectConfig,
+    n: u64,
+    bg: u8,
+    scene: impl Fn(u64) -> Vec<Ell>,
+    crops: Option<CropSpec>,
+) -> Vec<Vec<Detection>> {
+    let mut det = Detector::build(cfg).expect("build");
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.extend(det.push(render(160, 120, bg, &scene(i), 4.0, &mut rng, i), crops));
+    }
+    out.extend(det.flush(crops));
+    assert_eq!(out.len() as u64, n, "every frame comes back");
+    for (i, f) in out.iter().enumerate() {
+        assert_eq!(f.frame.index, i as u64, "frames come back in order");
+    }
+    out.into_iter().map(|f| f.detections).collect()
+}
+
+/// One fish swimming left to right along y = 60 (so the learned background is clean).
+fn swimmer(i: u64, value: u8) -> Ell {
+    Ell {
+        cx: 20.0 + i as f32 * 2.0,
+        cy: 60.0,
+        a: 12.0,
+        b: 4.0,
+        angle: 0.5,
+        value,
+    }
+}
+
+#[test]
+fn dark_ellipse_on_light_gives_one_detection_with_right_geometry() {
+    let dets = run(
+        &DetectConfig::default(),
+        60,
+        200,
+        |i| vec![swimmer(i, 60)],
+        None,
+    );
+    let last = &dets[55];
+    assert_eq!(last.len(), 1, "one fish: {last:?}");
+    let d = &last[0];
+    let truth = swimmer(55, 60);
+    assert!(
+        (d.x - truth.cx).abs() < 0.7 && (d.y - truth.cy).abs() < 0.7,
+        "centroid {:?}",
+        (d.x, d.y)
+    );
+    let area = std::f32::consts::PI * 12.0 * 4.0;
+    assert!(
+        (d.area - area).abs() / area < 0.15,
+        "area {} vs {area}",
+        d.area
+    );
+    assert!((d.axis_angle - 0.5).abs() < 0.05, "angle {}", d.axis_angle);
+    assert!(
+        (d.major_axis - 24.0).abs() < 2.5 && (d.minor_axis - 8.0).abs() < 2.0,
+        "axes {} {}",
+        d.major_axis,
+        d.minor_axis
+    );
+    assert_eq!(d.fish_count, 1);
+    assert!(d.bbox[0] < d.x && d.x < d.bbox[2] && d.bbox[1] < d.y && d.y < d.bbox[3]);
+    // Detected in (almost) every frame, including the buffered learning frames.
+    let hits = dets.iter().filter(|d| d.len() == 1).count();
+    assert!(hits >= 58, "detected in {hits}/60 frames");
+}
+
+#[test]
+fn light_ellipse_on_dark_is_found_with_auto_polarity() {
+    let mut det_cfg = DetectConfig::default();
+    det_cfg.polarity = Polarity::Auto;
+    let dets = run(&det_cfg, 60, 50, |i| vec![swimmer(i, 190)], None);
+    let d = &dets[40];
+    assert_eq!(d.len(), 1, "{d:?}");
+    let t = swimmer(40, 190);
+    assert!((d[0].x - t.cx).abs() < 0.7 && (d[0].y - t.cy).abs() < 0.7);
+    // Forcing the wrong polarity finds nothing.
+    det_cfg.polarity = Polarity::Dark;
+    let dets = run(&det_cfg, 60, 50, |i| vec![swimmer(i, 190)], None);
+    assert!(dets.iter().all(|d| d.is_empty()));
+}
+
+#[test]
+fn roi_and_exclusion_zones_hide_fish() {
+    // Fish A swims at y=30 (top), fish B at y=90 (bottom).
+    let scene = |i: u64| {
+        vec![
+            Ell {
+                cx: 20.0 + i as f32 * 2.0,
+                cy: 30.0,
+                a: 10.0,
+                b: 4.0,
+                angle: 0.0,
+                value: 50,
+            },
+            Ell {
+                cx: 140.0 - i as f32 * 2.0,
+                cy: 90.0,
+                a: 10.0,
+                b: 4.0,
+                angle: 0.0,
+                value: 50,
+            },
+        ]
+    };
+    let all = run(&DetectConfig::default(), 60, 200, scene, None);
+    assert_eq!(all[30].len(), 2);
+    let mut roi = DetectConfig::default();
+    roi.roi = Some(vec![[0.0, 0.0], [160.0, 0.0], [160.0, 60.0], [0.0, 60.0]]);
+    let top = run(&roi, 60, 200, scene, None);
+    assert!(top[30].len() == 1 && top[30][0].y < 60.0, "{:?}", top[30]);
+    let mut ex = DetectConfig::default();
+    ex.exclude = vec![vec![[0.0, 0.0], [160.0, 0.0], [160.0, 60.0], [0.0, 60.0]]];
+    let bottom = run(&ex, 60, 200, scene, None);
+    assert!(
+        bottom[30].len() == 1 && bottom[30][0].y > 60.0,
+        "{:?}",
+        bottom[30]
+    );
+}
+
+/// Four fish swimming in lanes; from frame 50 on two of them overlap side by side.
+fn touching_scene(i: u64) -> Vec<Ell> {
+    let x = 20.0 + (i % 50) as f32 * 2.4;
+    let mut v = vec![
+        Ell {
+            cx: x,
+            cy: 15.0,
+            a: 11.0,
+            b: 4.0,
+            angle: 0.0,
+            value: 50,
+        },
+        Ell {
+            cx: 140.0 - (i % 50) as f32 * 2.4,
+            cy: 35.0,
+            a: 11.0,
+            b: 4.0,
+            angle: 0.0,
+            value: 50,
+        },
+    ];
+    if i < 50 {
+        v.push(Ell {
+            cx: x,
+            cy: 70.0,
+            a: 11.0,
+            b: 4.0,
+            angle: 0.0,
+            value: 50,
+        });
+        v.push(Ell {
+            cx: 140.0 - x + 20.0,
+            cy: 100.0,
+            a: 11.0,
+            b: 4.0,
+            angle: 0.0,
+            value: 50,
+        });
+    } else {
+        // Crossing: two fish overlapping at right angles.
+        v.push(Ell {
+            cx: 80.0,
+            cy: 85.0,
+            a: 11.0,
+            b: 4.0,
+            angle: 0.6,
+            value: 50,
+        });
+        v.push(Ell {
+            cx: 84.0,
+            cy: 88.0,
+            a: 11.0,
+            b: 4.0,
+            angle: -0.9,
+            value: 50,
+        });
+    }
+    v
+}
+
+#[test]
+fn touching_fish_are_flagged_or_split() {
+    let mut cfg = DetectConfig::default();
+    cfg.split_touching = false;
+    let dets = run(&cfg, 60, 200, touching_scene, None);
+    let f = &dets[55];
+    assert_eq!(f.len(), 3, "{f:?}");
+    let merged: Vec<&Detection> = f.iter().filter(|d| d.fish_count >= 2).collect();
+    assert_eq!(merged.len(), 1, "one blob flagged as touching: {f:?}");
+    assert_eq!(merged[0].fish_count, 2);
+    assert_eq!(f.iter().map(|d| d.fish_count).sum::<u32>(), 4);
+
+    // Split (default): one detection per fish, the parts carry no crop.
+    let spec = CropSpec {
+        width: 48,
+        height: 16,
+    };
+    let dets = run(
+        &DetectConfig::default(),
+        60,
+        200,
+        touching_scene,
+        Some(spec),
+    );
+    let f = &dets[55];
+    assert_eq!(f.len(), 4, "{f:?}");
+    assert!(f.iter().all(|d| d.fish_count == 1));
+    let parts: Vec<&Detection> = f.iter().filter(|d| d.crop.is_none()).collect();
+    assert_eq!(
+        parts.len(),
+        2,
+        "the two parts of the split blob have no crop"
+    );
+    for p in parts {
+        assert!(
+            (p.x - 82.0).abs() < 9.0 && (p.y - 86.5).abs() < 9.0,
+            "part near the pair: {p:?}"
+        );
+    }
+    for d in f.iter().filter(|d| d.crop.is_some()) {
+        let c = d.crop.as_ref().map(|c| (c.width, c.height, c.rgb.len()));
+        assert_eq!(c, Some((48, 16, 48 * 16 * 3)));
+    }
+}
+
+#[test]
+fn short_frames_are_passed_on_not_lost() {
+    let mut det = Detector::build(&DetectConfig::default()).expect("build");
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut out = Vec::new();
+    for i in 0..70 {
+        let mut f = render(160, 120, 200, &[swimmer(i, 60)], 3.0, &mut rng, i);
+        if i == 10 || i == 65 {
+            f.data = Arc::new(vec![0u8; 100]);
+        }
+        out.extend(det.push(f, None));
+    }
+    out.extend(det.flush(None));
+    assert_eq!(out.len(), 70);
+    assert!(out[10].detections.is_empty() && out[65].detections.is_empty());
+    assert_eq!(out[64].detections.len(), 1);
+    assert!(
+        out.iter()
+            .enumerate()
+            .all(|(i, f)| f.frame.index == i as u64)
+    );
+}
+
+#[test]
+fn short_stream_learns_at_flush() {
+    let dets = run(
+        &DetectConfig::default(),
+        12,
+        200,
+        |i| vec![swimmer(i * 4, 60)],
+        None,
+    );
+    assert!(
+        dets.iter().filter(|d| d.len() == 1).count() >= 10,
+        "{dets:?}"
+    );
+}
+
+#[test]
+fn downscaled_detection_reports_full_frame_coordinates() {
+    let mut cfg = DetectConfig::default();
+    cfg.downscale = Some(2);
+    let dets = run(&cfg, 60, 200, |i| vec![swimmer(i, 60)], None);
+    let d = &dets[50];
+    assert_eq!(d.len(), 1);
+    let t = swimmer(50, 60);
+    assert!(
+        (d[0].x - t.cx).abs() < 1.2 && (d[0].y - t.cy).abs() < 1.2,
+        "{:?}",
+        (d[0].x, d[0].y)
+    );
+    let area = std::f32::consts::PI * 48.0;
+    assert!((d[0].area - area).abs() / area < 0.25, "area {}", d[0].area);
+}
+
+#[test]
+fn config_defaults_validate_and_bad_values_are_named() {
+    assert!(DetectConfig::default().validate("d").is_ok());
+    let mut c = DetectConfig::default();
+    c.learn_frames = 1;
+    let e = c.validate("cameras[0].detect").unwrap_err().to_string();
+    assert!(e.contains("cameras[0].detect.learn_frames"), "{e}");
+    let mut c = DetectConfig::default();
+    c.exclude = vec![vec![[0.0, 0.0], [1.0, 1.0]]];
+    assert!(
+        c.validate("d")
+            .unwrap_err()
+            .to_string()
+            .contains("d.exclude[0]")
+    );
+    let mut c = DetectConfig::default();
+    c.min_area = Some(100.0);
+    c.max_area = Some(50.0);
+    assert!(c.validate("d").is_err());
+    let parsed: DetectConfig =
+        toml::from_str("polarity = \"light\"\nthreshold = 30\nroi = [[0,0],[10,0],[10,10]]\n")
+            .expect("toml");
+    assert_eq!(parsed.polarity, Polarity::Light);
+    assert_eq!(parsed.threshold, Some(30));
+    assert_eq!(parsed.learn_frames, 25);
+    assert!(
+        toml::from_str::<DetectConfig>("thresh = 3").is_err(),
+        "unknown keys are rejected"
+    );
+}
+
+#[test]
+fn missing_background_file_is_a_clear_error() {
+    let mut c = DetectConfig::default();
+    c.background = Some("/nonexistent/bg.png".into());
+    let e = Detector::build(&c).unwrap_err().to_string();
+    assert!(
+        e.contains("/nonexistent/bg.png") && e.contains("detect.background"),
+        "{e}"
+    );
+}
