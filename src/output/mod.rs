@@ -2,6 +2,9 @@
 //! Must never change tracks: outputs only read [`crate::messages::TrackedFrame`]s.
 
 pub mod http;
+pub mod interactions;
+
+pub use interactions::{DistanceUnit, InteractionDetector, InteractionEvent, InteractionRule};
 
 use serde::Deserialize;
 
