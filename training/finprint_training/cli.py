@@ -42,6 +42,12 @@ def _add_fit_args(p: argparse.ArgumentParser, with_backbone: bool = True) -> Non
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--pretrained", action="store_true", help="try timm pretrained weights (random init if unavailable)")
     p.add_argument("--max-per-key", type=int, default=None, help="at most N training crops per identity")
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=0.2,
+        help="closed set = this share of each training identity's images when val has other individuals",
+    )
 
 
 def _config(a: argparse.Namespace, out: Path, backbone: str, lam: float, command: str):  # noqa: ANN202
@@ -68,6 +74,7 @@ def _config(a: argparse.Namespace, out: Path, backbone: str, lam: float, command
         threads=a.threads,
         pretrained=a.pretrained,
         max_per_key=a.max_per_key,
+        holdout=a.holdout,
         command=command,
     )
 

@@ -311,3 +311,59 @@ def normalize(x01: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(MEAN, dtype=x01.dtype).view(1, 3, 1, 1)
     std = torch.tensor(STD, dtype=x01.dtype).view(1, 3, 1, 1)
     return (x01 - mean) / std
+
+
+def concat(a: ImageSet, b: ImageSet) -> ImageSet:
+    """Both sets in one, keys merged (sorted) and labels remapped."""
+    keys = sorted(set(a.keys) | set(b.keys))
+    index = {k: i for i, k in enumerate(keys)}
+    la = np.asarray([index[a.keys[i]] for i in a.labels], dtype=np.int64)
+    lb = np.asarray([index[b.keys[i]] for i in b.labels], dtype=np.int64)
+    return ImageSet(
+        np.concatenate([a.images, b.images]),
+        np.concatenate([a.regions, b.regions]),
+        np.concatenate([la, lb]),
+        keys,
+        a.paths + b.paths,
+    )
+
+
+def hold_out(ds: ImageSet, share: float) -> tuple[ImageSet, ImageSet]:
+    """(kept, held out): per identity, the last ceil(share·n) images (file order) are held out, n ≥ 2."""
+    keep, held = [], []
+    for lab in np.unique(ds.labels):
+        idx = np.flatnonzero(ds.labels == lab)
+        k = 0 if len(idx) < 2 else int(min(len(idx) - 1, max(1, np.ceil(share * len(idx)))))
+        keep.extend(idx[: len(idx) - k].tolist())
+        held.extend(idx[len(idx) - k :].tolist())
+    return ds.subset(np.asarray(keep, dtype=np.int64)), ds.subset(np.asarray(held, dtype=np.int64))
+
+
+def load_training_sets(
+    root: Path, size: tuple[int, int], max_per_key: int | None = None, holdout: float = 0.2
+) -> tuple[ImageSet, ImageSet | None, str]:
+    """(train, closed-set val, how val was made) — deterministic, so evaluation rebuilds the same split.
+
+    * ``val`` holds other images of the training individuals (the lab layout): it is the closed set.
+    * ``val`` holds *other individuals* (``finprint synth`` splits by individual): they are added to the
+      training identities, and the closed set is the last ``holdout`` share of every training identity's
+      images, which are then not trained on.
+    * no ``val``: the closed set is held out of ``train`` the same way.
+    """
+    train = load_split(root, "train", size, max_per_key=max_per_key)
+    try:
+        val_all = load_split(root, "val", size, max_per_key=max_per_key)
+    except DataError:
+        kept, held = hold_out(train, holdout)
+        return kept, held, f"no val split: last {holdout:.0%} of each identity's train images"
+    shared = set(val_all.keys) & set(train.keys)
+    if shared and shared == set(val_all.keys):
+        val = load_split(root, "val", size, keys=train.keys)
+        return train, val, "val split: other images of the training identities"
+    merged = concat(train, val_all)
+    kept, held = hold_out(merged, holdout)
+    return (
+        kept,
+        held,
+        f"val individuals added to training; closed set = last {holdout:.0%} of each identity's images",
+    )

@@ -29,7 +29,7 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
-from .data import ImageSet, load_split, to_tensor
+from .data import ImageSet, load_split, load_training_sets, to_tensor
 from .gradcam import focus_scores, gradcam_for_set, save_montage
 from .train import closed_set_scores, load_checkpoint
 
@@ -136,7 +136,10 @@ def evaluate_run(
     size = (int(cfg["img_size"][0]), int(cfg["img_size"][1]))
     metrics: dict = {"backbone": cfg["backbone"], "lambda": cfg["lam"], "mask_recipe": cfg["mask_recipe"]}
     try:
-        val = load_split(root, "val", size, keys=ckpt["keys"])
+        _train, val, mode = load_training_sets(root, size, cfg.get("max_per_key"), float(cfg.get("holdout", 0.2)))
+        if val is None or _train.keys != ckpt["keys"]:
+            raise ValueError("the data set's training identities differ from the checkpoint's")
+        metrics["closed_set"] = mode
         cs = topk_accuracy(closed_set_scores(model, head, val.images), val.labels)
         metrics["closed_set_top1"] = cs["top1"]
         metrics["closed_set_top5"] = cs["top5"]

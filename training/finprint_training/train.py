@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import AugmentConfig, ImageSet, augment, load_split, normalize, read_dataset_meta, to_tensor
+from .data import AugmentConfig, augment, load_training_sets, normalize, read_dataset_meta, to_tensor
 from .losses import make_head, masked_reconstruction_loss
 from .masks import RECIPES, batch_masks
 from .models import BACKBONES, Encoder
@@ -73,6 +73,8 @@ class TrainConfig:
     pretrained: bool = False
     #: Keep at most N training images per identity key (None = all).
     max_per_key: int | None = None
+    #: Share of each identity's images held out as the closed set when ``val`` has other individuals.
+    holdout: float = 0.2
     #: Evaluate closed-set top-1 on ``val`` after every epoch.
     eval_every_epoch: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -132,18 +134,13 @@ def fit(cfg: TrainConfig) -> Path:
     root = Path(cfg.data)
     size = (int(cfg.img_size[0]), int(cfg.img_size[1]))
     t0 = time.time()
-    train = load_split(root, "train", size, max_per_key=cfg.max_per_key)
-    val: ImageSet | None
-    try:
-        val = load_split(root, "val", size, keys=train.keys)
-    except Exception as e:
-        log.warning("no closed-set validation images (%s)", e)
-        val = None
+    train, val, val_mode = load_training_sets(root, size, cfg.max_per_key, cfg.holdout)
     log.info(
-        "loaded %d training crops of %d identities (%s) in %.1fs",
+        "loaded %d training crops of %d identities, %d closed-set crops (%s) in %.1fs",
         len(train),
         len(train.keys),
-        f"val: {len(val)}" if val is not None else "no val",
+        0 if val is None else len(val),
+        val_mode,
         time.time() - t0,
     )
     model = Encoder(cfg.backbone, size, cfg.embed_dim, pretrained=cfg.pretrained, decoder=cfg.lam > 0)
@@ -234,6 +231,7 @@ def fit(cfg: TrainConfig) -> Path:
         "head": head.state_dict(),
         "history": history,
         "dataset": read_dataset_meta(root),
+        "closed_set": val_mode,
         "train_seconds": time.time() - t0,
     }
     torch.save(ckpt, out / "checkpoint.pt")

@@ -62,18 +62,27 @@ def write_dataset(
     test_images: int = 4,
     seed: int = 0,
     size: tuple[int, int] = (64, 192),
+    val_ids: int = 0,
 ) -> Path:
-    """Writes ``root/{train,val,test}/<ind>/<flank>_<nnnn>.png`` + ``.mask.png`` + ``dataset.json``."""
+    """Writes ``root/{train,val,test}/<ind>/<flank>_<nnnn>.png`` + ``.mask.png`` + ``dataset.json``.
+
+    ``val_ids`` = 0: ``val`` holds other images of the training individuals (lab layout); > 0: ``val``
+    holds ``val_ids`` other individuals with ``train_images`` each (the ``finprint synth`` layout).
+    """
     rng = np.random.default_rng(seed)
     h, w = size
-    layout = {"train": [], "test": []}
-    for i in range(train_ids + test_ids):
+    layout: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for i in range(train_ids + val_ids + test_ids):
         ind = f"fish{i:03d}"
-        split = "train" if i < train_ids else "test"
+        split = "train" if i < train_ids else "val" if i < train_ids + val_ids else "test"
         layout[split].append(ind)
         for flank in ("L", "R"):
             pat = _pattern(rng)
-            plan = [("train", train_images), ("val", val_images)] if split == "train" else [("test", test_images)]
+            plan = {
+                "train": [("train", train_images)] + ([("val", val_images)] if val_ids == 0 else []),
+                "val": [("val", train_images)],
+                "test": [("test", test_images)],
+            }[split]
             n = 0
             for sp, count in plan:
                 d = root / sp / ind

@@ -140,3 +140,20 @@ def test_bad_config_is_rejected(tiny_data, tmp_path):
         fit(_cfg(tiny_data, tmp_path / "x", mask_ratio=1.5))
     with pytest.raises(ValueError, match="backbone"):
         fit(_cfg(tiny_data, tmp_path / "x", backbone="alexnet"))
+
+
+def test_simulator_layout_val_individuals_join_training(tmp_path):
+    from finprint_training.data import load_training_sets
+
+    from fixture_data import write_dataset
+
+    root = write_dataset(tmp_path / "sim", train_ids=3, val_ids=2, test_ids=2, train_images=5)
+    train, val, mode = load_training_sets(root, SIZE, holdout=0.2)
+    assert "added to training" in mode
+    assert len(train.keys) == 10  # (3 train + 2 val individuals) × 2 flanks
+    assert val is not None and len(val) == 10  # one of five images per identity held out
+    assert len(train) == 40
+    assert not set(train.paths) & set(val.paths)
+    assert not any("test" in p.parts for p in train.paths + val.paths)
+    lab_train, lab_val, lab_mode = load_training_sets(write_dataset(tmp_path / "lab"), SIZE)
+    assert "other images" in lab_mode and len(lab_train.keys) == 8 and lab_val is not None
