@@ -29,14 +29,17 @@ class BackboneSpec:
     kwargs: dict = field(default_factory=dict)
     #: Whether the model is a ViT (token output reshaped to a grid).
     vit: bool = False
+    #: Turn the last stride-2 convolution into stride 1 (stride 16 for models without ``output_stride``).
+    last_stride_1: bool = False
 
 
 #: The four compared backbones (a ResNet, a MobileNet, a ConvNeXt, a ViT), sized for CPU training.
 BACKBONES: dict[str, BackboneSpec] = {
     "resnet10t": BackboneSpec("resnet10t", {"output_stride": 16}),
-    "mobilenetv3_small_100": BackboneSpec("mobilenetv3_small_100"),
+    "mobilenetv3_small_100": BackboneSpec("mobilenetv3_small_100", last_stride_1=True),
     "convnext_atto": BackboneSpec("convnext_atto", {"output_stride": 16}),
-    # ViT-Tiny width (192, 3 heads) with patch 8 and 6 blocks so that it trains on 2 CPU cores.
+    # All CNNs end at stride 16 (a 2×6 map at 32×96) so that GradCAM and the decoder keep some resolution.
+# ViT-Tiny width (192, 3 heads) with patch 8 and 6 blocks so that it trains on 2 CPU cores.
     "vit_tiny_patch16_224": BackboneSpec("vit_tiny_patch16_224", {"patch_size": 8, "depth": 6}, vit=True),
 }
 
@@ -91,6 +94,8 @@ class Encoder(nn.Module):
         self.vit = spec.vit
         self.img_size = img_size
         self.body = _create(spec.timm_name, pretrained, kwargs)
+        if spec.last_stride_1:
+            _last_stride_to_1(self.body)
         with torch.no_grad():
             was = self.body.training
             self.body.eval()
@@ -137,6 +142,16 @@ def _create(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
         except Exception as e:
             log.warning("pretrained weights for %s unavailable (%s); using random initialisation", name, e)
     return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+
+
+def _last_stride_to_1(model: nn.Module) -> None:
+    """Sets the stride of the last stride-2 convolution to 1 (its padding already suits stride 1)."""
+    last: nn.Conv2d | None = None
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and tuple(m.stride) == (2, 2):
+            last = m
+    if last is not None:
+        last.stride = (1, 1)
 
 
 def count_parameters(model: nn.Module) -> int:
