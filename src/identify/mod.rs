@@ -1,34 +1,321 @@
-//! Identify: gallery of individuals (HNSW), identity registry and assignment of tracklets to individuals. Must never read pixels or run the model.
+//! Identify: gallery of individuals (HNSW), identity registry and assignment of tracklets to
+//! individuals, persistence, enrolment (`finprint enroll`) and the HTTP identity API.
+//! Must never read pixels or run the model (embeddings come from [`crate::embed`]).
+//!
+//! One [`Identifier`] per tank, owned by that camera's worker thread. Its registry and gallery
+//! sit behind a lock shared with the HTTP API ([`IdentityApi`]).
+
+pub mod enroll;
+pub mod gallery;
+pub mod http;
+pub mod identifier;
+pub mod registry;
+
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use crate::config::ConfigError;
 
-/// Identity settings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityConfig {}
+pub use enroll::{EnrollArgs, enroll_cli};
+pub use http::router;
+pub use identifier::{Identifier, IdentityApi, IndividualInfo};
 
-impl IdentityConfig {
-    /// Checks values without touching devices or files.
-    pub fn validate(&self, _key: &str) -> Result<(), ConfigError> {
-        Ok(())
+/// Identity settings (`[identity]`). Similarities are cosine similarities of L2-normalised
+/// embeddings (1 = identical); the defaults suit the shipped encoder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Recognise individuals at all (default true). Off: `individual` stays empty.
+    pub enabled: bool,
+    /// Folder for the per-tank state files (`<tank>.identity.json`). Default (unset):
+    /// `$STATE_DIRECTORY/identity` under systemd (`StateDirectory=`), otherwise no persistence
+    /// (identities live for the run only, as in `finprint replay`).
+    pub state_dir: Option<PathBuf>,
+    /// Save the state at most this often when it changed, seconds (default 60; also at
+    /// shutdown and after every API change).
+    pub save_every_s: f64,
+    /// Nearest prototypes retrieved per embedding (default 32).
+    pub k: usize,
+    /// A tracklet is assigned to an individual when its mean best similarity to that
+    /// individual's prototypes is at least this (default 0.6).
+    pub accept_similarity: f32,
+    /// An embedding whose best similarity to every individual is below this counts as evidence
+    /// of a newcomer (default 0.45).
+    pub new_similarity: f32,
+    /// Required lead of the best individual over the second for a confident assignment that
+    /// also teaches the gallery (default 0.05).
+    pub margin: f32,
+    /// A track keeps its current individual unless another scores higher by this much
+    /// (default 0.05).
+    pub stickiness: f32,
+    /// Embeddings a tracklet needs before it is linked to a known individual (default 2).
+    pub min_observations: usize,
+    /// Consistent newcomer evidence needed before a new individual is enrolled: embeddings
+    /// (default 8) ...
+    pub new_min_observations: usize,
+    /// ... spanning at least this many seconds (default 1.5).
+    pub new_min_span_s: f64,
+    /// Embeddings kept per tracklet for its vote (default 24).
+    pub window: usize,
+    /// Embeddings per second per tank (default 30): new, uncertain and just-unoccluded
+    /// tracklets go first, confident ones are refreshed with what is left.
+    pub budget_per_s: f64,
+    /// Confident tracklets are re-embedded at most this often, seconds (default 2).
+    pub refresh_s: f64,
+    /// Most prototypes kept per individual (default 48): the most redundant, oldest ones go first.
+    pub max_prototypes_per_individual: usize,
+    /// A new prototype is stored only when its similarity to every stored prototype of the
+    /// individual is below this (default 0.92).
+    pub novelty_similarity: f32,
+    /// Crops below this quality never become prototypes (default 0.3).
+    pub min_quality: f32,
+    /// Rebuild the HNSW index when tombstones exceed this fraction (default 0.25).
+    pub rebuild_fraction: f32,
+    /// Bearer token for mutating HTTP calls (rename, merge, undo). Unset: they are refused.
+    pub api_token: Option<String>,
+    /// An individual counts as present when one of its tracks matched a detection within this
+    /// many seconds (default 2).
+    pub present_window_s: f64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            enabled: true,
+            state_dir: None,
+            save_every_s: 60.0,
+            k: 32,
+            accept_similarity: 0.6,
+            new_similarity: 0.45,
+            margin: 0.05,
+            stickiness: 0.05,
+            min_observations: 2,
+            new_min_observations: 8,
+            new_min_span_s: 1.5,
+            window: 24,
+            budget_per_s: 30.0,
+            refresh_s: 2.0,
+            max_prototypes_per_individual: 48,
+            novelty_similarity: 0.92,
+            min_quality: 0.3,
+            rebuild_fraction: 0.25,
+            api_token: None,
+            present_window_s: 2.0,
+        }
     }
 }
 
-/// `finprint enroll` arguments.
-#[derive(Debug, clap::Args)]
-pub struct EnrollArgs {}
+impl IdentityConfig {
+    /// Checks values without touching devices or files.
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let bad =
+            |field: &str, msg: String| Err(ConfigError::invalid(format!("{key}.{field}"), msg));
+        let sim_ok = |v: f32| v.is_finite() && (-1.0..=1.0).contains(&v);
+        if !(self.save_every_s.is_finite() && self.save_every_s >= 1.0) {
+            return bad(
+                "save_every_s",
+                format!("{} is not allowed: use ≥ 1 second", self.save_every_s),
+            );
+        }
+        if !(1..=1024).contains(&self.k) {
+            return bad(
+                "k",
+                format!("{} is not allowed: use 1..=1024 neighbours", self.k),
+            );
+        }
+        for (f, v) in [
+            ("accept_similarity", self.accept_similarity),
+            ("new_similarity", self.new_similarity),
+            ("novelty_similarity", self.novelty_similarity),
+        ] {
+            if !sim_ok(v) {
+                return bad(
+                    f,
+                    format!("{v} is not allowed: a cosine similarity within -1..=1"),
+                );
+            }
+        }
+        if self.new_similarity > self.accept_similarity {
+            return bad(
+                "new_similarity",
+                format!(
+                    "{} is above accept_similarity {}: newcomer evidence must be less similar than an accepted match",
+                    self.new_similarity, self.accept_similarity
+                ),
+            );
+        }
+        for (f, v) in [("margin", self.margin), ("stickiness", self.stickiness)] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return bad(f, format!("{v} is not allowed: use 0..=1"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.min_quality) {
+            return bad(
+                "min_quality",
+                format!("{} is not allowed: use 0..=1", self.min_quality),
+            );
+        }
+        if !(self.rebuild_fraction > 0.0 && self.rebuild_fraction <= 1.0) {
+            return bad(
+                "rebuild_fraction",
+                format!("{} is not allowed: use (0, 1]", self.rebuild_fraction),
+            );
+        }
+        if self.min_observations == 0 || self.min_observations > self.window {
+            return bad(
+                "min_observations",
+                format!(
+                    "{} is not allowed: use 1..=window ({})",
+                    self.min_observations, self.window
+                ),
+            );
+        }
+        if self.new_min_observations == 0 || self.new_min_observations > self.window {
+            return bad(
+                "new_min_observations",
+                format!(
+                    "{} is not allowed: use 1..=window ({})",
+                    self.new_min_observations, self.window
+                ),
+            );
+        }
+        if !(1..=1000).contains(&self.window) {
+            return bad(
+                "window",
+                format!("{} is not allowed: use 1..=1000 embeddings", self.window),
+            );
+        }
+        for (f, v) in [
+            ("new_min_span_s", self.new_min_span_s),
+            ("refresh_s", self.refresh_s),
+            ("present_window_s", self.present_window_s),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(
+                    f,
+                    format!("{v} is not allowed: use a non-negative number of seconds"),
+                );
+            }
+        }
+        if !(self.budget_per_s.is_finite() && self.budget_per_s > 0.0) {
+            return bad(
+                "budget_per_s",
+                format!(
+                    "{} is not allowed: use a positive number of embeddings per second",
+                    self.budget_per_s
+                ),
+            );
+        }
+        if !(1..=100_000).contains(&self.max_prototypes_per_individual) {
+            return bad(
+                "max_prototypes_per_individual",
+                format!(
+                    "{} is not allowed: use 1..=100000",
+                    self.max_prototypes_per_individual
+                ),
+            );
+        }
+        if let Some(t) = &self.api_token
+            && (t.len() < 8 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return bad(
+                "api_token",
+                "use at least 8 characters without spaces (or leave unset to refuse changes)"
+                    .into(),
+            );
+        }
+        if let Some(d) = &self.state_dir
+            && d.as_os_str().is_empty()
+        {
+            return bad(
+                "state_dir",
+                "empty path: give a folder or leave unset".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The state folder: `state_dir`, else `$STATE_DIRECTORY/identity` (systemd), else none.
+    pub fn resolved_state_dir(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.state_dir {
+            return Some(d.clone());
+        }
+        let sd = std::env::var("STATE_DIRECTORY").ok()?;
+        // systemd may list several folders separated by ':'; use the first.
+        let first = sd.split(':').next().filter(|s| !s.is_empty())?;
+        Some(PathBuf::from(first).join("identity"))
+    }
+}
 
 /// Errors of the identity stage.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentifyError {
-    /// Not written yet.
-    #[error("finprint enroll is not implemented yet")]
-    Unimplemented,
+    /// The state file cannot be used.
+    #[error("identity state {path}: {message}")]
+    Load {
+        /// State file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The state could not be written.
+    #[error(
+        "cannot save identity state to {path}: {source} (check that identity.state_dir is writable)"
+    )]
+    Save {
+        /// State file.
+        path: PathBuf,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// Enrolment photo folder problem.
+    #[error("enroll: {0}")]
+    Enroll(String),
+    /// The encoder failed.
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
+    /// The config file failed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bad API request.
+    #[error("{0}")]
+    Request(String),
+    /// Unknown individual or merge.
+    #[error("{0}")]
+    NotFound(String),
+    /// Conflicting change (name in use, already merged, ...).
+    #[error("{0}")]
+    Conflict(String),
 }
 
-/// Entry point of `finprint enroll`.
-pub fn enroll_cli(_args: EnrollArgs) -> Result<(), IdentifyError> {
-    Err(IdentifyError::Unimplemented)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_errors_name_the_key() {
+        IdentityConfig::default().validate("identity").unwrap();
+        let c = IdentityConfig {
+            new_similarity: 0.9,
+            ..Default::default()
+        };
+        let e = c.validate("identity").unwrap_err().to_string();
+        assert!(e.contains("identity.new_similarity"), "{e}");
+        let c = IdentityConfig {
+            api_token: Some("short".into()),
+            ..Default::default()
+        };
+        assert!(
+            c.validate("identity")
+                .unwrap_err()
+                .to_string()
+                .contains("identity.api_token")
+        );
+        let c: IdentityConfig =
+            toml::from_str("budget_per_s = 12.5\napi_token = \"secret-token\"").unwrap();
+        assert_eq!(c.budget_per_s, 12.5);
+        assert_eq!(c.k, 32);
+        assert!(toml::from_str::<IdentityConfig>("nope = 1").is_err());
+    }
 }

@@ -1,0 +1,847 @@
+//! Assignment of tracklets to individuals for one tank.
+//!
+//! Per tracklet (a track id of the motion tracker) a window of recent embeddings is kept; each
+//! embedding retrieves its nearest prototypes through the HNSW gallery (candidates), which are
+//! then scored exactly (best similarity to each candidate individual's prototypes). A tracklet's
+//! score for an individual is the quality-weighted mean over its window. Tracklets visible at the
+//! same time are assigned one-to-one (Hungarian, maximum total score, with a bonus for keeping the
+//! current individual). Known population (N): never more than N individuals; once N exist every
+//! tracklet with evidence gets the best free one. Open population: a tracklet becomes a new
+//! individual only after consistent evidence (enough embeddings, over enough time, mostly unlike
+//! everyone, and alike each other). A tracklet that vanishes and a new one that appears later get
+//! the same individual when the embeddings say so; after an occlusion (merged blob) a tracklet's
+//! window is reset so that evidence decides again. Confident tracklets teach the gallery new views
+//! (flank turns) under the bounded, diverse prototype policy.
+//!
+//! Must never read pixels or run the model.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::gallery::{Prototype, Source, View, cosine};
+use super::registry::{Merge, TankState, state_path, write_atomic};
+use super::{IdentifyError, IdentityConfig};
+use crate::embed::ModelCard;
+use crate::messages::{Detection, TrackReport, TrackStatus};
+
+struct Obs {
+    t: f64,
+    quality: f32,
+    view: View,
+    emb: Vec<f32>,
+    /// Candidate individuals (raw ids at observation time) and exact best similarity.
+    sims: Vec<(String, f32)>,
+}
+
+#[derive(Default)]
+struct Tracklet {
+    heading: f32,
+    occluded: bool,
+    just_unoccluded: bool,
+    obs: VecDeque<Obs>,
+    /// Observations at the back not yet offered to the gallery.
+    pending: usize,
+    individual: Option<String>,
+    anchor: Option<String>,
+    last_embed_t: Option<f64>,
+    confident: bool,
+}
+
+/// Per-individual scores of one tracklet.
+struct Scores {
+    n: usize,
+    span: f64,
+    by: Vec<(String, f32)>,
+    newcomer_fraction: f32,
+}
+
+/// One tank's identifier: owned by that camera's worker thread.
+pub struct Identifier {
+    cfg: IdentityConfig,
+    tank: String,
+    population: Option<u32>,
+    shared: Arc<RwLock<TankState>>,
+    store: Option<PathBuf>,
+    present_count: Arc<AtomicUsize>,
+    tracklets: HashMap<u64, Tracklet>,
+    tokens: f64,
+    last_t: Option<f64>,
+    last_save: Instant,
+    seen: HashMap<String, f64>,
+    warned_dim: bool,
+}
+
+/// Handle on one tank's registry and gallery for the HTTP API and `finprint enroll`.
+#[derive(Clone)]
+pub struct IdentityApi {
+    tank: String,
+    shared: Arc<RwLock<TankState>>,
+    store: Option<PathBuf>,
+    present_count: Arc<AtomicUsize>,
+}
+
+/// One individual as the API lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IndividualInfo {
+    /// Tank.
+    pub tank: String,
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// What outputs show (name, else id).
+    pub label: String,
+    /// First seen / enrolled (RFC 3339).
+    pub first_seen: String,
+    /// Last seen (RFC 3339).
+    pub last_seen: String,
+    /// Live prototypes in the gallery.
+    pub prototypes: usize,
+    /// Enrolment photos.
+    pub enrolled_photos: Vec<String>,
+    /// Set when merged into another individual.
+    pub merged_into: Option<String>,
+}
+
+fn read(s: &RwLock<TankState>) -> RwLockReadGuard<'_, TankState> {
+    s.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write(s: &RwLock<TankState>) -> RwLockWriteGuard<'_, TankState> {
+    s.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn normalized(v: &[f32]) -> Option<Vec<f32>> {
+    let mut v = v.to_vec();
+    crate::embed::preprocess::l2_normalize(&mut v).then_some(v)
+}
+
+fn save_shared(shared: &RwLock<TankState>, path: &std::path::Path) -> Result<(), IdentifyError> {
+    let bytes = {
+        let mut st = write(shared);
+        let b = st.to_bytes().map_err(|e| IdentifyError::Save {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+        st.dirty = false;
+        b
+    };
+    write_atomic(path, &bytes).inspect_err(|_| write(shared).dirty = true)
+}
+
+impl Identifier {
+    /// Opens the identifier of `tank`: loads `<state_dir>/<tank>.identity.json` when it exists
+    /// (an error when it is damaged or built with another encoder), else starts empty.
+    /// `population`: expected number of fish (known population) or `None` (open).
+    pub fn build(
+        cfg: &IdentityConfig,
+        tank: &str,
+        population: Option<u32>,
+        card: &ModelCard,
+    ) -> Result<Identifier, IdentifyError> {
+        let model = card.fingerprint();
+        let dim = card.output.dim;
+        let store = cfg.resolved_state_dir().map(|d| state_path(&d, tank));
+        let state = match &store {
+            Some(p) => match TankState::load(p, tank, &model, dim, cfg.rebuild_fraction)? {
+                Some(s) => {
+                    tracing::info!(
+                        tank,
+                        file = %p.display(),
+                        individuals = s.registry.active().count(),
+                        prototypes = s.gallery.len(),
+                        "identity state loaded"
+                    );
+                    s
+                }
+                None => {
+                    tracing::info!(tank, file = %p.display(), "no identity state yet; starting an empty gallery");
+                    TankState::new(tank, &model, dim, cfg.rebuild_fraction)
+                }
+            },
+            None => {
+                tracing::info!(
+                    tank,
+                    "identity.state_dir unset: identities are not persisted"
+                );
+                TankState::new(tank, &model, dim, cfg.rebuild_fraction)
+            }
+        };
+        Ok(Identifier {
+            cfg: cfg.clone(),
+            tank: tank.to_string(),
+            population,
+            shared: Arc::new(RwLock::new(state)),
+            store,
+            present_count: Arc::new(AtomicUsize::new(0)),
+            tracklets: HashMap::new(),
+            tokens: cfg.budget_per_s,
+            last_t: None,
+            last_save: Instant::now(),
+            seen: HashMap::new(),
+            warned_dim: false,
+        })
+    }
+
+    /// Tank name.
+    pub fn tank(&self) -> &str {
+        &self.tank
+    }
+
+    /// The state file, when persistence is on.
+    pub fn state_file(&self) -> Option<&std::path::Path> {
+        self.store.as_deref()
+    }
+
+    /// Handle for the HTTP routes.
+    pub fn api(&self) -> IdentityApi {
+        IdentityApi {
+            tank: self.tank.clone(),
+            shared: self.shared.clone(),
+            store: self.store.clone(),
+            present_count: self.present_count.clone(),
+        }
+    }
+
+    fn sync_tracks(&mut self, t: f64, tracks: &[TrackReport], detections: Option<&[Detection]>) {
+        if let Some(prev) = self.last_t
+            && t < prev
+        {
+            // Stream restarted: time went backwards.
+            self.tokens = self.cfg.budget_per_s;
+            for tl in self.tracklets.values_mut() {
+                tl.last_embed_t = None;
+            }
+        }
+        if let Some(prev) = self.last_t
+            && t > prev
+        {
+            self.tokens = (self.tokens + (t - prev) * self.cfg.budget_per_s)
+                .min(self.cfg.budget_per_s.max(1.0));
+        }
+        self.last_t = Some(t);
+        let live: std::collections::HashSet<u64> = tracks.iter().map(|tr| tr.track).collect();
+        self.tracklets.retain(|id, _| live.contains(id));
+        for tr in tracks {
+            let tl = self.tracklets.entry(tr.track).or_default();
+            tl.heading = tr.heading;
+            if let Some(dets) = detections {
+                let occluded_now = tr
+                    .detection
+                    .and_then(|d| dets.get(d))
+                    .is_some_and(|d| d.fish_count >= 2);
+                if tl.occluded && !occluded_now && tr.detection.is_some() {
+                    tl.just_unoccluded = true;
+                    tl.obs.clear();
+                    tl.pending = 0;
+                    tl.anchor = None;
+                    tl.confident = false;
+                }
+                if tr.detection.is_some() {
+                    tl.occluded = occluded_now;
+                }
+            }
+        }
+    }
+
+    /// Chooses which tracks to embed in this frame, within the per-second budget: new tracklets,
+    /// just-unoccluded ones and uncertain ones first, then confident ones due for a refresh
+    /// (every `refresh_s`). Only tracks matched to a single-fish detection with a crop qualify.
+    /// Returns indices into `tracks`.
+    pub fn wants_embedding(
+        &mut self,
+        t: f64,
+        tracks: &[TrackReport],
+        detections: &[Detection],
+    ) -> Vec<usize> {
+        if !self.cfg.enabled {
+            return Vec::new();
+        }
+        self.sync_tracks(t, tracks, Some(detections));
+        let mut cands: Vec<(u8, f64, usize)> = Vec::new();
+        for (i, tr) in tracks.iter().enumerate() {
+            if tr.status == TrackStatus::Lost {
+                continue;
+            }
+            let Some(det) = tr.detection.and_then(|d| detections.get(d)) else {
+                continue;
+            };
+            if det.fish_count != 1 || det.crop.is_none() {
+                continue;
+            }
+            let Some(tl) = self.tracklets.get(&tr.track) else {
+                continue;
+            };
+            let last = tl.last_embed_t.unwrap_or(f64::NEG_INFINITY);
+            let class = if tl.obs.is_empty() || tl.just_unoccluded {
+                0
+            } else if tl.individual.is_none()
+                || !tl.confident
+                || tl.obs.len() < self.cfg.min_observations
+            {
+                1
+            } else if t - last >= self.cfg.refresh_s {
+                2
+            } else {
+                continue;
+            };
+            cands.push((class, last, i));
+        }
+        cands.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let n = (self.tokens.floor().max(0.0) as usize).min(cands.len());
+        self.tokens -= n as f64;
+        let chosen: Vec<usize> = cands.into_iter().take(n).map(|c| c.2).collect();
+        for &i in &chosen {
+            if let Some(tl) = self.tracklets.get_mut(&tracks[i].track) {
+                tl.last_embed_t = Some(t);
+                tl.just_unoccluded = false;
+            }
+        }
+        chosen
+    }
+
+    /// Records the embedding of `track`'s crop at time `t` (`quality` in [0, 1]: how usable the
+    /// crop is; 1 for a clean single fish). Non-finite or wrong-length embeddings are ignored.
+    pub fn observe(&mut self, t: f64, track: u64, embedding: &[f32], quality: f32) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let st = read(&self.shared);
+        if embedding.len() != st.gallery.dim() {
+            if !self.warned_dim {
+                tracing::warn!(
+                    tank = %self.tank,
+                    got = embedding.len(),
+                    want = st.gallery.dim(),
+                    "embedding length does not match the gallery; ignored"
+                );
+                self.warned_dim = true;
+            }
+            return;
+        }
+        let Some(emb) = normalized(embedding) else {
+            return;
+        };
+        let quality = if quality.is_finite() {
+            quality.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        // Candidates: ANN neighbours, plus the individuals of visible tracklets (so the
+        // one-to-one assignment can weigh alternatives), scored exactly.
+        let mut cands: Vec<String> = st
+            .gallery
+            .search(&emb, self.cfg.k)
+            .into_iter()
+            .map(|h| h.individual)
+            .collect();
+        for tl in self.tracklets.values() {
+            if let Some(i) = &tl.individual {
+                cands.push(st.registry.resolve(i).to_string());
+            }
+        }
+        cands.sort();
+        cands.dedup();
+        let mut sims: Vec<(String, f32)> = cands
+            .into_iter()
+            .filter_map(|c| st.gallery.max_similarity_to(&c, &emb).map(|s| (c, s)))
+            .collect();
+        sims.sort_by(|a, b| b.1.total_cmp(&a.1));
+        drop(st);
+        let tl = self.tracklets.entry(track).or_default();
+        let view = View::from_heading(tl.heading);
+        tl.obs.push_back(Obs {
+            t,
+            quality,
+            view,
+            emb,
+            sims,
+        });
+        tl.pending = (tl.pending + 1).min(tl.obs.len());
+        while tl.obs.len() > self.cfg.window {
+            tl.obs.pop_front();
+            tl.pending = tl.pending.min(tl.obs.len());
+        }
+    }
+
+    fn scores(&self, st: &TankState, tl: &Tracklet) -> Scores {
+        let mut sum: HashMap<String, f32> = HashMap::new();
+        let mut wsum = 0f32;
+        let mut newcomer = 0f32;
+        for o in &tl.obs {
+            let w = o.quality.max(0.05);
+            wsum += w;
+            let mut best_here: HashMap<&str, f32> = HashMap::new();
+            for (raw, s) in &o.sims {
+                let r = st.registry.resolve(raw);
+                let e = best_here.entry(r).or_insert(f32::NEG_INFINITY);
+                *e = e.max(*s);
+            }
+            let best = best_here
+                .values()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            if best < self.cfg.new_similarity {
+                newcomer += w;
+            }
+            for (r, s) in best_here {
+                *sum.entry(r.to_string()).or_insert(0.0) += w * s.max(0.0);
+            }
+        }
+        let mut by: Vec<(String, f32)> = sum
+            .into_iter()
+            .map(|(k, v)| (k, if wsum > 0.0 { v / wsum } else { 0.0 }))
+            .collect();
+        by.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let span = match (tl.obs.front(), tl.obs.back()) {
+            (Some(a), Some(b)) => b.t - a.t,
+            _ => 0.0,
+        };
+        Scores {
+            n: tl.obs.len(),
+            span,
+            by,
+            newcomer_fraction: if wsum > 0.0 { newcomer / wsum } else { 0.0 },
+        }
+    }
+
+    /// Assigns individuals to `tracks` (one-to-one among them) and fills
+    /// `TrackReport.individual` with each individual's label (name, else id). Enrols newcomers
+    /// when the evidence is consistent, teaches the gallery, and saves on schedule.
+    pub fn assign(&mut self, t: f64, tracks: &mut [TrackReport]) {
+        if !self.cfg.enabled {
+            return;
+        }
+        self.sync_tracks(t, tracks, None);
+        let cfg = self.cfg.clone();
+        let mut st = write(&self.shared);
+        // Score every tracklet.
+        let ids: Vec<u64> = tracks.iter().map(|tr| tr.track).collect();
+        let scores: Vec<Scores> = ids
+            .iter()
+            .map(|id| match self.tracklets.get(id) {
+                Some(tl) => self.scores(&st, tl),
+                None => Scores {
+                    n: 0,
+                    span: 0.0,
+                    by: Vec::new(),
+                    newcomer_fraction: 0.0,
+                },
+            })
+            .collect();
+        let active: Vec<String> = st.registry.active().map(|i| i.id.clone()).collect();
+        let full = self.population.is_some_and(|n| active.len() >= n as usize);
+        // Hungarian: rows = tracks, columns = active individuals + one "none" per track.
+        let n_rows = tracks.len();
+        let n_cols = active.len() + n_rows;
+        const NO: i64 = -1_000_000;
+        let mut w = vec![vec![NO; n_cols]; n_rows];
+        for (r, tr) in tracks.iter().enumerate() {
+            w[r][active.len() + r] = 0;
+            let cur = self
+                .tracklets
+                .get(&tr.track)
+                .and_then(|tl| tl.individual.as_deref())
+                .map(|i| st.registry.resolve(i).to_string());
+            let sc = &scores[r];
+            for (c, ind) in active.iter().enumerate() {
+                let is_cur = cur.as_deref() == Some(ind.as_str());
+                let bonus = if is_cur { cfg.stickiness } else { 0.0 };
+                if sc.n < cfg.min_observations {
+                    if is_cur {
+                        // Too little fresh evidence: keep the current individual.
+                        w[r][c] = ((cfg.accept_similarity + bonus) * 1000.0) as i64;
+                    }
+                    continue;
+                }
+                let s = sc
+                    .by
+                    .iter()
+                    .find(|(i, _)| i == ind)
+                    .map(|(_, s)| *s)
+                    .unwrap_or(0.0);
+                let allowed = s >= cfg.accept_similarity
+                    || (full && s > 0.0)
+                    || (is_cur && s >= cfg.new_similarity);
+                if allowed {
+                    w[r][c] = (((s + bonus) * 1000.0) as i64).max(1);
+                }
+            }
+        }
+        let assignment: Vec<Option<String>> = if n_rows == 0 {
+            Vec::new()
+        } else {
+            match pathfinding::matrix::Matrix::from_rows(w.clone()) {
+                Ok(m) => {
+                    let (_, cols) = pathfinding::kuhn_munkres::kuhn_munkres(&m);
+                    cols.iter()
+                        .enumerate()
+                        .map(|(r, &c)| (c < active.len() && w[r][c] > 0).then(|| active[c].clone()))
+                        .collect()
+                }
+                Err(_) => vec![None; n_rows],
+            }
+        };
+        let mut dirty = false;
+        let mut count = active.len();
+        for (r, tr) in tracks.iter_mut().enumerate() {
+            let Some(tl) = self.tracklets.get_mut(&tr.track) else {
+                continue;
+            };
+            let sc = &scores[r];
+            let mut chosen = assignment[r].clone();
+            // Newcomer: consistent evidence and room in the population.
+            if chosen.is_none()
+                && sc.n >= cfg.new_min_observations
+                && sc.span >= cfg.new_min_span_s
+                && sc.newcomer_fraction >= 0.8
+                && self.population.is_none_or(|n| count < n as usize)
+                && self_consistent(tl, cfg.new_similarity)
+            {
+                let id = st.registry.create();
+                let mut kept: Vec<&Vec<f32>> = Vec::new();
+                for o in &tl.obs {
+                    if o.quality >= cfg.min_quality
+                        && kept
+                            .iter()
+                            .all(|k| cosine(k, &o.emb) < cfg.novelty_similarity)
+                    {
+                        st.gallery.add(Prototype {
+                            owner: id.clone(),
+                            origin: id.clone(),
+                            view: o.view,
+                            t: o.t,
+                            wall: chrono::Utc::now().timestamp(),
+                            quality: o.quality,
+                            source: Source::Tracked,
+                            vector: o.emb.clone(),
+                            alive: true,
+                        });
+                        kept.push(&o.emb);
+                    }
+                }
+                st.gallery.prune(&id, cfg.max_prototypes_per_individual);
+                tracing::info!(tank = %self.tank, track = tr.track, individual = %id, prototypes = kept.len(), "new individual enrolled");
+                count += 1;
+                tl.anchor = Some(id.clone());
+                tl.confident = true;
+                tl.pending = 0;
+                dirty = true;
+                chosen = Some(id);
+            }
+            if chosen
+                != tl
+                    .individual
+                    .as_ref()
+                    .map(|i| st.registry.resolve(i).to_string())
+            {
+                tl.anchor = None;
+                tl.confident = false;
+            }
+            if let Some(ind) = &chosen {
+                let s1 = sc
+                    .by
+                    .iter()
+                    .find(|(i, _)| i == ind)
+                    .map(|(_, s)| *s)
+                    .unwrap_or(0.0);
+                let s2 = sc
+                    .by
+                    .iter()
+                    .filter(|(i, _)| i != ind)
+                    .map(|(_, s)| *s)
+                    .fold(0.0f32, f32::max);
+                if sc.n >= cfg.min_observations
+                    && s1 >= cfg.accept_similarity
+                    && s1 - s2 >= cfg.margin
+                {
+                    tl.anchor = Some(ind.clone());
+                    tl.confident = true;
+                }
+                // Teach the gallery from an anchored tracklet (new views, flank turns).
+                if tl.anchor.as_deref() == Some(ind.as_str()) && tl.pending > 0 {
+                    let start = tl.obs.len() - tl.pending;
+                    for o in tl.obs.iter().skip(start) {
+                        if o.quality < cfg.min_quality {
+                            continue;
+                        }
+                        let other = o
+                            .sims
+                            .iter()
+                            .filter(|(i, _)| st.registry.resolve(i) != ind.as_str())
+                            .map(|(_, s)| *s)
+                            .fold(f32::NEG_INFINITY, f32::max);
+                        if other >= cfg.accept_similarity {
+                            continue;
+                        }
+                        let novel = st
+                            .gallery
+                            .max_similarity_to(ind, &o.emb)
+                            .is_none_or(|s| s < cfg.novelty_similarity);
+                        if novel {
+                            st.gallery.add(Prototype {
+                                owner: ind.clone(),
+                                origin: ind.clone(),
+                                view: o.view,
+                                t: o.t,
+                                wall: chrono::Utc::now().timestamp(),
+                                quality: o.quality,
+                                source: Source::Tracked,
+                                vector: o.emb.clone(),
+                                alive: true,
+                            });
+                            st.gallery.prune(ind, cfg.max_prototypes_per_individual);
+                            dirty = true;
+                        }
+                    }
+                }
+                tl.pending = 0;
+                if tr.detection.is_some() {
+                    self.seen.insert(ind.clone(), t);
+                }
+            }
+            tl.individual = chosen.clone();
+            tr.individual = chosen.as_deref().map(|i| st.registry.label(i));
+        }
+        // Registry "last seen" at most once per second of stream time per individual.
+        let touched: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|(_, s)| **s == t)
+            .map(|(i, _)| i.clone())
+            .collect();
+        for i in touched {
+            st.registry.touch(&i);
+        }
+        if dirty {
+            st.dirty = true;
+        }
+        let present = self.present_locked(&st, t);
+        self.present_count.store(present, Ordering::Relaxed);
+        let due = st.dirty && self.last_save.elapsed().as_secs_f64() >= cfg.save_every_s;
+        drop(st);
+        if due && let Some(p) = self.store.clone() {
+            self.last_save = Instant::now();
+            if let Err(e) = save_shared(&self.shared, &p) {
+                tracing::error!(tank = %self.tank, error = %e, "identity state not saved; will retry");
+            }
+        }
+    }
+
+    fn present_locked(&self, st: &TankState, t: f64) -> usize {
+        let mut set: Vec<&str> = self
+            .seen
+            .iter()
+            .filter(|(_, s)| t - **s <= self.cfg.present_window_s && **s <= t)
+            .map(|(i, _)| st.registry.resolve(i))
+            .collect();
+        set.sort();
+        set.dedup();
+        set.len()
+    }
+
+    /// Individuals whose tracks matched a detection within `present_window_s` before `t`.
+    pub fn present(&self, t: f64) -> usize {
+        self.present_locked(&read(&self.shared), t)
+    }
+
+    /// Writes the state atomically now (no-op without a state folder).
+    pub fn save(&self) -> Result<(), IdentifyError> {
+        match &self.store {
+            Some(p) => save_shared(&self.shared, p),
+            None => Ok(()),
+        }
+    }
+
+    /// Enrols (or extends) individual `id` with embeddings of its photos; returns how many
+    /// prototypes were stored. Known population limits do not apply to explicit enrolment.
+    pub fn enroll(
+        &mut self,
+        id: &str,
+        name: Option<String>,
+        embeddings: &[Vec<f32>],
+        photos: Vec<String>,
+    ) -> Result<usize, IdentifyError> {
+        let mut st = write(&self.shared);
+        if let Some(n) = &name
+            && st
+                .registry
+                .individuals
+                .iter()
+                .any(|i| i.id != id && (i.name.as_deref() == Some(n) || i.id == *n))
+        {
+            return Err(IdentifyError::Conflict(format!(
+                "name `{n}` is already used by another individual"
+            )));
+        }
+        st.registry.upsert_enrolled(id, name, photos);
+        let mut stored = 0;
+        for e in embeddings {
+            let Some(v) = normalized(e) else { continue };
+            if v.len() != st.gallery.dim() {
+                return Err(IdentifyError::Enroll(format!(
+                    "embedding has {} values, the gallery holds {}",
+                    v.len(),
+                    st.gallery.dim()
+                )));
+            }
+            if st
+                .gallery
+                .add(Prototype {
+                    owner: id.to_string(),
+                    origin: id.to_string(),
+                    view: View::Unknown,
+                    t: 0.0,
+                    wall: chrono::Utc::now().timestamp(),
+                    quality: 1.0,
+                    source: Source::Enrolled,
+                    vector: v,
+                    alive: true,
+                })
+                .is_some()
+            {
+                stored += 1;
+            }
+        }
+        st.gallery.prune(id, self.cfg.max_prototypes_per_individual);
+        st.dirty = true;
+        Ok(stored)
+    }
+}
+
+fn self_consistent(tl: &Tracklet, min_mean: f32) -> bool {
+    let v: Vec<&Vec<f32>> = tl.obs.iter().map(|o| &o.emb).collect();
+    if v.len() < 2 {
+        return true;
+    }
+    let mut sum = 0f32;
+    let mut n = 0usize;
+    for i in 0..v.len() {
+        for j in i + 1..v.len() {
+            sum += cosine(v[i], v[j]);
+            n += 1;
+        }
+    }
+    sum / n as f32 >= min_mean
+}
+
+impl Drop for Identifier {
+    fn drop(&mut self) {
+        let dirty = read(&self.shared).dirty;
+        if dirty && let Some(p) = self.store.clone() {
+            match save_shared(&self.shared, &p) {
+                Ok(()) => {
+                    tracing::info!(tank = %self.tank, file = %p.display(), "identity state saved at shutdown")
+                }
+                Err(e) => {
+                    tracing::error!(tank = %self.tank, error = %e, "identity state not saved at shutdown")
+                }
+            }
+        }
+    }
+}
+
+impl IdentityApi {
+    /// Tank name.
+    pub fn tank(&self) -> &str {
+        &self.tank
+    }
+
+    /// Individuals present (as of the last `assign`).
+    pub fn present(&self) -> usize {
+        self.present_count.load(Ordering::Relaxed)
+    }
+
+    /// All individuals of the tank, merged ones included.
+    pub fn list(&self) -> Vec<IndividualInfo> {
+        let st = read(&self.shared);
+        st.registry
+            .individuals
+            .iter()
+            .map(|i| IndividualInfo {
+                tank: self.tank.clone(),
+                id: i.id.clone(),
+                name: i.name.clone(),
+                label: i.label().to_string(),
+                first_seen: i.first_seen.clone(),
+                last_seen: i.last_seen.clone(),
+                prototypes: st.gallery.of(&i.id).count(),
+                enrolled_photos: i.enrolled_photos.clone(),
+                merged_into: i.merged_into.clone(),
+            })
+            .collect()
+    }
+
+    /// Merge history.
+    pub fn merges(&self) -> Vec<Merge> {
+        read(&self.shared).registry.merges.clone()
+    }
+
+    fn persist(&self) -> Result<(), IdentifyError> {
+        match &self.store {
+            Some(p) => save_shared(&self.shared, p),
+            None => Ok(()),
+        }
+    }
+
+    /// Renames (or clears the name with `None`), then saves.
+    pub fn rename(&self, id: &str, name: Option<String>) -> Result<(), IdentifyError> {
+        {
+            let mut st = write(&self.shared);
+            st.registry.rename(id, name)?;
+            st.dirty = true;
+        }
+        self.persist()
+    }
+
+    /// Merges `from` into `into`, then saves. Returns the merge record (its id undoes it).
+    pub fn merge(&self, from: &str, into: &str) -> Result<Merge, IdentifyError> {
+        let m = write(&self.shared).merge(from, into)?;
+        self.persist()?;
+        Ok(m)
+    }
+
+    /// Undoes a merge, then saves.
+    pub fn unmerge(&self, merge_id: u64) -> Result<Merge, IdentifyError> {
+        let m = write(&self.shared).unmerge(merge_id)?;
+        self.persist()?;
+        Ok(m)
+    }
+
+    /// Saves now.
+    pub fn save(&self) -> Result<(), IdentifyError> {
+        self.persist()
+    }
+
+    /// Leave-one-out rank-1 of enrolled prototypes (each against all others): (correct, total).
+    pub fn enrolled_rank1(&self) -> (usize, usize) {
+        let st = read(&self.shared);
+        let protos: Vec<(String, Vec<f32>)> = st
+            .gallery
+            .live()
+            .filter(|(_, p)| p.source == Source::Enrolled)
+            .map(|(_, p)| (st.registry.resolve(&p.owner).to_string(), p.vector.clone()))
+            .collect();
+        let mut ok = 0;
+        let mut total = 0;
+        for (i, (own, v)) in protos.iter().enumerate() {
+            let best = protos
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .max_by(|a, b| cosine(&a.1.1, v).total_cmp(&cosine(&b.1.1, v)));
+            if let Some((_, (o, _))) = best {
+                total += 1;
+                if o == own {
+                    ok += 1;
+                }
+            }
+        }
+        (ok, total)
+    }
+}
