@@ -42,6 +42,7 @@ def _add_fit_args(p: argparse.ArgumentParser, with_backbone: bool = True) -> Non
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--pretrained", action="store_true", help="try timm pretrained weights (random init if unavailable)")
     p.add_argument("--max-per-key", type=int, default=None, help="at most N training crops per identity")
+    p.add_argument("--init", type=Path, default=None, help="start from this run's weights (fine-tuning)")
     p.add_argument(
         "--holdout",
         type=float,
@@ -75,6 +76,7 @@ def _config(a: argparse.Namespace, out: Path, backbone: str, lam: float, command
         pretrained=a.pretrained,
         max_per_key=a.max_per_key,
         holdout=a.holdout,
+        init=str(a.init) if a.init else None,
         command=command,
     )
 

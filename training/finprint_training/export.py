@@ -138,8 +138,8 @@ def export_run(
         },
         "output": {"name": "embedding", "dim": int(cfg["embed_dim"]), "l2_normalized": True},
         "crop": CROP,
-        "identity_key": "individual/flank (L or R): each flank is its own identity",
         "training": {
+            "identity_key": "individual/flank (L or R): each flank is its own identity",
             "mask_recipe": cfg["mask_recipe"],
             "mask_ratio": cfg["mask_ratio"],
             "mask_prob": cfg["mask_prob"],

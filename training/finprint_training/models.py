@@ -39,7 +39,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "mobilenetv3_small_100": BackboneSpec("mobilenetv3_small_100", last_stride_1=True),
     "convnext_atto": BackboneSpec("convnext_atto", {"output_stride": 16}),
     # All CNNs end at stride 16 (a 2×6 map at 32×96) so that GradCAM and the decoder keep some resolution.
-# ViT-Tiny width (192, 3 heads) with patch 8 and 6 blocks so that it trains on 2 CPU cores.
+    # ViT-Tiny width (192, 3 heads) with patch 8 and 6 blocks so that it trains on 2 CPU cores.
     "vit_tiny_patch16_224": BackboneSpec("vit_tiny_patch16_224", {"patch_size": 8, "depth": 6}, vit=True),
 }
 

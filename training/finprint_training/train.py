@@ -77,6 +77,8 @@ class TrainConfig:
     holdout: float = 0.2
     #: Evaluate closed-set top-1 on ``val`` after every epoch.
     eval_every_epoch: bool = True
+    #: Start from this run's weights (folder or checkpoint.pt); the head too when its identities match.
+    init: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     #: The command line that started the run (filled in by the CLI).
     command: str = ""
@@ -145,6 +147,21 @@ def fit(cfg: TrainConfig) -> Path:
     )
     model = Encoder(cfg.backbone, size, cfg.embed_dim, pretrained=cfg.pretrained, decoder=cfg.lam > 0)
     head = make_head(cfg.head, cfg.embed_dim, len(train.keys), margin=cfg.margin, scale=cfg.scale)
+    if cfg.init:
+        src = torch.load(
+            Path(cfg.init) / "checkpoint.pt" if Path(cfg.init).is_dir() else Path(cfg.init),
+            map_location="cpu",
+            weights_only=False,
+        )
+        missing, _unexpected = model.load_state_dict(src["model"], strict=False)
+        if src["keys"] == train.keys:
+            head.load_state_dict(src["head"])
+        log.info(
+            "initialised from %s (missing: %d tensors, head %s)",
+            cfg.init,
+            len(missing),
+            "kept" if src["keys"] == train.keys else "new",
+        )
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(train) // cfg.batch_size)

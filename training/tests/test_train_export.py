@@ -157,3 +157,15 @@ def test_simulator_layout_val_individuals_join_training(tmp_path):
     assert not any("test" in p.parts for p in train.paths + val.paths)
     lab_train, lab_val, lab_mode = load_training_sets(write_dataset(tmp_path / "lab"), SIZE)
     assert "other images" in lab_mode and len(lab_train.keys) == 8 and lab_val is not None
+
+
+def test_init_starts_from_previous_weights(tiny_data, tmp_path):
+    a = fit(_cfg(tiny_data, tmp_path / "a"))
+    b = fit(_cfg(tiny_data, tmp_path / "b", init=str(a), lr=0.0, seed=5))
+    wa = torch.load(a / "checkpoint.pt", weights_only=False)
+    wb = torch.load(b / "checkpoint.pt", weights_only=False)
+    k = "body.conv1.0.weight"
+    assert torch.equal(wa["model"][k], wb["model"][k])
+    assert torch.equal(wa["head"]["weight"], wb["head"]["weight"])
+    c = fit(_cfg(tiny_data, tmp_path / "c", lr=0.0, seed=5))
+    assert not torch.equal(wa["model"][k], torch.load(c / "checkpoint.pt", weights_only=False)["model"][k])
