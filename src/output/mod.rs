@@ -1,23 +1,717 @@
 //! Outputs: trajectories, interaction logs, MOTChallenge export, and the HTTP side.
-//! Must never change tracks: outputs only read [`crate::messages::TrackedFrame`]s.
+//!
+//! Must never change tracks: outputs only read [`crate::messages::TrackedFrame`]s. Must never
+//! panic or stop the daemon on a write error: rows stay buffered (bounded), the error names
+//! the file, and the next `consume` retries.
+//!
+//! # What is written
+//!
+//! Per camera, under `<dir>/<camera>/` (dates are the UTC date of the frame's capture time):
+//!
+//! | file | with `rotate = "daily"` | with `rotate = "never"` |
+//! |---|---|---|
+//! | trajectories | `trajectories-YYYY-MM-DD.csv` | `trajectories.csv` |
+//! | interactions | `interactions-YYYY-MM-DD.csv` | `interactions.csv` |
+//! | MOTChallenge | `mot-YYYY-MM-DD.txt` | `mot.txt` |
+//!
+//! **Which tracks**: only *observations* are written — tracks whose status is
+//! [`TrackStatus::Confirmed`](crate::messages::TrackStatus) and that matched a detection in this
+//! frame. Tentative tracks are not trusted yet, and coasting (`Lost`) positions are predictions,
+//! not measurements. The same set feeds the interaction rule.
+//!
+//! **`trajectories*.csv`** columns:
+//! `frame,t,camera,track,individual,x,y,x0,y0,x1,y1,heading,area,x_mm,y_mm,time` —
+//! `frame` is the 0-based frame index, `t` the stream time (s), `individual` is empty until
+//! identity is known, `x,y` the body centre (px), `x0,y0,x1,y1` the bounding box (px),
+//! `heading` radians (0 = +x, y down), `area` px², `x_mm,y_mm` the centre in millimetres when
+//! the camera has `mm_per_px` (empty otherwise; the schema is the same for every camera), and
+//! `time` the capture time (RFC 3339, UTC, ms).
+//!
+//! **`interactions*.csv`** columns:
+//! `camera,a,b,start,end,duration,min_distance,mean_distance,unit,start_frame,end_frame` —
+//! one row per event of [`InteractionDetector`] (rule in [`interactions`]); `a`/`b` are the
+//! individuals when known, else `track:<id>` (so an event can split when identity arrives
+//! mid-contact); `start`/`end` are capture times (RFC 3339, UTC), `duration` seconds, distances
+//! in `unit`. An event is written (and flushed) as soon as it ends; the file of its end date.
+//!
+//! **`mot*.txt`** (MOTChallenge, for TrackEval): `frame,id,bb_left,bb_top,w,h,conf,x,y,z`
+//! with `frame` = index + 1 (MOT is 1-based), `id` = track id, `conf` = 1, `x,y,z` = -1.
+//!
+//! Trajectories and MOT rows are written at least every `flush_interval_s`; files are
+//! `fsync`ed on rotation and on [`Sinks::close`]. Parquet is not implemented (see
+//! [`OutputConfig::parquet`]).
 
+pub mod files;
 pub mod http;
 pub mod interactions;
+pub mod metrics;
 
 pub use interactions::{DistanceUnit, InteractionDetector, InteractionEvent, InteractionRule};
+pub use metrics::Metrics;
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::messages::{TrackStatus, TrackedFrame};
+use files::BufferedFile;
 
-/// Where and what the daemon writes.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputConfig {}
+/// The default output folder of `finprint run`: systemd's `StateDirectory=finprint`.
+pub const DEFAULT_DIR: &str = "/var/lib/finprint";
+
+/// When output files start a new file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rotate {
+    /// One file per UTC day of capture time (`…-YYYY-MM-DD.csv`).
+    #[default]
+    Daily,
+    /// One file for the whole run (`trajectories.csv`, …); what `replay` uses.
+    Never,
+}
+
+/// `[output.interactions]`: the interaction log and its rule (see [`interactions`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InteractionsConfig {
+    /// Write `interactions*.csv`. Default `true`.
+    pub enabled: bool,
+    /// Two fish are close when their centre distance is `≤ distance` (in `unit`). Default 1.5.
+    pub distance: f64,
+    /// Unit of `distance`: `px`, `mm` (needs the camera's `mm_per_px`) or `body_lengths`
+    /// (mean body length of the two fish). Default `body_lengths`.
+    pub unit: DistanceUnit,
+    /// Minimum time (s) a pair must stay close to be logged. Default 1.0.
+    pub min_duration_s: f64,
+    /// Separations up to this long (s) do not end an event. Default 0.5.
+    pub max_gap_s: f64,
+}
+
+impl Default for InteractionsConfig {
+    fn default() -> Self {
+        InteractionsConfig {
+            enabled: true,
+            distance: 1.5,
+            unit: DistanceUnit::BodyLengths,
+            min_duration_s: 1.0,
+            max_gap_s: 0.5,
+        }
+    }
+}
+
+impl InteractionsConfig {
+    /// The rule for a camera with the given scale.
+    pub fn rule(&self, mm_per_px: Option<f64>) -> InteractionRule {
+        InteractionRule {
+            distance: self.distance,
+            unit: self.unit,
+            mm_per_px,
+            min_duration_s: self.min_duration_s,
+            max_gap_s: self.max_gap_s,
+        }
+    }
+}
+
+/// `[output]`: where and what the daemon writes (layout in the module docs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Output folder. Default: unset, meaning systemd's `$STATE_DIRECTORY` when set, else
+    /// `/var/lib/finprint`. `finprint replay --out DIR` overrides it (see [`Self::for_replay`]).
+    pub dir: Option<PathBuf>,
+    /// Write `trajectories*.csv`. Default `true`.
+    pub trajectories: bool,
+    /// Also write a Parquet copy of the trajectories. Default `false`. **Not implemented in
+    /// this build**: `true` is rejected by validation.
+    pub parquet: bool,
+    /// Write the MOTChallenge export `mot*.txt`. Default `true`.
+    pub mot: bool,
+    /// The interaction log.
+    pub interactions: InteractionsConfig,
+    /// `daily` (default) or `never`.
+    pub rotate: Rotate,
+    /// Trajectory/MOT rows reach the file at least this often (s). Also the retry interval
+    /// after a write error. Default 1.0; 0 writes every frame.
+    pub flush_interval_s: f64,
+    /// Most unwritten bytes kept in memory per file while the disk fails (MiB); rows beyond
+    /// are dropped and counted. Default 64.
+    pub max_buffer_mib: u32,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            dir: None,
+            trajectories: true,
+            parquet: false,
+            mot: true,
+            interactions: InteractionsConfig::default(),
+            rotate: Rotate::Daily,
+            flush_interval_s: 1.0,
+            max_buffer_mib: 64,
+        }
+    }
+}
 
 impl OutputConfig {
     /// Checks values without touching devices or files.
-    pub fn validate(&self, _key: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if self.parquet {
+            return Err(ConfigError::invalid(
+                format!("{key}.parquet"),
+                "Parquet output is not implemented in this build: set it to false (CSV trajectories are always available)",
+            ));
+        }
+        if !(self.flush_interval_s.is_finite() && (0.0..=3600.0).contains(&self.flush_interval_s)) {
+            return Err(ConfigError::invalid(
+                format!("{key}.flush_interval_s"),
+                format!(
+                    "{} is not allowed: use 0..=3600 seconds",
+                    self.flush_interval_s
+                ),
+            ));
+        }
+        if self.max_buffer_mib == 0 || self.max_buffer_mib > 4096 {
+            return Err(ConfigError::invalid(
+                format!("{key}.max_buffer_mib"),
+                format!("{} is not allowed: use 1..=4096 MiB", self.max_buffer_mib),
+            ));
+        }
+        if let Some(d) = &self.dir
+            && d.as_os_str().is_empty()
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.dir"),
+                "empty path: set a folder or leave unset for /var/lib/finprint",
+            ));
+        }
+        let i = &self.interactions;
+        let k = format!("{key}.interactions");
+        if !(i.distance.is_finite() && i.distance > 0.0) {
+            return Err(ConfigError::invalid(
+                format!("{k}.distance"),
+                format!("{} is not allowed: must be a positive distance", i.distance),
+            ));
+        }
+        if !(i.min_duration_s.is_finite() && i.min_duration_s >= 0.0) {
+            return Err(ConfigError::invalid(
+                format!("{k}.min_duration_s"),
+                format!("{} is not allowed: must be ≥ 0 seconds", i.min_duration_s),
+            ));
+        }
+        if !(i.max_gap_s.is_finite() && i.max_gap_s >= 0.0) {
+            return Err(ConfigError::invalid(
+                format!("{k}.max_gap_s"),
+                format!("{} is not allowed: must be ≥ 0 seconds", i.max_gap_s),
+            ));
+        }
         Ok(())
+    }
+
+    /// The folder outputs go to (see [`Self::dir`]).
+    pub fn resolved_dir(&self) -> PathBuf {
+        if let Some(d) = &self.dir {
+            return d.clone();
+        }
+        // systemd may pass several colon-separated state directories; ours is the first.
+        if let Ok(s) = std::env::var("STATE_DIRECTORY")
+            && let Some(first) = s.split(':').next()
+            && !first.is_empty()
+        {
+            return PathBuf::from(first);
+        }
+        PathBuf::from(DEFAULT_DIR)
+    }
+
+    /// This config as `finprint replay --out DIR` uses it: outputs in `out`, no rotation
+    /// (so files are `<out>/<camera>/trajectories.csv`, …), everything else unchanged.
+    pub fn for_replay(&self, out: &Path) -> OutputConfig {
+        OutputConfig {
+            dir: Some(out.to_path_buf()),
+            rotate: Rotate::Never,
+            ..self.clone()
+        }
+    }
+}
+
+/// What the sinks need to know about a camera.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraOutputInfo {
+    /// Camera name (also its output sub-folder).
+    pub name: String,
+    /// Millimetres per pixel, when known (`x_mm,y_mm` columns, `mm` interaction distances).
+    pub mm_per_px: Option<f64>,
+}
+
+/// Errors of the outputs (files and HTTP).
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// A folder could not be created.
+    #[error("cannot create output folder {path}: {source} (check the path and its permissions)")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A file could not be opened for appending.
+    #[error(
+        "cannot open output file {path}: {source} (check permissions and free space); rows stay buffered and are retried"
+    )]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Writing failed (e.g. disk full); the unwritten rows stay buffered and are retried.
+    #[error(
+        "cannot write output file {path}: {source} (free disk space or fix the device); rows stay buffered and are retried"
+    )]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// `fsync` failed.
+    #[error("cannot sync output file {path} to disk: {source}")]
+    Sync {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// Bad configuration for a camera (e.g. `mm` interaction distance without a scale).
+    #[error("output config for camera `{camera}`: {message}")]
+    Config {
+        /// Camera name.
+        camera: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// Data was lost when closing (files still failing).
+    #[error("closing outputs: {bytes} bytes could not be written ({first})")]
+    LostOnClose {
+        /// Bytes never written.
+        bytes: usize,
+        /// The first error seen.
+        first: Box<OutputError>,
+    },
+    /// The HTTP listen address could not be bound.
+    #[error(
+        "cannot listen on {addr} for HTTP: {source} (is another process using it? change [http] listen)"
+    )]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed while running.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Output files of one camera.
+struct CameraSinks {
+    name: String,
+    dir: PathBuf,
+    mm_per_px: Option<f64>,
+    trajectories: Option<BufferedFile>,
+    mot: Option<BufferedFile>,
+    interactions: Option<(InteractionDetector, BufferedFile)>,
+    /// Last frame's (stream time, capture time), to convert event times at `close`.
+    last_clock: Option<(f64, SystemTime)>,
+    last_flush: Option<Instant>,
+    last_attempt_failed: bool,
+}
+
+const TRAJ_HEADER: &str =
+    "frame,t,camera,track,individual,x,y,x0,y0,x1,y1,heading,area,x_mm,y_mm,time\n";
+const INTER_HEADER: &str =
+    "camera,a,b,start,end,duration,min_distance,mean_distance,unit,start_frame,end_frame\n";
+
+/// All output files of the daemon; feed it every [`TrackedFrame`].
+pub struct Sinks {
+    cfg: OutputConfig,
+    dir: PathBuf,
+    cameras: HashMap<String, CameraSinks>,
+    metrics: Option<Metrics>,
+}
+
+impl std::fmt::Debug for Sinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sinks")
+            .field("dir", &self.dir)
+            .field("cameras", &self.cameras.len())
+            .finish()
+    }
+}
+
+fn valid_camera_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Sinks {
+    /// Validates `cfg`, creates `<dir>/<camera>/` for every camera (so an unwritable folder is
+    /// a startup error) and prepares the writers. Files are opened on first write.
+    pub fn build(cfg: &OutputConfig, cameras: &[CameraOutputInfo]) -> Result<Sinks, OutputError> {
+        cfg.validate("output").map_err(|e| OutputError::Config {
+            camera: "(all)".into(),
+            message: e.to_string(),
+        })?;
+        let dir = cfg.resolved_dir();
+        let mut sinks = Sinks {
+            cfg: cfg.clone(),
+            dir,
+            cameras: HashMap::new(),
+            metrics: None,
+        };
+        for cam in cameras {
+            let cs = sinks.camera_sinks(&cam.name, cam.mm_per_px)?;
+            std::fs::create_dir_all(&cs.dir).map_err(|source| OutputError::CreateDir {
+                path: cs.dir.clone(),
+                source,
+            })?;
+            sinks.cameras.insert(cam.name.clone(), cs);
+        }
+        Ok(sinks)
+    }
+
+    /// Reports write errors, buffered bytes and dropped rows into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Sinks {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The folder outputs go to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn camera_sinks(&self, name: &str, mm_per_px: Option<f64>) -> Result<CameraSinks, OutputError> {
+        if !valid_camera_name(name) {
+            return Err(OutputError::Config {
+                camera: name.to_string(),
+                message: "camera names may only use letters, digits, `-` and `_`".into(),
+            });
+        }
+        let limit = self.cfg.max_buffer_mib as usize * 1024 * 1024;
+        let interactions = if self.cfg.interactions.enabled {
+            let rule = self.cfg.interactions.rule(mm_per_px);
+            let det = InteractionDetector::try_new(rule).map_err(|m| OutputError::Config {
+                camera: name.to_string(),
+                message: format!("output.interactions: {m}"),
+            })?;
+            Some((det, BufferedFile::new(INTER_HEADER, limit)))
+        } else {
+            None
+        };
+        Ok(CameraSinks {
+            name: name.to_string(),
+            dir: self.dir.join(name),
+            mm_per_px,
+            trajectories: self
+                .cfg
+                .trajectories
+                .then(|| BufferedFile::new(TRAJ_HEADER, limit)),
+            mot: self.cfg.mot.then(|| BufferedFile::new("", limit)),
+            interactions,
+            last_clock: None,
+            last_flush: None,
+            last_attempt_failed: false,
+        })
+    }
+
+    /// Writes one frame's observations (see the module docs). On a write error the rows stay
+    /// buffered, the error (naming the file) is returned for the caller to log, and the write
+    /// is retried on a later call (at most every `flush_interval_s`). Never panics.
+    pub fn consume(&mut self, f: &TrackedFrame) -> Result<(), OutputError> {
+        let name: &str = &f.camera;
+        if !self.cameras.contains_key(name) {
+            tracing::warn!(
+                camera = name,
+                "outputs: frame from a camera not in the config; writing it without a mm scale"
+            );
+            let cs = self.camera_sinks(name, None)?;
+            self.cameras.insert(name.to_string(), cs);
+        }
+        let interval = Duration::from_secs_f64(self.cfg.flush_interval_s);
+        let rotate = self.cfg.rotate;
+        let Some(cs) = self.cameras.get_mut(name) else {
+            return Ok(());
+        };
+        cs.last_clock = Some((f.t, f.captured));
+        let date = date_of(f.captured);
+        let time = rfc3339(f.captured);
+
+        let observed: Vec<_> = f
+            .tracks
+            .iter()
+            .filter(|t| t.status == TrackStatus::Confirmed && t.detection.is_some())
+            .collect();
+
+        if let Some(file) = &mut cs.trajectories {
+            let path = file_path(&cs.dir, "trajectories", "csv", rotate, &date);
+            let mut row = String::with_capacity(160);
+            for t in &observed {
+                row.clear();
+                let ind = t.individual.as_deref().map(csv_field).unwrap_or_default();
+                let _ = write!(
+                    row,
+                    "{},{:.4},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.4},{:.1},",
+                    f.index,
+                    f.t,
+                    cs.name,
+                    t.track,
+                    ind,
+                    t.x,
+                    t.y,
+                    t.bbox[0],
+                    t.bbox[1],
+                    t.bbox[2],
+                    t.bbox[3],
+                    t.heading,
+                    t.area
+                );
+                if let Some(s) = cs.mm_per_px {
+                    let _ = write!(row, "{:.3},{:.3}", f64::from(t.x) * s, f64::from(t.y) * s);
+                } else {
+                    row.push(',');
+                }
+                let _ = writeln!(row, ",{time}");
+                file.push_row(&path, row.as_bytes());
+            }
+        }
+        if let Some(file) = &mut cs.mot {
+            let path = file_path(&cs.dir, "mot", "txt", rotate, &date);
+            let mut row = String::with_capacity(80);
+            for t in &observed {
+                row.clear();
+                let _ = writeln!(
+                    row,
+                    "{},{},{:.2},{:.2},{:.2},{:.2},1,-1,-1,-1",
+                    f.index + 1,
+                    t.track,
+                    t.bbox[0],
+                    t.bbox[1],
+                    t.bbox[2] - t.bbox[0],
+                    t.bbox[3] - t.bbox[1]
+                );
+                file.push_row(&path, row.as_bytes());
+            }
+        }
+        let mut new_events = false;
+        if let Some((det, file)) = &mut cs.interactions {
+            let fish: Vec<(String, f32, f32, f32)> = observed
+                .iter()
+                .map(|t| {
+                    let id = match &t.individual {
+                        Some(i) => i.clone(),
+                        None => format!("track:{}", t.track),
+                    };
+                    (id, t.x, t.y, t.body_length)
+                })
+                .collect();
+            let events = det.update(f.t, f.index, &fish);
+            new_events = !events.is_empty();
+            for e in events {
+                let row = event_row(&cs.name, &e, det.rule().unit, f.t, f.captured);
+                let end_date = date_of(shift(f.captured, e.end - f.t));
+                let path = file_path(&cs.dir, "interactions", "csv", rotate, &end_date);
+                file.push_row(&path, row.as_bytes());
+            }
+        }
+
+        // Flush: when due, or at once for new interaction events; after a failure at most
+        // once per interval.
+        let due = cs.last_flush.is_none_or(|l| l.elapsed() >= interval);
+        let retry_ok = !cs.last_attempt_failed || due;
+        let result = if due || (new_events && retry_ok) {
+            cs.last_flush = Some(Instant::now());
+            let r = flush_camera(cs, due, false);
+            cs.last_attempt_failed = r.is_err();
+            r
+        } else {
+            Ok(())
+        };
+        if let Some(m) = &self.metrics {
+            report_metrics(m, cs, result.as_ref().err());
+        }
+        result
+    }
+
+    /// Ends the run: finishes open interaction events (logging those long enough), writes
+    /// everything buffered and `fsync`s every file. Bytes that still cannot be written are
+    /// reported in the error.
+    pub fn close(mut self) -> Result<(), OutputError> {
+        let rotate = self.cfg.rotate;
+        let mut first: Option<OutputError> = None;
+        let mut lost = 0usize;
+        let mut names: Vec<String> = self.cameras.keys().cloned().collect();
+        names.sort();
+        for name in names {
+            let Some(cs) = self.cameras.get_mut(&name) else {
+                continue;
+            };
+            if let Some((det, file)) = &mut cs.interactions {
+                let (t, captured) = cs.last_clock.unwrap_or((0.0, SystemTime::now()));
+                for e in det.finish() {
+                    let row = event_row(&cs.name, &e, det.rule().unit, t, captured);
+                    let end_date = date_of(shift(captured, e.end - t));
+                    let path = file_path(&cs.dir, "interactions", "csv", rotate, &end_date);
+                    file.push_row(&path, row.as_bytes());
+                }
+            }
+            let r = flush_camera(cs, true, true);
+            if let Some(m) = &self.metrics {
+                report_metrics(m, cs, r.as_ref().err());
+            }
+            if let Err(e) = r {
+                tracing::error!("{e}");
+                first.get_or_insert(e);
+            }
+            lost += buffered(cs);
+        }
+        match first {
+            None => Ok(()),
+            Some(e) if lost == 0 => Err(e),
+            Some(e) => Err(OutputError::LostOnClose {
+                bytes: lost,
+                first: Box::new(e),
+            }),
+        }
+    }
+
+    /// Bytes waiting in memory for `camera`'s files (non-zero while a disk fails).
+    pub fn buffered_bytes(&self, camera: &str) -> usize {
+        self.cameras.get(camera).map(buffered).unwrap_or(0)
+    }
+
+    /// Rows dropped for `camera` because the bounded buffer was full.
+    pub fn dropped_rows(&self, camera: &str) -> u64 {
+        self.cameras.get(camera).map(dropped).unwrap_or(0)
+    }
+}
+
+fn buffered(cs: &CameraSinks) -> usize {
+    cs.trajectories.as_ref().map_or(0, |f| f.buffered_bytes())
+        + cs.mot.as_ref().map_or(0, |f| f.buffered_bytes())
+        + cs.interactions
+            .as_ref()
+            .map_or(0, |(_, f)| f.buffered_bytes())
+}
+
+fn dropped(cs: &CameraSinks) -> u64 {
+    cs.trajectories.as_ref().map_or(0, |f| f.dropped_rows())
+        + cs.mot.as_ref().map_or(0, |f| f.dropped_rows())
+        + cs.interactions
+            .as_ref()
+            .map_or(0, |(_, f)| f.dropped_rows())
+}
+
+/// Flushes the interaction file always, trajectories and MOT when `all`; `sync` adds fsync.
+/// Tries every file; returns the first error.
+fn flush_camera(cs: &mut CameraSinks, all: bool, sync: bool) -> Result<(), OutputError> {
+    let mut files: Vec<&mut BufferedFile> = Vec::with_capacity(3);
+    if let Some((_, f)) = &mut cs.interactions {
+        files.push(f);
+    }
+    if all {
+        files.extend(cs.trajectories.as_mut());
+        files.extend(cs.mot.as_mut());
+    }
+    let mut first = None;
+    for file in files {
+        let r = if sync { file.sync() } else { file.flush() };
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+fn report_metrics(m: &Metrics, cs: &CameraSinks, err: Option<&OutputError>) {
+    m.set_output_buffered_bytes(&cs.name, buffered(cs) as i64);
+    m.set_output_dropped_rows(&cs.name, dropped(cs));
+    if err.is_some() {
+        m.inc_output_write_errors(&cs.name);
+    }
+}
+
+fn event_row(
+    camera: &str,
+    e: &InteractionEvent,
+    unit: DistanceUnit,
+    t: f64,
+    captured: SystemTime,
+) -> String {
+    format!(
+        "{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{}\n",
+        camera,
+        csv_field(&e.a),
+        csv_field(&e.b),
+        rfc3339(shift(captured, e.start - t)),
+        rfc3339(shift(captured, e.end - t)),
+        e.duration,
+        e.min_distance,
+        e.mean_distance,
+        unit.as_str(),
+        e.start_frame,
+        e.end_frame
+    )
+}
+
+/// `captured` moved by `dt` seconds (either sign); unchanged when `dt` is not finite.
+fn shift(captured: SystemTime, dt: f64) -> SystemTime {
+    if !dt.is_finite() {
+        return captured;
+    }
+    let d = Duration::from_secs_f64(dt.abs().min(1e9));
+    if dt >= 0.0 {
+        captured.checked_add(d)
+    } else {
+        captured.checked_sub(d)
+    }
+    .unwrap_or(captured)
+}
+
+fn date_of(t: SystemTime) -> String {
+    DateTime::<Utc>::from(t).format("%Y-%m-%d").to_string()
+}
+
+/// RFC 3339 UTC, rounded to the millisecond (so times shifted by float seconds print stably).
+fn rfc3339(t: SystemTime) -> String {
+    use chrono::SubsecRound;
+    DateTime::<Utc>::from(t)
+        .round_subsecs(3)
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn file_path(dir: &Path, stem: &str, ext: &str, rotate: Rotate, date: &str) -> PathBuf {
+    match rotate {
+        Rotate::Daily => dir.join(format!("{stem}-{date}.{ext}")),
+        Rotate::Never => dir.join(format!("{stem}.{ext}")),
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
 }

@@ -1,0 +1,544 @@
+//! Output sinks and the HTTP side, end to end on real files and a real socket.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use finprint::messages::{TrackReport, TrackStatus, TrackedFrame};
+use finprint::output::http::{self, HttpConfig, LiveCamera, LiveState};
+use finprint::output::{
+    CameraOutputInfo, DistanceUnit, InteractionsConfig, Metrics, OutputConfig, OutputError, Rotate,
+    Sinks,
+};
+
+fn track(id: u64, status: TrackStatus, matched: bool, x: f32, y: f32) -> TrackReport {
+    TrackReport {
+        track: id,
+        individual: None,
+        status,
+        x,
+        y,
+        bbox: [x - 10.0, y - 3.0, x + 10.0, y + 3.0],
+        heading: 0.5,
+        area: 60.0,
+        detection: matched.then_some(0),
+        body_length: 20.0,
+    }
+}
+
+fn frame(
+    camera: &str,
+    index: u64,
+    fps: f64,
+    t0: SystemTime,
+    tracks: Vec<TrackReport>,
+) -> TrackedFrame {
+    let t = index as f64 / fps;
+    TrackedFrame {
+        camera: Arc::from(camera),
+        index,
+        t,
+        captured: t0 + Duration::from_secs_f64(t),
+        width: 640,
+        height: 480,
+        visible_fish: tracks.len() as u32,
+        tracks,
+    }
+}
+
+fn cfg(dir: &Path) -> OutputConfig {
+    OutputConfig {
+        dir: Some(dir.to_path_buf()),
+        rotate: Rotate::Never,
+        flush_interval_s: 0.0,
+        ..OutputConfig::default()
+    }
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+const T0: u64 = 1_790_000_000; // 2026-09-21T14:13:20Z
+
+#[test]
+fn trajectories_columns_observations_only_and_mm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cams = [
+        CameraOutputInfo {
+            name: "left".into(),
+            mm_per_px: Some(0.5),
+        },
+        CameraOutputInfo {
+            name: "right".into(),
+            mm_per_px: None,
+        },
+    ];
+    let mut sinks = Sinks::build(&cfg(dir.path()), &cams).unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
+    for i in 0..10 {
+        let mut named = track(1, TrackStatus::Confirmed, true, 100.0 + i as f32, 50.0);
+        named.individual = Some("fish,\"7\"".into());
+        let tracks = vec![
+            named,
+            track(2, TrackStatus::Tentative, true, 300.0, 300.0),
+            track(3, TrackStatus::Lost, false, 400.0, 300.0),
+            track(4, TrackStatus::Confirmed, false, 500.0, 300.0), // coasting without match
+        ];
+        sinks
+            .consume(&frame("left", i, 25.0, t0, tracks.clone()))
+            .unwrap();
+        sinks.consume(&frame("right", i, 25.0, t0, tracks)).unwrap();
+    }
+    sinks.close().unwrap();
+
+    let (header, rows) = read_csv(&dir.path().join("left/trajectories.csv"));
+    assert_eq!(
+        header.join(","),
+        "frame,t,camera,track,individual,x,y,x0,y0,x1,y1,heading,area,x_mm,y_mm,time"
+    );
+    assert_eq!(
+        rows.len(),
+        10,
+        "only the confirmed, matched track is an observation"
+    );
+    let r = &rows[3];
+    assert_eq!(r[0], "3");
+    assert_eq!(r[1].parse::<f64>().unwrap(), 0.12);
+    assert_eq!(
+        (r[2].as_str(), r[3].as_str(), r[4].as_str()),
+        ("left", "1", "fish,\"7\"")
+    );
+    assert_eq!(r[5].parse::<f64>().unwrap(), 103.0);
+    assert_eq!(r[7].parse::<f64>().unwrap(), 93.0);
+    assert_eq!(
+        r[13].parse::<f64>().unwrap(),
+        51.5,
+        "x_mm = 103 px × 0.5 mm/px"
+    );
+    assert_eq!(r[14].parse::<f64>().unwrap(), 25.0);
+    assert!(
+        r[15].ends_with('Z') && r[15].starts_with("2026-"),
+        "{}",
+        r[15]
+    );
+
+    let (_, rows) = read_csv(&dir.path().join("right/trajectories.csv"));
+    assert_eq!(rows.len(), 10);
+    assert_eq!(
+        (rows[0][13].as_str(), rows[0][14].as_str()),
+        ("", ""),
+        "no scale → empty mm"
+    );
+
+    let mot = std::fs::read_to_string(dir.path().join("left/mot.txt")).unwrap();
+    let lines: Vec<&str> = mot.lines().collect();
+    assert_eq!(lines.len(), 10);
+    assert_eq!(
+        lines[0], "1,1,90.00,47.00,20.00,6.00,1,-1,-1,-1",
+        "MOT frames are 1-based"
+    );
+}
+
+/// Two fish approach, stay together 2 s, separate: one event row with the right times.
+#[test]
+fn interaction_event_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.interactions = InteractionsConfig {
+        enabled: true,
+        distance: 30.0,
+        unit: DistanceUnit::Px,
+        min_duration_s: 1.0,
+        max_gap_s: 0.3,
+    };
+    // Trajectories only every hour: the interaction log must not wait for that.
+    c.flush_interval_s = 3600.0;
+    let mut sinks = Sinks::build(
+        &c,
+        &[CameraOutputInfo {
+            name: "tank".into(),
+            mm_per_px: None,
+        }],
+    )
+    .unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
+    let fps = 25.0;
+    let path = dir.path().join("tank/interactions.csv");
+    for i in 0..200u64 {
+        // Fish 2 approaches fish 1 (at x=200) until 20 px away (frame 60), stays 2 s (50 frames),
+        // then swims away.
+        let x2 = match i {
+            0..60 => 100.0 + i as f32 * (80.0 / 60.0),
+            60..110 => 180.0,
+            _ => 180.0 - (i - 109) as f32 * 4.0,
+        };
+        let mut a = track(1, TrackStatus::Confirmed, true, 200.0, 100.0);
+        a.individual = Some("nemo".into());
+        let b = track(2, TrackStatus::Confirmed, true, x2, 100.0);
+        sinks
+            .consume(&frame("tank", i, fps, t0, vec![a, b]))
+            .unwrap();
+        if i == 150 {
+            // Written and flushed as soon as the event ends, not only at close.
+            let (_, rows) = read_csv(&path);
+            assert_eq!(rows.len(), 1);
+        }
+    }
+    sinks.close().unwrap();
+    let (header, rows) = read_csv(&path);
+    assert_eq!(
+        header.join(","),
+        "camera,a,b,start,end,duration,min_distance,mean_distance,unit,start_frame,end_frame"
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (r[0].as_str(), r[1].as_str(), r[2].as_str()),
+        ("tank", "nemo", "track:2")
+    );
+    // Within 30 px from x2 ≥ 170 (frame 53, 170.67) to the last frame ≥ 170 (frame 111, 172).
+    assert_eq!((r[9].as_str(), r[10].as_str()), ("53", "111"));
+    let duration: f64 = r[5].parse().unwrap();
+    assert!((duration - 58.0 / 25.0).abs() < 1e-3, "{duration}");
+    assert_eq!(r[6].parse::<f64>().unwrap(), 20.0);
+    assert_eq!(r[8], "px");
+    let start = chrono::DateTime::parse_from_rfc3339(&r[3]).unwrap();
+    let end = chrono::DateTime::parse_from_rfc3339(&r[4]).unwrap();
+    assert_eq!((end - start).num_milliseconds(), 2320);
+    assert_eq!(start.timestamp_millis(), T0 as i64 * 1000 + 2120);
+}
+
+#[test]
+fn daily_rotation_across_midnight() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.rotate = Rotate::Daily;
+    let mut sinks = Sinks::build(
+        &c,
+        &[CameraOutputInfo {
+            name: "cam".into(),
+            mm_per_px: None,
+        }],
+    )
+    .unwrap();
+    // 2026-11-27T23:59:58Z, 10 fps for 4 s → 20 frames before midnight, 20 after.
+    let midnight = 1_795_824_000u64; // 2026-11-28T00:00:00Z
+    let t0 = UNIX_EPOCH + Duration::from_secs(midnight - 2);
+    for i in 0..40 {
+        sinks
+            .consume(&frame(
+                "cam",
+                i,
+                10.0,
+                t0,
+                vec![track(7, TrackStatus::Confirmed, true, 10.0, 10.0)],
+            ))
+            .unwrap();
+    }
+    sinks.close().unwrap();
+    let (h1, before) = read_csv(&dir.path().join("cam/trajectories-2026-11-27.csv"));
+    let (h2, after) = read_csv(&dir.path().join("cam/trajectories-2026-11-28.csv"));
+    assert_eq!(h1, h2);
+    assert_eq!((before.len(), after.len()), (20, 20));
+    assert_eq!(after[0][0], "20");
+    assert!(
+        after[0][15].starts_with("2026-11-28T00:00:00.000"),
+        "{}",
+        after[0][15]
+    );
+    assert!(dir.path().join("cam/mot-2026-11-27.txt").exists());
+    assert!(dir.path().join("cam/mot-2026-11-28.txt").exists());
+}
+
+/// A full disk (/dev/full) makes consume return an error naming the file; rows stay buffered
+/// and reach the file, exactly once, when the disk recovers.
+#[test]
+fn full_disk_keeps_rows_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.mot = false;
+    c.interactions.enabled = false;
+    let metrics = Metrics::new();
+    let mut sinks = Sinks::build(
+        &c,
+        &[CameraOutputInfo {
+            name: "cam".into(),
+            mm_per_px: None,
+        }],
+    )
+    .unwrap()
+    .with_metrics(metrics.clone());
+    let target = dir.path().join("cam/trajectories.csv");
+    std::os::unix::fs::symlink("/dev/full", &target).unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
+    let mut errors = 0;
+    for i in 0..5 {
+        match sinks.consume(&frame(
+            "cam",
+            i,
+            25.0,
+            t0,
+            vec![track(1, TrackStatus::Confirmed, true, 1.0, 2.0)],
+        )) {
+            Err(OutputError::Write { path, source }) => {
+                assert_eq!(path, target);
+                assert_eq!(source.raw_os_error(), Some(28), "ENOSPC");
+                errors += 1;
+            }
+            other => panic!("expected a write error, got {other:?}"),
+        }
+    }
+    assert_eq!(errors, 5);
+    assert!(sinks.buffered_bytes("cam") > 0);
+    let text = metrics.encode();
+    assert!(
+        text.contains("finprint_output_write_errors_total{camera=\"cam\"} 5"),
+        "{text}"
+    );
+    let msg = OutputError::Write {
+        path: target.clone(),
+        source: std::io::Error::from_raw_os_error(28),
+    }
+    .to_string();
+    assert!(
+        msg.contains("trajectories.csv") && msg.contains("retried"),
+        "{msg}"
+    );
+
+    // The disk "recovers".
+    std::fs::remove_file(&target).unwrap();
+    for i in 5..8 {
+        sinks
+            .consume(&frame(
+                "cam",
+                i,
+                25.0,
+                t0,
+                vec![track(1, TrackStatus::Confirmed, true, 1.0, 2.0)],
+            ))
+            .unwrap();
+    }
+    assert_eq!(sinks.buffered_bytes("cam"), 0);
+    assert_eq!(sinks.dropped_rows("cam"), 0);
+    sinks.close().unwrap();
+    let (_, rows) = read_csv(&target);
+    let frames: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(frames, ["0", "1", "2", "3", "4", "5", "6", "7"]);
+}
+
+#[test]
+fn close_reports_lost_bytes_and_bad_dirs_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.interactions.enabled = false;
+    c.mot = false;
+    let mut sinks = Sinks::build(
+        &c,
+        &[CameraOutputInfo {
+            name: "cam".into(),
+            mm_per_px: None,
+        }],
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("cam/trajectories.csv")).unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
+    let _ = sinks.consume(&frame(
+        "cam",
+        0,
+        25.0,
+        t0,
+        vec![track(1, TrackStatus::Confirmed, true, 1.0, 2.0)],
+    ));
+    match sinks.close() {
+        Err(OutputError::LostOnClose { bytes, .. }) => assert!(bytes > 0),
+        other => panic!("expected LostOnClose, got {other:?}"),
+    }
+
+    // A folder below a regular file cannot be created: a clear startup error, no panic.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = Sinks::build(
+        &cfg(&file.join("out")),
+        &[CameraOutputInfo {
+            name: "cam".into(),
+            mm_per_px: None,
+        }],
+    )
+    .unwrap_err();
+    assert!(matches!(err, OutputError::CreateDir { .. }), "{err:?}");
+    assert!(err.to_string().contains("plain-file"), "{err}");
+
+    // mm interactions without a scale are refused at build time.
+    let mut c = cfg(dir.path());
+    c.interactions.unit = DistanceUnit::Mm;
+    let err = Sinks::build(
+        &c,
+        &[CameraOutputInfo {
+            name: "cam".into(),
+            mm_per_px: None,
+        }],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("mm_per_px"), "{err}");
+    // Parquet is visibly unfinished: validation says so.
+    let c = OutputConfig {
+        parquet: true,
+        ..OutputConfig::default()
+    };
+    assert!(
+        c.validate("output")
+            .unwrap_err()
+            .to_string()
+            .contains("output.parquet")
+    );
+}
+
+#[test]
+fn config_parses_with_documented_defaults() {
+    let c: OutputConfig = toml::from_str("").unwrap();
+    assert_eq!(c, OutputConfig::default());
+    assert_eq!(
+        (c.trajectories, c.parquet, c.mot, c.rotate),
+        (true, false, true, Rotate::Daily)
+    );
+    let c: OutputConfig = toml::from_str(
+        "dir = \"/tmp/x\"\nrotate = \"never\"\n[interactions]\ndistance = 12.5\nunit = \"mm\"\nmax_gap_s = 0.2\n",
+    )
+    .unwrap();
+    assert_eq!(c.interactions.unit, DistanceUnit::Mm);
+    assert_eq!(c.rotate, Rotate::Never);
+    assert!(toml::from_str::<OutputConfig>("bogus = 1").is_err());
+    let r = OutputConfig::default().for_replay(Path::new("/tmp/out"));
+    assert_eq!(
+        (r.dir.as_deref(), r.rotate),
+        (Some(Path::new("/tmp/out")), Rotate::Never)
+    );
+    let h: HttpConfig = toml::from_str("").unwrap();
+    assert_eq!(h.listen, "127.0.0.1:9464");
+    assert!(
+        HttpConfig {
+            listen: "localhost".into(),
+            ..h
+        }
+        .validate("http")
+        .is_err()
+    );
+}
+
+#[test]
+fn http_endpoints_over_loopback() {
+    let cfg = HttpConfig {
+        listen: "127.0.0.1:0".into(),
+        stale_after_s: 0.5,
+        ..HttpConfig::default()
+    };
+    let live = LiveState::new(&[
+        LiveCamera {
+            name: "a".into(),
+            tank: "tank-a".into(),
+            population: Some(14),
+        },
+        LiveCamera {
+            name: "b".into(),
+            tank: "tank-b".into(),
+            population: None,
+        },
+    ]);
+    let metrics = Metrics::new();
+    let listener = http::bind(&cfg).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The same address again is a clear error, not a panic.
+    let busy = HttpConfig {
+        listen: addr.to_string(),
+        ..cfg.clone()
+    };
+    assert!(
+        http::bind(&busy)
+            .unwrap_err()
+            .to_string()
+            .contains(&addr.to_string())
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let extra =
+        axum::Router::new().route("/api/v1/extra", axum::routing::get(|| async { "extra" }));
+    let server = rt.spawn({
+        let (live, metrics, cfg) = (live.clone(), metrics.clone(), cfg.clone());
+        async move {
+            http::serve_on(listener, &cfg, live, metrics, extra, async {
+                let _ = rx.await;
+            })
+            .await
+        }
+    });
+
+    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
+    let mut t = track(1, TrackStatus::Confirmed, true, 1.0, 2.0);
+    t.individual = Some("f07".into());
+    let tracks = vec![
+        t,
+        track(2, TrackStatus::Lost, false, 5.0, 5.0),
+        track(3, TrackStatus::Tentative, true, 9.0, 9.0),
+    ];
+    let f = frame("a", 41, 25.0, t0, tracks);
+    live.update(&f);
+    metrics.observe_tracked_frame(&f);
+    live.update(&frame("b", 3, 25.0, t0, vec![]));
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |p: &str| {
+        let mut r = agent.get(&format!("http://{addr}{p}")).call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let (code, body) = get("/api/v1/counts");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let a = &v["cameras"][0];
+    assert_eq!(a["camera"], "a");
+    assert_eq!(a["tank"], "tank-a");
+    assert_eq!(a["visible_fish"], 3);
+    assert_eq!(a["tracks"], 2, "confirmed + coasting, not tentative");
+    assert_eq!(a["expected_population"], 14);
+    assert_eq!(a["individuals_present"], serde_json::json!(["f07"]));
+    assert_eq!(a["last_frame"], 41);
+    assert_eq!(
+        v["cameras"][1]["expected_population"],
+        serde_json::Value::Null
+    );
+
+    let (code, body) = get("/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("finprint_frames_total{camera=\"a\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("finprint_tracks{camera=\"a\"} 2"), "{body}");
+    assert_eq!(get("/api/v1/extra"), (200, "extra".to_string()));
+    assert_eq!(get("/healthz"), (200, "ok\n".to_string()));
+
+    // Camera b goes quiet; a keeps delivering.
+    std::thread::sleep(Duration::from_millis(700));
+    live.update(&frame("a", 42, 25.0, t0, vec![]));
+    let (code, body) = get("/healthz");
+    assert_eq!(code, 503);
+    assert!(body.starts_with("degraded: camera b stale for"), "{body}");
+    assert!(!body.contains("camera a"), "{body}");
+
+    tx.send(()).unwrap();
+    rt.block_on(server).unwrap().unwrap();
+}
