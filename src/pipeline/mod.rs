@@ -1,31 +1,432 @@
-//! Pipeline: wires the stages of each camera with threads and channels, and implements
-//! `finprint replay`. Must never implement a stage's logic itself.
+//! Pipeline: wires the stages of each camera with threads and typed channels, and implements
+//! `finprint replay`. Must never implement a stage's logic itself: it only moves messages
+//! (ingest → detect → track → identity → outputs), times the stages and reports progress.
+//!
+//! Threads: per camera one ingest source (GStreamer streaming thread feeding a bounded
+//! channel) and one worker (detect + track + identity); one writer owns every output file.
+//! Shutdown travels with the data: when a source ends (end of file, or `stop`), its channel
+//! disconnects, the worker drains what it holds and ends, then the writer closes every file.
 
-use std::path::PathBuf;
+mod replay;
 
-/// `finprint replay` arguments.
-#[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
-    /// Config file; without it, built-in defaults suit a typical tank recording.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Recording: a file, a URI, or an image sequence pattern (`frames/frame_%06d.pgm`).
-    #[arg(long)]
-    pub input: String,
-    /// Output folder.
-    #[arg(long)]
-    pub out: PathBuf,
-}
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-/// Errors of the pipeline.
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+
+pub use replay::{ReplayArgs, replay};
+
+use crate::config::{CameraConfig, Config};
+use crate::detect::{CropSpec, DetectError, Detector};
+use crate::ingest::{self, IngestError, IngestEvent, SourceHandle};
+use crate::messages::{DetectedFrame, TrackedFrame};
+use crate::output::http::LiveState;
+use crate::output::metrics::Metrics;
+use crate::output::{CameraOutputInfo, OutputError, Sinks};
+use crate::track::Tracker;
+
+/// Errors that stop the pipeline. Each names the camera or file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// Not written yet.
-    #[error("finprint replay is not implemented yet")]
-    Unimplemented,
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A source could not start or failed for good.
+    #[error("camera {camera}: {source}")]
+    Ingest {
+        /// Camera name.
+        camera: String,
+        /// What went wrong.
+        source: IngestError,
+    },
+    /// The detector could not be built.
+    #[error("camera {camera}: {source}")]
+    Detect {
+        /// Camera name.
+        camera: String,
+        /// What went wrong.
+        source: DetectError,
+    },
+    /// An output file could not be created or closed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// A worker thread could not start or died.
+    #[error("internal: {0}")]
+    Thread(String),
 }
 
-/// Entry point of `finprint replay`.
-pub fn replay(_args: ReplayArgs) -> Result<(), PipelineError> {
-    Err(PipelineError::Unimplemented)
+/// Frames buffered between a camera's source and its worker. Recordings block when it is full;
+/// live sources drop (and count) frames instead, so the worker always sees fresh frames.
+const INGEST_QUEUE: usize = 8;
+/// Tracked frames buffered before the writer.
+const WRITER_QUEUE: usize = 256;
+
+/// Heartbeats of the pipeline's threads, for the systemd watchdog: every worker loop bumps it,
+/// at least once a second, even without frames.
+#[derive(Debug, Default)]
+pub struct Heartbeat {
+    last_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    fn beat(&self) {
+        let now = UNIX_EPOCH
+            .elapsed()
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Time since the oldest worker last beat (`None` before the first beat).
+    pub fn age(&self) -> Option<Duration> {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return None;
+        }
+        let now = UNIX_EPOCH
+            .elapsed()
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Some(Duration::from_millis(now.saturating_sub(last)))
+    }
+}
+
+/// What one camera's worker did.
+#[derive(Debug, Clone, Default)]
+pub struct CameraSummary {
+    /// Camera name.
+    pub camera: String,
+    /// Frames processed.
+    pub frames: u64,
+    /// Frames dropped by a live source because the worker was behind.
+    pub dropped: u64,
+    /// Reconnections of a live source.
+    pub reconnects: u64,
+    /// Detections over all frames.
+    pub detections: u64,
+    /// Distinct track ids created.
+    pub tracks: u64,
+    /// Frames per second of wall time.
+    pub fps: f64,
+}
+
+/// A running set of camera chains plus the writer.
+pub struct Pipeline {
+    stop: Arc<AtomicBool>,
+    sources: Vec<SourceHandle>,
+    workers: Vec<JoinHandle<Result<CameraSummary, PipelineError>>>,
+    writer: Option<JoinHandle<Result<(), PipelineError>>>,
+    heartbeat: Arc<Heartbeat>,
+}
+
+/// Hooks for progress display (replay's progress bar); called from worker threads.
+pub type FrameHook = Arc<dyn Fn(&TrackedFrame) + Send + Sync>;
+
+impl Pipeline {
+    /// Builds every stage (opening files, devices and sockets), then starts the threads.
+    /// A camera that cannot start (missing file, bad background image) fails the whole start
+    /// with a clear error; a live camera that is unreachable does not: it retries with backoff.
+    pub fn start(
+        cfg: &Config,
+        live: Arc<LiveState>,
+        metrics: Metrics,
+        stop: Arc<AtomicBool>,
+        hook: Option<FrameHook>,
+    ) -> Result<Pipeline, PipelineError> {
+        let infos: Vec<CameraOutputInfo> = cfg
+            .cameras
+            .iter()
+            .map(|c| CameraOutputInfo {
+                name: c.name.clone(),
+                mm_per_px: c.mm_per_px,
+            })
+            .collect();
+        let sinks = Sinks::build(&cfg.output, &infos)?.with_metrics(metrics.clone());
+        // Build every detector before any thread starts, so a bad config fails fast.
+        let mut detectors = Vec::new();
+        for cam in &cfg.cameras {
+            let d = Detector::build(&cam.detect).map_err(|source| PipelineError::Detect {
+                camera: cam.name.clone(),
+                source,
+            })?;
+            detectors.push(d);
+        }
+        let (out_tx, out_rx) = bounded::<TrackedFrame>(WRITER_QUEUE);
+        let writer_metrics = metrics.clone();
+        let writer = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || write_loop(sinks, out_rx, writer_metrics))
+            .map_err(|e| PipelineError::Thread(e.to_string()))?;
+        let heartbeat = Arc::new(Heartbeat::default());
+        heartbeat.beat();
+        let mut sources = Vec::new();
+        let mut workers = Vec::new();
+        for (cam, detector) in cfg.cameras.iter().zip(detectors) {
+            let (tx, rx) = bounded::<IngestEvent>(INGEST_QUEUE);
+            let src = match ingest::spawn(&cam.name, &cam.source, tx, stop.clone()) {
+                Ok(s) => s,
+                Err(source) => {
+                    stop.store(true, Ordering::SeqCst);
+                    return Err(PipelineError::Ingest {
+                        camera: cam.name.clone(),
+                        source,
+                    });
+                }
+            };
+            let worker = CameraWorker {
+                cam: cam.clone(),
+                detector,
+                tracker: Tracker::new(&cam.track, cam.population),
+                rx,
+                out: out_tx.clone(),
+                live: live.clone(),
+                metrics: metrics.clone(),
+                stats: src.stats(),
+                heartbeat: heartbeat.clone(),
+                hook: hook.clone(),
+                stop: stop.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("camera-{}", cam.name))
+                .spawn(move || worker.run())
+                .map_err(|e| PipelineError::Thread(e.to_string()))?;
+            sources.push(src);
+            workers.push(handle);
+        }
+        drop(out_tx);
+        Ok(Pipeline {
+            stop,
+            sources,
+            workers,
+            writer: Some(writer),
+            heartbeat,
+        })
+    }
+
+    /// Heartbeat of the worker threads (for the watchdog).
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heartbeat.clone()
+    }
+
+    /// True when every camera chain has ended (all recordings finished, or stopped).
+    pub fn is_finished(&self) -> bool {
+        self.workers.iter().all(|w| w.is_finished())
+    }
+
+    /// Asks every source to stop; the chains then drain.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for every chain to drain and the writer to close every file. Returns the first
+    /// error any camera or the writer hit, after all of them have ended.
+    pub fn wait(mut self) -> Result<Vec<CameraSummary>, PipelineError> {
+        let mut first_err = None;
+        let mut summaries = Vec::new();
+        for w in self.workers.drain(..) {
+            match w.join() {
+                Ok(Ok(s)) => summaries.push(s),
+                Ok(Err(e)) => {
+                    tracing::error!("{e}");
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err
+                        .get_or_insert(PipelineError::Thread("a camera worker panicked".into()));
+                }
+            }
+        }
+        for s in self.sources.drain(..) {
+            s.join();
+        }
+        if let Some(w) = self.writer.take() {
+            match w.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err
+                        .get_or_insert(PipelineError::Thread("the output writer panicked".into()));
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(summaries),
+        }
+    }
+}
+
+struct CameraWorker {
+    cam: CameraConfig,
+    detector: Detector,
+    tracker: Tracker,
+    rx: Receiver<IngestEvent>,
+    out: Sender<TrackedFrame>,
+    live: Arc<LiveState>,
+    metrics: Metrics,
+    stats: Arc<ingest::IngestStats>,
+    heartbeat: Arc<Heartbeat>,
+    hook: Option<FrameHook>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CameraWorker {
+    fn run(mut self) -> Result<CameraSummary, PipelineError> {
+        let name = self.cam.name.clone();
+        let started = Instant::now();
+        let mut summary = CameraSummary {
+            camera: name.clone(),
+            ..Default::default()
+        };
+        let crops: Option<CropSpec> = None;
+        let mut fps_window = (Instant::now(), 0u64);
+        let mut seen_drops = 0u64;
+        let mut seen_reconnects = 0u64;
+        let mut max_track = 0u64;
+        let result = loop {
+            self.heartbeat.beat();
+            let ev = match self.rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(ev) => ev,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
+                    continue;
+                }
+                // Source ended (stop requested): drain what the detector holds.
+                Err(RecvTimeoutError::Disconnected) => break Ok(()),
+            };
+            match ev {
+                IngestEvent::Frame(frame) => {
+                    let t0 = Instant::now();
+                    let ready = self.detector.push(frame, crops);
+                    let dt = t0.elapsed().as_secs_f64();
+                    self.metrics.observe_latency(&name, "detect", dt);
+                    for df in ready {
+                        self.track_and_send(df, &mut summary, &mut max_track)?;
+                    }
+                    fps_window.1 += 1;
+                    let el = fps_window.0.elapsed();
+                    if el >= Duration::from_secs(2) {
+                        self.metrics
+                            .set_fps(&name, fps_window.1 as f64 / el.as_secs_f64());
+                        fps_window = (Instant::now(), 0);
+                        self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
+                    }
+                }
+                IngestEvent::Gap {
+                    from, to, reason, ..
+                } => {
+                    let secs = to
+                        .duration_since(from)
+                        .map(|d| d.as_secs_f64())
+                        .unwrap_or(0.0);
+                    tracing::warn!(camera = %name, gap_s = secs, %reason, "camera was lost and is back; no frames exist for the gap");
+                    self.live.set_connected(&name, true);
+                }
+                IngestEvent::Eos => {
+                    tracing::info!(camera = %name, "end of recording");
+                    break Ok(());
+                }
+                IngestEvent::Fatal(source) => {
+                    break Err(PipelineError::Ingest {
+                        camera: name.clone(),
+                        source,
+                    });
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) && self.cam.source.is_live() {
+                // Live: the source stops by itself on `stop`; keep draining until it disconnects.
+            }
+        };
+        // Frames still held by the detector (background learning) must not be lost.
+        for df in self.detector.flush(crops) {
+            self.track_and_send(df, &mut summary, &mut max_track)?;
+        }
+        self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
+        summary.dropped = seen_drops;
+        summary.reconnects = seen_reconnects;
+        summary.tracks = max_track;
+        summary.fps = summary.frames as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        result.map(|()| summary)
+    }
+
+    fn sync_source_stats(&self, seen_drops: &mut u64, seen_reconnects: &mut u64) {
+        let s = self.stats.snapshot();
+        if s.drops > *seen_drops {
+            self.metrics
+                .inc_dropped_frames(&self.cam.name, s.drops - *seen_drops);
+            *seen_drops = s.drops;
+        }
+        if s.reconnects > *seen_reconnects {
+            for _ in *seen_reconnects..s.reconnects {
+                self.metrics.inc_reconnects(&self.cam.name);
+            }
+            *seen_reconnects = s.reconnects;
+        }
+        self.live.set_connected(&self.cam.name, s.connected);
+    }
+
+    fn track_and_send(
+        &mut self,
+        df: DetectedFrame,
+        summary: &mut CameraSummary,
+        max_track: &mut u64,
+    ) -> Result<(), PipelineError> {
+        let name = &self.cam.name;
+        let frame = &df.frame;
+        let t = frame
+            .pts
+            .map(|p| p.as_secs_f64())
+            .unwrap_or(frame.index as f64);
+        let t0 = Instant::now();
+        let tracks = self.tracker.update(t, &df.detections);
+        self.metrics
+            .observe_latency(name, "track", t0.elapsed().as_secs_f64());
+        for tr in &tracks {
+            *max_track = (*max_track).max(tr.track + 1);
+        }
+        let visible: u32 = df.detections.iter().map(|d| d.fish_count.max(1)).sum();
+        let tf = TrackedFrame {
+            camera: frame.camera.clone(),
+            index: frame.index,
+            t,
+            captured: frame.captured,
+            width: frame.width,
+            height: frame.height,
+            visible_fish: visible,
+            tracks,
+        };
+        summary.frames += 1;
+        summary.detections += df.detections.len() as u64;
+        self.metrics.inc_frames(name, 1);
+        self.metrics.observe_tracked_frame(&tf);
+        self.live.update(&tf);
+        if let Some(h) = &self.hook {
+            h(&tf);
+        }
+        // The writer only disappears when it failed; its error is reported by `wait`.
+        let _ = self.out.send(tf);
+        Ok(())
+    }
+}
+
+fn write_loop(
+    mut sinks: Sinks,
+    rx: Receiver<TrackedFrame>,
+    metrics: Metrics,
+) -> Result<(), PipelineError> {
+    let _ = &metrics;
+    for tf in rx.iter() {
+        let t0 = Instant::now();
+        if let Err(e) = sinks.consume(&tf) {
+            // Rows stay buffered in the sinks and are retried on the next frame.
+            tracing::error!("{e}");
+        }
+        metrics.observe_latency(&tf.camera, "write", t0.elapsed().as_secs_f64());
+    }
+    sinks.close()?;
+    Ok(())
 }
