@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--title", default="finprint encoder comparison")
     p.add_argument("--notes", type=Path, default=None, help="markdown file inserted below the title")
+    p.add_argument("--default-run", type=Path, default=None, help="the shipped model's run (own section)")
 
     p = sub.add_parser("compare", help="train + evaluate every backbone with and without inpainting")
     _add_fit_args(p, with_backbone=False)
@@ -168,7 +169,7 @@ def _run(a: argparse.Namespace, command: str) -> int:
         from .report import write_report
 
         notes = a.notes.read_text() if a.notes else ""
-        print(write_report(a.runs, a.out, a.title, notes))
+        print(write_report(a.runs, a.out, a.title, notes, a.default_run))
     elif a.cmd == "compare":
         for bb in a.backbones:
             for lam in a.lams:

@@ -175,8 +175,50 @@ def plot_gradcam(runs: list[dict], path: Path, per_run: int = 4) -> None:
     plt.close(fig)
 
 
-def write_report(runs_dir: Path, out: Path, title: str = "finprint encoder comparison", notes: str = "") -> Path:
-    """Writes ``out/report.md`` and its PNGs; returns the report path."""
+def _table(runs: list[dict]) -> list[str]:
+    head = ["run", "λ", "epochs", "train s"] + [t for _, t, _, _ in COLUMNS] + ["area body", "area striped"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        m = r["metrics"]
+        row = [r["dir"].name, str(m["lambda"]), str(m.get("epochs", "?")), _fmt(m.get("train_seconds"), "{:.0f}")]
+        row += [_fmt(m.get(k), f) for k, _, _, f in COLUMNS]
+        row += [_fmt(m.get("area_body"), "{:.3f}"), _fmt(m.get("area_striped"), "{:.3f}")]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _default_section(run_dir: Path, goal: float = 0.95) -> list[str]:
+    m = json.loads((run_dir / "metrics.json").read_text())
+    c = json.loads((run_dir / "config.json").read_text())
+    r1 = m.get("open_set_rank1")
+    met = r1 is not None and not math.isnan(r1) and r1 >= goal
+    return [
+        "## Shipped default model",
+        "",
+        f"Run `{run_dir.name}`: `{c.get('backbone')}`, λ={c.get('lam')}, mask `{c.get('mask_recipe')}` "
+        f"ratio {c.get('mask_ratio')}, {c.get('epochs')} epochs, seed {c.get('seed')}, input {c.get('img_size')}.",
+        "",
+        f"- Command: `{c.get('command') or '(not recorded)'}`",
+        f"- Open-set rank-1 on unseen individuals: **{_fmt(r1, '{:.3f}')}** — goal ≥ {goal}: "
+        f"**{'met' if met else 'NOT met'}**; mAP {_fmt(m.get('open_set_map'), '{:.3f}')}, "
+        f"closed-set top-1 {_fmt(m.get('closed_set_top1'), '{:.3f}')}.",
+        "",
+        *_table([{"dir": run_dir, "metrics": m}]),
+        "",
+    ]
+
+
+def write_report(
+    runs_dir: Path,
+    out: Path,
+    title: str = "finprint encoder comparison",
+    notes: str = "",
+    default_run: Path | None = None,
+) -> Path:
+    """Writes ``out/report.md`` and its PNGs; returns the report path.
+
+    ``default_run``: the shipped model's run folder, summarised in its own section.
+    """
     runs = load_runs(runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not runs:
@@ -187,6 +229,8 @@ def write_report(runs_dir: Path, out: Path, title: str = "finprint encoder compa
     lines = [f"# {title}", ""]
     if notes:
         lines += [notes.strip(), ""]
+    if default_run is not None:
+        lines += _default_section(Path(default_run))
     c0 = runs[0]["config"]
     lines += [
         "## Setup",
@@ -207,15 +251,7 @@ def write_report(runs_dir: Path, out: Path, title: str = "finprint encoder compa
     for r in runs:
         lines.append(f"- `{r['config'].get('command') or '(not recorded)'}`")
     lines += ["", "## Results (open-set = unseen individuals)", ""]
-    head = ["run", "λ", "epochs", "train s"] + [t for _, t, _, _ in COLUMNS] + ["area body", "area striped"]
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "---|" * len(head))
-    for r in runs:
-        m = r["metrics"]
-        row = [r["dir"].name, str(m["lambda"]), str(m.get("epochs", "?")), _fmt(m.get("train_seconds"), "{:.0f}")]
-        row += [_fmt(m.get(k), f) for k, _, _, f in COLUMNS]
-        row += [_fmt(m.get("area_body"), "{:.3f}"), _fmt(m.get("area_striped"), "{:.3f}")]
-        lines.append("| " + " | ".join(row) + " |")
+    lines += _table(runs)
     lines += [
         "",
         "Focus = share of GradCAM energy inside the body / striped region; the area columns are the same "

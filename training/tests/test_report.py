@@ -25,10 +25,11 @@ def test_compare_then_report(tiny_data, tmp_path):
     assert rc == 0
     assert sorted(p.name for p in runs.iterdir()) == ["resnet10t__lam0", "resnet10t__lam1"]
     out = tmp_path / "report"
-    assert main(["report", str(runs), "--out", str(out)]) == 0
+    assert main(["report", str(runs), "--out", str(out), "--default-run", str(runs / "resnet10t__lam1")]) == 0
     text = (out / "report.md").read_text()
     assert "| resnet10t__lam0 |" in text and "| resnet10t__lam1 |" in text
     assert "inpainting improved the clustering metrics: **" in text
     assert "--backbone resnet10t --lam 0" in text  # exact per-run command recorded
+    assert "## Shipped default model" in text and "goal ≥ 0.95" in text
     for png in ("curves.png", "embedding_map.png", "gradcam_montage.png"):
         assert (out / png).stat().st_size > 2000
