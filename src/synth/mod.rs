@@ -11,9 +11,14 @@ pub mod fish;
 pub mod motion;
 pub mod pattern;
 pub mod raster;
+pub mod render;
 pub mod scene;
+pub mod tank;
+pub mod video;
 
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 
@@ -21,6 +26,185 @@ pub use dataset::{DatasetSpec, DatasetSummary, write_dataset};
 pub use fish::{Individual, make_individuals};
 pub use pattern::{Flank, FlankPattern, min_flank_distance};
 pub use raster::View;
+pub use render::{SynthSummary, render};
+pub use tank::{RenderedFrame, TankSim, TruthRow};
+
+/// Settings of a simulated tank render (library API; the CLI fills it from its flags).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynthConfig {
+    /// Seed of everything (patterns, tank, swimming, noise). Default 1.
+    pub seed: u64,
+    /// Number of fish. Default 8.
+    pub fish: usize,
+    /// Frames to render. Default 300.
+    pub frames: u64,
+    /// Frame rate. Default 30.
+    pub fps: u32,
+    /// Frame width, px (even). Default 1920.
+    pub width: u32,
+    /// Frame height, px (even). Default 1080.
+    pub height: u32,
+    /// Viewpoint: `side` or `top`. Default `side`.
+    pub view: View,
+    /// How alike individuals look, 0 (very different, easy) ..1 (nearly identical, hard).
+    /// Default 0.3.
+    pub similarity: f32,
+    /// Sensor noise standard deviation, 8-bit levels. Default 3.
+    pub noise_sigma: f32,
+    /// Amplitude of the slow global lighting drift (relative gain). Default 0.06.
+    pub lighting_drift: f32,
+    /// Write `video.mkv`. Default `true`.
+    pub video: bool,
+    /// H.264 bit rate, kbit/s. Default 8000.
+    pub bitrate_kbps: u32,
+    /// Enrollment crops per individual and flank (0 = none). Default 10.
+    pub crops_per_flank: usize,
+    /// Crop width, px. Default 192.
+    pub crop_width: u32,
+    /// Crop height, px. Default 64.
+    pub crop_height: u32,
+    /// Camera name in the truth files. Default `synth`.
+    pub camera: String,
+    /// Capture time of frame 0 (RFC 3339), for the interaction log's times.
+    /// Default `2026-01-01T00:00:00Z`.
+    pub start_time: String,
+    /// Interaction rule distance. Default: the daemon's (`[output.interactions] distance`, 1.5).
+    pub interaction_distance: f64,
+    /// Interaction rule unit. Default: the daemon's (`body_lengths`).
+    pub interaction_unit: crate::output::DistanceUnit,
+    /// Interaction rule minimum duration, s. Default: the daemon's (1.0).
+    pub interaction_min_duration_s: f64,
+    /// Interaction rule longest gap, s. Default: the daemon's (0.5).
+    pub interaction_max_gap_s: f64,
+    /// Worker threads (0 = all cores); does not change any output. Default 0.
+    #[serde(skip_serializing)]
+    pub threads: usize,
+}
+
+impl Default for SynthConfig {
+    fn default() -> Self {
+        let i = crate::output::InteractionsConfig::default();
+        SynthConfig {
+            seed: 1,
+            fish: 8,
+            frames: 300,
+            fps: 30,
+            width: 1920,
+            height: 1080,
+            view: View::Side,
+            similarity: 0.3,
+            noise_sigma: 3.0,
+            lighting_drift: 0.06,
+            video: true,
+            bitrate_kbps: 8000,
+            crops_per_flank: 10,
+            crop_width: 192,
+            crop_height: 64,
+            camera: "synth".into(),
+            start_time: "2026-01-01T00:00:00Z".into(),
+            interaction_distance: i.distance,
+            interaction_unit: i.unit,
+            interaction_min_duration_s: i.min_duration_s,
+            interaction_max_gap_s: i.max_gap_s,
+            threads: 0,
+        }
+    }
+}
+
+impl SynthConfig {
+    /// The interaction rule of the ground truth (the daemon's rule with these parameters).
+    pub fn interaction_rule(&self) -> crate::output::InteractionRule {
+        crate::output::InteractionRule {
+            distance: self.interaction_distance,
+            unit: self.interaction_unit,
+            mm_per_px: None,
+            min_duration_s: self.interaction_min_duration_s,
+            max_gap_s: self.interaction_max_gap_s,
+        }
+    }
+
+    /// Checks every value; pure.
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let bad = |f: &str, m: String| Err(ConfigError::invalid(format!("{key}.{f}"), m));
+        if !(1..=1000).contains(&self.fish) {
+            return bad(
+                "fish",
+                format!("{} is not allowed: use 1..=1000 fish", self.fish),
+            );
+        }
+        if self.frames == 0 {
+            return bad(
+                "frames",
+                "0 is not allowed: render at least one frame".into(),
+            );
+        }
+        if !(1..=240).contains(&self.fps) {
+            return bad("fps", format!("{} is not allowed: use 1..=240", self.fps));
+        }
+        for (f, v) in [("width", self.width), ("height", self.height)] {
+            if !(64..=8192).contains(&v) || v % 2 == 1 {
+                return bad(
+                    f,
+                    format!("{v} is not allowed: use an even size 64..=8192 px"),
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&self.similarity) {
+            return bad(
+                "similarity",
+                format!("{} is not allowed: use 0..=1", self.similarity),
+            );
+        }
+        if !(0.0..=40.0).contains(&self.noise_sigma) {
+            return bad(
+                "noise_sigma",
+                format!("{} is not allowed: use 0..=40 levels", self.noise_sigma),
+            );
+        }
+        if !(0.0..=0.5).contains(&self.lighting_drift) {
+            return bad(
+                "lighting_drift",
+                format!("{} is not allowed: use 0..=0.5", self.lighting_drift),
+            );
+        }
+        if !(100..=200_000).contains(&self.bitrate_kbps) {
+            return bad(
+                "bitrate_kbps",
+                format!(
+                    "{} is not allowed: use 100..=200000 kbit/s",
+                    self.bitrate_kbps
+                ),
+            );
+        }
+        for (f, v) in [
+            ("crop_width", self.crop_width),
+            ("crop_height", self.crop_height),
+        ] {
+            if !(8..=1024).contains(&v) {
+                return bad(f, format!("{v} is not allowed: use 8..=1024 px"));
+            }
+        }
+        if self.camera.is_empty()
+            || !self
+                .camera
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad(
+                "camera",
+                format!(
+                    "`{}` is not allowed: use letters, digits, `-` or `_`",
+                    self.camera
+                ),
+            );
+        }
+        if let Err(m) = self.interaction_rule().check() {
+            return bad("interaction", m);
+        }
+        Ok(())
+    }
+}
 
 /// Errors of `finprint synth`.
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +424,47 @@ pub fn run_cli(args: SynthArgs) -> Result<(), SynthError> {
             s.val.len(),
             s.test.len(),
             t0.elapsed().as_secs_f64()
+        );
+        did = true;
+    }
+    let frames = args
+        .frames
+        .unwrap_or_else(|| (args.seconds * f64::from(args.fps)).round().max(1.0) as u64);
+    let cfg = SynthConfig {
+        seed: args.seed,
+        fish: args.fish,
+        frames,
+        fps: args.fps,
+        width: args.width,
+        height: args.height,
+        view: match args.view {
+            ViewArg::Side => View::Side,
+            ViewArg::Top => View::Top,
+        },
+        similarity: args.similarity,
+        video: !args.no_video,
+        crops_per_flank: args.crops_per_flank,
+        crop_width: crop_w,
+        crop_height: crop_h,
+        threads: args.threads,
+        ..SynthConfig::default()
+    };
+    if let Some(out) = &args.out {
+        let s = render(&cfg, out)?;
+        tracing::info!(
+            "rendered {} frames ({}x{}, {} fish) to {} in {:.1} s ({:.1} fps, {:.2}x real time): {} truth rows, {} interactions, {} enrollment crops ({} from the video)",
+            s.frames,
+            cfg.width,
+            cfg.height,
+            cfg.fish,
+            out.display(),
+            s.elapsed_s,
+            s.render_fps,
+            s.render_fps / f64::from(cfg.fps),
+            s.truth_rows,
+            s.interactions,
+            s.enroll_crops,
+            s.enroll_from_video
         );
         did = true;
     }
