@@ -44,7 +44,10 @@ pub enum ConfigError {
 impl ConfigError {
     /// Shorthand for [`ConfigError::Invalid`].
     pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid { key: key.into(), message: message.into() }
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -106,8 +109,10 @@ impl CameraConfig {
 impl Config {
     /// Reads, parses and validates a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let cfg = Self::parse(&text, path)?;
         cfg.validate()?;
         Ok(cfg)
@@ -126,7 +131,7 @@ impl Config {
             ConfigError::Parse {
                 path: path.to_path_buf(),
                 key,
-                message: inner.message().to_string(),
+                message: humanize_types(inner.message()),
             }
         })
     }
@@ -137,17 +142,26 @@ impl Config {
         for (i, cam) in self.cameras.iter().enumerate() {
             let key = format!("cameras[{i}]");
             if cam.name.is_empty()
-                || !cam.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || !cam
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(ConfigError::invalid(
                     format!("{key}.name"),
-                    format!("`{}` is not a valid camera name: use letters, digits, `-` or `_`", cam.name),
+                    format!(
+                        "`{}` is not a valid camera name: use letters, digits, `-` or `_`",
+                        cam.name
+                    ),
                 ));
             }
             if !names.insert(cam.name.clone()) {
                 return Err(ConfigError::invalid(
                     format!("{key}.name"),
-                    format!("camera name `{}` is used twice: names must be unique", cam.name),
+                    format!(
+                        "camera name `{}` is used twice: names must be unique",
+                        cam.name
+                    ),
                 ));
             }
             if let Some(p) = cam.population
@@ -155,7 +169,9 @@ impl Config {
             {
                 return Err(ConfigError::invalid(
                     format!("{key}.population"),
-                    format!("{p} is not allowed: use 1..=10000, or leave unset for an unknown population"),
+                    format!(
+                        "{p} is not allowed: use 1..=10000, or leave unset for an unknown population"
+                    ),
                 ));
             }
             if let Some(s) = cam.mm_per_px
@@ -163,7 +179,9 @@ impl Config {
             {
                 return Err(ConfigError::invalid(
                     format!("{key}.mm_per_px"),
-                    format!("{s} is not allowed: must be a positive number of millimetres per pixel"),
+                    format!(
+                        "{s} is not allowed: must be a positive number of millimetres per pixel"
+                    ),
                 ));
             }
             cam.source.validate(&format!("{key}.source"))?;
@@ -175,5 +193,73 @@ impl Config {
         self.embed.validate("embed")?;
         self.identity.validate("identity")?;
         Ok(())
+    }
+}
+
+/// Replaces Rust type names in serde's messages with words a config author knows.
+fn humanize_types(msg: &str) -> String {
+    let mut out = msg.trim_end().to_string();
+    for (rust, words) in [
+        ("expected u8", "expected an integer 0..=255"),
+        ("expected u16", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected i32", "expected an integer"),
+        ("expected i64", "expected an integer"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        if let Some(i) = out.find(rust)
+            && !out[i + rust.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            out.replace_range(i..i + rust.len(), words);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let text = "[[cameras]]\nname = \"a\"\nsource = { kind = \"file\", path = \"x.mp4\" }\n[cameras.track]\nmax_coast = 3\n";
+        let e = Config::parse(text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.toml") && e.contains("cameras[0].track") && e.contains("max_coast"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_says_what_is_expected() {
+        let text = "[http]\nstale_after_s = \"soon\"\n";
+        let e = Config::parse(text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("http.stale_after_s") && e.contains("expected a number"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_camera_names_are_rejected() {
+        let text = "[[cameras]]\nname = \"a\"\nsource = { kind = \"file\", path = \"x\" }\n[[cameras]]\nname = \"a\"\nsource = { kind = \"file\", path = \"y\" }\n";
+        let cfg = Config::parse(text, Path::new("f.toml")).unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("cameras[1].name") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let cfg = Config::parse("", Path::new("f.toml")).unwrap();
+        cfg.validate().unwrap();
+        assert!(cfg.cameras.is_empty());
     }
 }

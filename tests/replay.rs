@@ -1,0 +1,285 @@
+//! `finprint replay` end to end: the real FastTrack recording scored with `finprint eval`,
+//! and bad input (missing, truncated, corrupt, not a video, bad config) giving a clear
+//! one-line error and a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_finprint");
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel)
+}
+
+/// Runs the binary with a time limit, so a hang fails the test instead of blocking CI.
+fn run(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn finprint");
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(_status) = child.try_wait().expect("wait") {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "finprint {:?} did not finish within {:?} (hang). stderr:\n{}",
+                args,
+                limit,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The one `error:` line the binary prints for a failure.
+fn error_line(o: &Output) -> String {
+    let e = stderr(o);
+    let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one `error:` line, got stderr:\n{e}"
+    );
+    lines[0].to_string()
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "replay",
+            "--input",
+            "/nonexistent/tank.mp4",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!o.status.success());
+    let line = error_line(&o);
+    assert!(
+        line.contains("/nonexistent/tank.mp4") && line.contains("does not exist"),
+        "{line}"
+    );
+}
+
+#[test]
+fn not_a_video_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("notes.mp4");
+    std::fs::write(&f, "these are lab notes, not a video\n".repeat(200)).unwrap();
+    let o = run(
+        &[
+            "replay",
+            "--input",
+            f.to_str().unwrap(),
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!o.status.success());
+    let line = error_line(&o);
+    assert!(
+        line.contains("notes.mp4") && line.contains("not a video"),
+        "{line}"
+    );
+}
+
+/// A real H.264 file made with GStreamer, then damaged in two ways.
+fn make_video(dir: &Path) -> PathBuf {
+    let f = dir.join("tank.mkv");
+    let st = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=60",
+            "pattern=ball",
+            "!",
+            "video/x-raw,width=320,height=240,framerate=25/1",
+            "!",
+            "x264enc",
+            "speed-preset=ultrafast",
+            "key-int-max=10",
+            "!",
+            "h264parse",
+            "!",
+            "matroskamux",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", f.display()))
+        .status()
+        .expect("gst-launch-1.0 (gstreamer1.0-tools) must be installed");
+    assert!(st.success());
+    f
+}
+
+#[test]
+fn corrupt_video_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = make_video(dir.path());
+    let mut bytes = std::fs::read(&good).unwrap();
+    // Overwrite the container header: the file can no longer be parsed.
+    for b in bytes.iter_mut().take(4096) {
+        *b = 0x5a;
+    }
+    let bad = dir.path().join("corrupt.mkv");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = run(
+        &[
+            "replay",
+            "--input",
+            bad.to_str().unwrap(),
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        !o.status.success(),
+        "corrupt video must fail; stderr: {}",
+        stderr(&o)
+    );
+    let line = error_line(&o);
+    assert!(line.contains("corrupt.mkv"), "{line}");
+}
+
+#[test]
+fn truncated_video_keeps_what_was_decoded_or_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = make_video(dir.path());
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.mkv");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let outdir = dir.path().join("o");
+    let o = run(
+        &[
+            "replay",
+            "--input",
+            cut.to_str().unwrap(),
+            "--out",
+            outdir.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    if o.status.success() {
+        // A recording cut mid-way (e.g. camera lost power) is still usable up to the cut: the
+        // frames before it must all be in the output, and the run must say it ended early.
+        let traj = std::fs::read_to_string(outdir.join("cam0/trajectories.csv")).unwrap();
+        assert!(traj.starts_with("frame,t,camera,track"), "{traj}");
+        let s = String::from_utf8_lossy(&o.stdout);
+        let frames: u64 = s
+            .split_whitespace()
+            .skip_while(|w| *w != "cam0:")
+            .nth(1)
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            (15..60).contains(&frames),
+            "expected part of the 60 frames, got {frames}: {s}"
+        );
+    } else {
+        let line = error_line(&o);
+        assert!(line.contains("cut.mkv"), "{line}");
+    }
+}
+
+#[test]
+fn unknown_config_key_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[cameras]]\nname = \"tank1\"\nsource = { kind = \"file\", path = \"x.mp4\" }\n[cameras.detect]\nthreshhold = 20\n",
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--input",
+            "x.mp4",
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!o.status.success());
+    let line = error_line(&o);
+    assert!(
+        line.contains("bad.toml") && line.contains("threshhold"),
+        "{line}"
+    );
+    assert!(
+        line.contains("cameras[0].detect") || line.contains("cameras.0.detect"),
+        "{line}"
+    );
+}
+
+#[test]
+fn wrong_type_in_config_names_the_key_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[cameras]]\nname = \"tank1\"\npopulation = \"fourteen\"\nsource = { kind = \"file\", path = \"x.mp4\" }\n",
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "replay",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--input",
+            "x.mp4",
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!o.status.success());
+    let line = error_line(&o);
+    assert!(
+        line.contains("cameras[0].population") && line.contains("expected a non-negative integer"),
+        "{line}"
+    );
+}
+
+#[test]
+fn run_check_accepts_every_example_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let o = run(
+                &["run", "--check", "--config", p.to_str().unwrap()],
+                Duration::from_secs(30),
+            );
+            assert!(o.status.success(), "{}: {}", p.display(), stderr(&o));
+            n += 1;
+        }
+    }
+    assert!(
+        n >= 4,
+        "expected an example config per camera kind, found {n}"
+    );
+}
