@@ -494,6 +494,7 @@ fn http_endpoints_over_loopback() {
     ];
     let f = frame("a", 41, 25.0, t0, tracks);
     live.update(&f);
+    metrics.inc_frames("a", 1);
     metrics.observe_tracked_frame(&f);
     live.update(&frame("b", 3, 25.0, t0, vec![]));
 
@@ -541,4 +542,36 @@ fn http_endpoints_over_loopback() {
 
     tx.send(()).unwrap();
     rt.block_on(server).unwrap().unwrap();
+}
+
+/// Trajectory rows wait at most `flush_interval_s` (measured from the last write); `flush()`
+/// writes them at once, e.g. from a timer while a camera is quiet.
+#[test]
+fn rows_wait_for_the_interval_or_an_explicit_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.flush_interval_s = 0.3;
+    let mut sinks = Sinks::build(
+        &c,
+        &[CameraOutputInfo {
+            name: "cam".into(),
+            mm_per_px: None,
+        }],
+    )
+    .unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
+    let path = dir.path().join("cam/trajectories.csv");
+    let rows = |p: &Path| read_csv(p).1.len();
+    let obs = || vec![track(1, TrackStatus::Confirmed, true, 1.0, 2.0)];
+    sinks.consume(&frame("cam", 0, 25.0, t0, obs())).unwrap(); // first frame writes at once
+    sinks.consume(&frame("cam", 1, 25.0, t0, obs())).unwrap();
+    assert_eq!(rows(&path), 1);
+    std::thread::sleep(Duration::from_millis(350));
+    sinks.consume(&frame("cam", 2, 25.0, t0, obs())).unwrap();
+    assert_eq!(rows(&path), 3, "interval elapsed: written");
+    sinks.consume(&frame("cam", 3, 25.0, t0, obs())).unwrap();
+    assert_eq!(rows(&path), 3);
+    sinks.flush().unwrap();
+    assert_eq!(rows(&path), 4);
+    sinks.close().unwrap();
 }

@@ -240,11 +240,11 @@ impl Metrics {
             .set(1);
     }
 
-    /// Convenience for the pipeline: counts the frame and sets `detections`, `tracks`
-    /// (confirmed, including coasting) and `individuals_present` from a [`TrackedFrame`].
+    /// Convenience for the pipeline: sets the gauges `detections`, `tracks` (confirmed,
+    /// including coasting) and `individuals_present` from a [`TrackedFrame`]. It does not
+    /// count the frame: call [`Self::inc_frames`] for that.
     pub fn observe_tracked_frame(&self, f: &TrackedFrame) {
         let cam = &*f.camera;
-        self.inc_frames(cam, 1);
         self.set_detections(cam, u64::from(f.visible_fish));
         let tracks = f
             .tracks

@@ -550,6 +550,27 @@ impl Sinks {
         result
     }
 
+    /// Writes everything buffered now (all files of all cameras), e.g. from a timer while no
+    /// frames arrive. Tries every file; returns the first error (rows stay buffered).
+    pub fn flush(&mut self) -> Result<(), OutputError> {
+        let mut first = None;
+        for cs in self.cameras.values_mut() {
+            cs.last_flush = Some(Instant::now());
+            let r = flush_camera(cs, true, false);
+            cs.last_attempt_failed = r.is_err();
+            if let Some(m) = &self.metrics {
+                report_metrics(m, cs, r.as_ref().err());
+            }
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
     /// Ends the run: finishes open interaction events (logging those long enough), writes
     /// everything buffered and `fsync`s every file. Bytes that still cannot be written are
     /// reported in the error.
