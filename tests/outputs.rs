@@ -575,3 +575,53 @@ fn rows_wait_for_the_interval_or_an_explicit_flush() {
     assert_eq!(rows(&path), 4);
     sinks.close().unwrap();
 }
+
+/// A source restart resets stream time: open interaction events are closed and logged, and
+/// the new stream's interactions are still detected.
+#[test]
+fn stream_time_reset_does_not_stop_interactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.interactions = InteractionsConfig {
+        enabled: true,
+        distance: 30.0,
+        unit: DistanceUnit::Px,
+        min_duration_s: 0.5,
+        max_gap_s: 0.2,
+    };
+    let mut sinks = Sinks::build(
+        &c,
+        &[CameraOutputInfo {
+            name: "cam".into(),
+            mm_per_px: None,
+        }],
+    )
+    .unwrap();
+    let pair = || {
+        vec![
+            track(1, TrackStatus::Confirmed, true, 0.0, 0.0),
+            track(2, TrackStatus::Confirmed, true, 10.0, 0.0),
+        ]
+    };
+    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
+    for i in 0..50 {
+        sinks.consume(&frame("cam", i, 25.0, t0, pair())).unwrap();
+    }
+    // Restart: stream time and index start again from 0, 10 s later by the wall clock.
+    let t1 = t0 + Duration::from_secs(10);
+    for i in 0..50 {
+        sinks.consume(&frame("cam", i, 25.0, t1, pair())).unwrap();
+    }
+    sinks.close().unwrap();
+    let (_, rows) = read_csv(&dir.path().join("cam/interactions.csv"));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let starts: Vec<i64> = rows
+        .iter()
+        .map(|r| {
+            chrono::DateTime::parse_from_rfc3339(&r[3])
+                .unwrap()
+                .timestamp()
+        })
+        .collect();
+    assert_eq!(starts, [T0 as i64, T0 as i64 + 10]);
+}

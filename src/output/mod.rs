@@ -450,6 +450,24 @@ impl Sinks {
         let Some(cs) = self.cameras.get_mut(name) else {
             return Ok(());
         };
+        // Stream time going backwards (source restarted, PTS reset): end the open interaction
+        // episodes at the old clock, so the detector does not ignore the new stream.
+        let mut new_events = false;
+        if let (Some((last_t, last_cap)), Some((det, file))) = (cs.last_clock, &mut cs.interactions)
+            && f.t < last_t
+        {
+            tracing::info!(
+                camera = name,
+                "stream time went backwards; closing open interaction events"
+            );
+            for e in det.finish() {
+                let row = event_row(&cs.name, &e, det.rule().unit, last_t, last_cap);
+                let end_date = date_of(shift(last_cap, e.end - last_t));
+                let path = file_path(&cs.dir, "interactions", "csv", rotate, &end_date);
+                file.push_row(&path, row.as_bytes());
+                new_events = true;
+            }
+        }
         cs.last_clock = Some((f.t, f.captured));
         let date = date_of(f.captured);
         let time = rfc3339(f.captured);
@@ -510,7 +528,6 @@ impl Sinks {
                 file.push_row(&path, row.as_bytes());
             }
         }
-        let mut new_events = false;
         if let Some((det, file)) = &mut cs.interactions {
             let fish: Vec<(String, f32, f32, f32)> = observed
                 .iter()
@@ -523,7 +540,7 @@ impl Sinks {
                 })
                 .collect();
             let events = det.update(f.t, f.index, &fish);
-            new_events = !events.is_empty();
+            new_events |= !events.is_empty();
             for e in events {
                 let row = event_row(&cs.name, &e, det.rule().unit, f.t, f.captured);
                 let end_date = date_of(shift(f.captured, e.end - f.t));
