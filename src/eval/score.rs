@@ -352,8 +352,7 @@ pub fn evaluate(gt: &Sequence, pred: &Sequence, gate: f64) -> Scores {
     let (mut hs, mut ds, mut as_, mut ls) = (0.0, 0.0, 0.0, 0.0);
     for a in 0..na {
         let mut ass = 0.0;
-        for k in 0..ng * np {
-            let m = matches[a][k];
+        for (k, &m) in matches[a].iter().enumerate() {
             if m > 0.0 {
                 let (i, j) = (k / np, k % np);
                 ass += m * m / (gt_count[i] + pr_count[j] - m).max(1.0);
