@@ -1,17 +1,648 @@
-//! Track: motion tracking (Kalman + optimal assignment with gating), track lifecycle and population limit. Must never look at pixels.
+//! Track: motion tracking (Kalman + optimal assignment with gating), track lifecycle and
+//! population limit. Must never look at pixels, and never decides identity (which individual
+//! a track is): `TrackReport::individual` is left `None` for the identity stage.
+//!
+//! Per frame: every track's constant-velocity Kalman filter predicts to the frame time; the
+//! confirmed tracks (including coasting ones) are matched to detections by the Hungarian
+//! algorithm on centre distance, gated per track (body lengths or px, widened by the track's
+//! position uncertainty); then tentative tracks take the remaining detections. A blob flagged
+//! as several touching fish (`fish_count ≥ 2`) can be matched by that many tracks. With a known
+//! population N, at most N confirmed tracks exist: once all N exist, a detection left over
+//! re-links to the best coasting track within a wider gate, a new track that proves itself
+//! takes over the id of a lost one, and lost tracks are not deleted but wait (dormant) to be
+//! re-linked.
 
+mod kalman;
+
+use pathfinding::matrix::Matrix;
+use pathfinding::prelude::kuhn_munkres_min;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::messages::{Detection, TrackReport, TrackStatus};
+use kalman::MotionState;
 
-/// Motion tracking settings of one camera.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrackConfig {}
+/// Motion tracking settings of one camera. Every field has a default that suits a typical
+/// tank recording; an empty `[cameras.track]` table is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackConfig {
+    /// Matching gate in px (distance between a track's predicted centre and a detection).
+    /// Unset (default): `gate_body_lengths` × the track's body length. Either way the gate
+    /// widens by two standard deviations of the track's predicted position.
+    pub gate_px: Option<f32>,
+    /// Matching gate in body lengths, used when `gate_px` is unset. Default 1.0.
+    /// Allowed: 0.1..=20.
+    pub gate_body_lengths: f32,
+    /// With a known population, once all N tracks exist: the wider gate (body lengths) within
+    /// which a left-over detection re-links to a coasting track. Default 3.0. Allowed: 0.1..=50.
+    pub relink_body_lengths: f32,
+    /// Consecutive matched frames before a new track is confirmed. Default 3. Allowed: 1..=100.
+    pub min_hits: u32,
+    /// Seconds a confirmed track coasts on its prediction while unmatched. After that it is
+    /// deleted, or, with a known population and `keep_lost_with_population`, becomes dormant
+    /// (kept, not reported, waiting to be re-linked). Default 2.0. Allowed: 0..=3600.
+    pub max_coast_s: f64,
+    /// With a known population, keep lost tracks (dormant) instead of deleting them, so that a
+    /// fish that reappears gets its old track back. Default true.
+    pub keep_lost_with_population: bool,
+    /// Kalman process noise: standard deviation of acceleration in body lengths/s². Default
+    /// 30 (fish accelerate in bursts). Allowed: 0.01..=10000.
+    pub accel_noise: f32,
+    /// Kalman measurement noise: standard deviation of a detection's centre in body lengths.
+    /// Default 0.05. Allowed: 0.001..=10.
+    pub measurement_noise: f32,
+    /// A confirmed track left unmatched may share a detection already matched by other tracks
+    /// when that blob's area is at least this fraction of the sum of their single-fish areas
+    /// (touching fish counted as fewer by the detector). Default 0.8. Allowed: 0.1..=10
+    /// (large values disable sharing).
+    pub share_area_ratio: f32,
+    /// Time step assumed when the stream time does not advance (missing or repeated
+    /// timestamps), seconds. Default 0.04 (25 fps). Allowed: 0.0001..=10.
+    pub frame_interval_s: f64,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        TrackConfig {
+            gate_px: None,
+            gate_body_lengths: 1.0,
+            relink_body_lengths: 3.0,
+            min_hits: 3,
+            max_coast_s: 2.0,
+            keep_lost_with_population: true,
+            accel_noise: 30.0,
+            measurement_noise: 0.05,
+            share_area_ratio: 0.8,
+            frame_interval_s: 0.04,
+        }
+    }
+}
 
 impl TrackConfig {
     /// Checks values without touching devices or files.
-    pub fn validate(&self, _key: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let range = |field: &str, v: f64, lo: f64, hi: f64| -> Result<(), ConfigError> {
+            if v.is_finite() && v >= lo && v <= hi {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(
+                    format!("{key}.{field}"),
+                    format!("{v} is not allowed: use {lo}..={hi}"),
+                ))
+            }
+        };
+        if let Some(g) = self.gate_px {
+            range("gate_px", g as f64, 0.5, 10_000.0)?;
+        }
+        range(
+            "gate_body_lengths",
+            self.gate_body_lengths as f64,
+            0.1,
+            20.0,
+        )?;
+        range(
+            "relink_body_lengths",
+            self.relink_body_lengths as f64,
+            0.1,
+            50.0,
+        )?;
+        range("min_hits", self.min_hits as f64, 1.0, 100.0)?;
+        range("max_coast_s", self.max_coast_s, 0.0, 3600.0)?;
+        range("accel_noise", self.accel_noise as f64, 0.01, 10_000.0)?;
+        range(
+            "measurement_noise",
+            self.measurement_noise as f64,
+            0.001,
+            10.0,
+        )?;
+        range("share_area_ratio", self.share_area_ratio as f64, 0.1, 10.0)?;
+        range("frame_interval_s", self.frame_interval_s, 0.0001, 10.0)?;
         Ok(())
     }
 }
+
+/// One track's internal state.
+#[derive(Debug, Clone)]
+struct Track {
+    id: u64,
+    motion: MotionState,
+    /// Consecutive matched frames while tentative; total hits once confirmed.
+    hits: u32,
+    confirmed: bool,
+    /// Stream time of the last match.
+    last_seen: f64,
+    /// Body length estimate (px).
+    body_length: f32,
+    /// Heading (rad).
+    heading: f32,
+    /// Last box relative to the centre: left, top, right, bottom offsets.
+    box_offsets: [f32; 4],
+    /// Kept only to be re-linked (population known, lost longer than `max_coast_s`).
+    dormant: bool,
+    /// Detection index matched this frame.
+    matched: Option<usize>,
+    /// Area of this fish alone (px²), from detections it had to itself.
+    area: f32,
+}
+
+/// Tracks of one camera. Feed it every frame's detections in order with [`Tracker::update`].
+#[derive(Debug)]
+pub struct Tracker {
+    cfg: TrackConfig,
+    population: Option<u32>,
+    tracks: Vec<Track>,
+    next_id: u64,
+    last_t: Option<f64>,
+    frames: u64,
+    visible: u32,
+}
+
+/// Scale of distances in the integer cost matrix (1/100 px).
+const COST_SCALE: f64 = 100.0;
+/// Time constant (s) of the velocity decay of a coasting track.
+const COAST_VELOCITY_DECAY_S: f64 = 0.5;
+/// Cost of a forbidden pair (beyond any gate).
+const FORBIDDEN: i64 = 1_000_000_000;
+
+/// Gated optimal assignment of rows to columns. `cost(r, c)` is a distance, allowed only
+/// within `gate[r]`; leaving a row unmatched costs the same for every row (the largest gate),
+/// so a track with a wide gate cannot steal a detection from a closer track just because its
+/// own "unmatched" cost would be larger. Returns, per row, the matched column.
+fn gated_assignment(
+    rows: usize,
+    cols: usize,
+    cost: impl Fn(usize, usize) -> Option<f64>,
+    gate: &[f64],
+) -> Vec<Option<usize>> {
+    if rows == 0 || cols == 0 {
+        return vec![None; rows];
+    }
+    let unmatched = gate
+        .iter()
+        .copied()
+        .filter(|g| g.is_finite())
+        .fold(0.0f64, f64::max)
+        .min(1e6);
+    let unmatched = ((unmatched + 1.0) * COST_SCALE).round() as i64;
+    // Columns: real ones, then one private "unmatched" column per row.
+    let width = cols + rows;
+    let mut w = Vec::with_capacity(rows * width);
+    for r in 0..rows {
+        for c in 0..cols {
+            w.push(match cost(r, c) {
+                Some(d) if d.is_finite() && d <= gate[r] => (d * COST_SCALE).round() as i64,
+                _ => FORBIDDEN,
+            });
+        }
+        for k in 0..rows {
+            w.push(if k == r { unmatched } else { FORBIDDEN });
+        }
+    }
+    let Ok(m) = Matrix::from_vec(rows, width, w) else {
+        return vec![None; rows];
+    };
+    let (_, assign) = kuhn_munkres_min(&m);
+    assign
+        .iter()
+        .enumerate()
+        .map(|(r, &c)| {
+            if c < cols && m[(r, c)] < FORBIDDEN {
+                Some(c)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn dist(a: (f64, f64), d: &Detection) -> f64 {
+    ((a.0 - d.x as f64).powi(2) + (a.1 - d.y as f64).powi(2)).sqrt()
+}
+
+/// Difference of two angles wrapped to (-π, π].
+fn angle_diff(a: f32, b: f32) -> f32 {
+    let mut d = (a - b) % std::f32::consts::TAU;
+    if d > std::f32::consts::PI {
+        d -= std::f32::consts::TAU;
+    } else if d <= -std::f32::consts::PI {
+        d += std::f32::consts::TAU;
+    }
+    d
+}
+
+impl Tracker {
+    /// A tracker; `population` is the tank's known number of fish (None: open population).
+    pub fn new(cfg: &TrackConfig, population: Option<u32>) -> Tracker {
+        Tracker {
+            cfg: cfg.clone(),
+            population: population.filter(|&p| p > 0),
+            tracks: Vec::new(),
+            next_id: 1,
+            last_t: None,
+            frames: 0,
+            visible: 0,
+        }
+    }
+
+    /// Number of fish seen in the last frame, by the tracker's account: confirmed tracks
+    /// matched to a detection (touching fish counted per track), plus tentative ones while the
+    /// population is not complete; at most the population. More robust than summing
+    /// `Detection::fish_count`, which cannot tell a large fish from two small touching ones.
+    pub fn visible_fish(&self) -> u32 {
+        self.visible
+    }
+
+    /// Number of confirmed tracks (matched, coasting or dormant).
+    pub fn confirmed_count(&self) -> usize {
+        self.tracks.iter().filter(|t| t.confirmed).count()
+    }
+
+    fn gate(&self, t: &Track) -> f64 {
+        let base = match self.cfg.gate_px {
+            Some(g) => g as f64,
+            None => (self.cfg.gate_body_lengths * t.body_length) as f64,
+        };
+        base + (2.0 * t.motion.position_sigma()).min(2.0 * base)
+    }
+
+    fn new_track(&mut self, d: &Detection, t: f64, confirmed: bool) -> Track {
+        let bl = d.major_axis.max(1.0);
+        let id = self.next_id;
+        self.next_id += 1;
+        Track {
+            id,
+            motion: MotionState::new(
+                d.x as f64,
+                d.y as f64,
+                (self.cfg.measurement_noise * bl) as f64,
+                (5.0 * bl) as f64,
+            ),
+            hits: 1,
+            confirmed,
+            last_seen: t,
+            body_length: bl,
+            heading: d.axis_angle,
+            box_offsets: [
+                d.x - d.bbox[0],
+                d.y - d.bbox[1],
+                d.bbox[2] - d.x,
+                d.bbox[3] - d.y,
+            ],
+            dormant: false,
+            matched: None,
+            area: d.area,
+        }
+    }
+
+    /// Processes one frame's detections at stream time `t` (seconds) and returns every
+    /// track's state (confirmed, tentative and coasting; dormant tracks are not reported).
+    pub fn update(&mut self, t: f64, detections: &[Detection]) -> Vec<TrackReport> {
+        let t = if t.is_finite() {
+            t
+        } else {
+            self.last_t.map_or(0.0, |l| l + self.cfg.frame_interval_s)
+        };
+        let dt = match self.last_t {
+            Some(l) if t > l => t - l,
+            Some(_) => self.cfg.frame_interval_s,
+            None => 0.0,
+        };
+        // A stream restarted (time went backwards): treat as the next frame.
+        let t = match self.last_t {
+            Some(l) if t <= l => l + self.cfg.frame_interval_s,
+            _ => t,
+        };
+        self.last_t = Some(t);
+        self.frames += 1;
+
+        for tr in &mut self.tracks {
+            tr.matched = None;
+            if !tr.dormant && dt > 0.0 {
+                tr.motion
+                    .predict(dt, (self.cfg.accel_noise * tr.body_length) as f64);
+            }
+        }
+
+        // Detection slots: a touching blob of k fish can take k tracks.
+        let slots: Vec<usize> = detections
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.x.is_finite() && d.y.is_finite())
+            .flat_map(|(i, d)| std::iter::repeat_n(i, d.fish_count.clamp(1, 50) as usize))
+            .collect();
+        let mut slot_used = vec![false; slots.len()];
+        let mut det_used = vec![false; detections.len()];
+
+        // Stage 1: confirmed (incl. coasting) tracks; stage 2: tentative tracks.
+        for stage in 0..2 {
+            let rows: Vec<usize> = (0..self.tracks.len())
+                .filter(|&i| {
+                    let tr = &self.tracks[i];
+                    !tr.dormant && tr.confirmed == (stage == 0)
+                })
+                .collect();
+            let free: Vec<usize> = (0..slots.len()).filter(|&s| !slot_used[s]).collect();
+            let gates: Vec<f64> = rows.iter().map(|&r| self.gate(&self.tracks[r])).collect();
+            let preds: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|&r| self.tracks[r].motion.position())
+                .collect();
+            let assign = gated_assignment(
+                rows.len(),
+                free.len(),
+                |r, c| Some(dist(preds[r], &detections[slots[free[c]]])),
+                &gates,
+            );
+            for (ri, a) in assign.into_iter().enumerate() {
+                if let Some(c) = a {
+                    let s = free[c];
+                    slot_used[s] = true;
+                    det_used[slots[s]] = true;
+                    self.tracks[rows[ri]].matched = Some(slots[s]);
+                }
+            }
+        }
+
+        // Stage 3: population full → left-over detections re-link to lost/dormant tracks.
+        if let Some(n) = self.population
+            && self.confirmed_count() >= n as usize
+        {
+            let rows: Vec<usize> = (0..self.tracks.len())
+                .filter(|&i| self.tracks[i].confirmed && self.tracks[i].matched.is_none())
+                .collect();
+            let free: Vec<usize> = (0..slots.len())
+                .filter(|&s| !slot_used[s] && !det_used[slots[s]])
+                .collect();
+            if !rows.is_empty() && !free.is_empty() {
+                let gates: Vec<f64> = rows
+                    .iter()
+                    .map(|&r| {
+                        let tr = &self.tracks[r];
+                        if tr.dormant {
+                            1e6
+                        } else {
+                            let base = (self.cfg.relink_body_lengths * tr.body_length) as f64;
+                            base + (2.0 * tr.motion.position_sigma()).min(base)
+                        }
+                    })
+                    .collect();
+                let preds: Vec<(f64, f64)> = rows
+                    .iter()
+                    .map(|&r| self.tracks[r].motion.position())
+                    .collect();
+                let assign = gated_assignment(
+                    rows.len(),
+                    free.len(),
+                    |r, c| Some(dist(preds[r], &detections[slots[free[c]]])),
+                    &gates,
+                );
+                for (ri, a) in assign.into_iter().enumerate() {
+                    if let Some(c) = a {
+                        let s = free[c];
+                        slot_used[s] = true;
+                        det_used[slots[s]] = true;
+                        let normal_gate = self.gate(&self.tracks[rows[ri]]);
+                        let tr = &mut self.tracks[rows[ri]];
+                        tr.matched = Some(slots[s]);
+                        let d = &detections[slots[s]];
+                        if tr.dormant || dist(tr.motion.position(), d) > normal_gate {
+                            // Far from the prediction: restart the motion model there.
+                            let bl = tr.body_length;
+                            tr.motion = MotionState::new(
+                                d.x as f64,
+                                d.y as f64,
+                                (self.cfg.measurement_noise * bl) as f64,
+                                (5.0 * bl) as f64,
+                            );
+                        }
+                        tr.dormant = false;
+                    }
+                }
+            }
+        }
+
+        // Stage 4: a confirmed track left over may share a detection already taken when that
+        // blob is large enough for all of them (touching fish the detector counted as fewer).
+        let mut on_det: Vec<f32> = vec![0.0; detections.len()];
+        for tr in &self.tracks {
+            if let Some(di) = tr.matched {
+                on_det[di] += tr.area;
+            }
+        }
+        let share_ratio = self.cfg.share_area_ratio;
+        for i in 0..self.tracks.len() {
+            let tr = &self.tracks[i];
+            if !tr.confirmed || tr.dormant || tr.matched.is_some() {
+                continue;
+            }
+            let gate = self.gate(tr);
+            let pos = tr.motion.position();
+            let best = detections
+                .iter()
+                .enumerate()
+                .filter(|&(di, d)| {
+                    on_det[di] > 0.0 && d.area >= share_ratio * (on_det[di] + tr.area)
+                })
+                .map(|(di, d)| (di, dist(pos, d)))
+                .filter(|&(_, dd)| dd <= gate)
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((di, _)) = best {
+                on_det[di] += self.tracks[i].area;
+                self.tracks[i].matched = Some(di);
+            }
+        }
+        let mut sharers = vec![0u32; detections.len()];
+        for tr in &self.tracks {
+            if let Some(di) = tr.matched {
+                sharers[di] += 1;
+            }
+        }
+
+        // Apply matches.
+        let meas_noise = self.cfg.measurement_noise;
+        for tr in &mut self.tracks {
+            let Some(di) = tr.matched else { continue };
+            let d = &detections[di];
+            if sharers[di] >= 2 {
+                // Several fish in one blob: its centroid is none of them; keep the
+                // predictions (inside the blob) and do not learn size or heading from it.
+                tr.hits = tr.hits.saturating_add(1);
+                tr.last_seen = t;
+                tr.dormant = false;
+                continue;
+            }
+            tr.motion
+                .update(d.x as f64, d.y as f64, (meas_noise * tr.body_length) as f64);
+            if d.fish_count == 1 && d.area.is_finite() && d.area > 0.0 {
+                tr.area += 0.1 * (d.area - tr.area);
+            }
+            tr.hits = tr.hits.saturating_add(1);
+            tr.last_seen = t;
+            tr.dormant = false;
+            if d.fish_count == 1 && d.major_axis.is_finite() && d.major_axis > 0.0 {
+                tr.body_length += 0.1 * (d.major_axis - tr.body_length);
+            }
+            tr.box_offsets = [
+                d.x - d.bbox[0],
+                d.y - d.bbox[1],
+                d.bbox[2] - d.x,
+                d.bbox[3] - d.y,
+            ];
+            let (vx, vy) = tr.motion.velocity();
+            let speed = (vx * vx + vy * vy).sqrt() as f32;
+            if speed > 0.5 * tr.body_length {
+                tr.heading = (vy as f32).atan2(vx as f32);
+            } else if d.fish_count == 1 {
+                // Body axis, the end closer to the previous heading.
+                let a = d.axis_angle;
+                let b = a + std::f32::consts::PI;
+                tr.heading = if angle_diff(a, tr.heading).abs() <= angle_diff(b, tr.heading).abs() {
+                    a
+                } else {
+                    angle_diff(b, 0.0)
+                };
+            }
+        }
+
+        // Unmatched tracks: tentative ones die, confirmed ones coast, then die or sleep.
+        let keep_dormant = self.population.is_some() && self.cfg.keep_lost_with_population;
+        let max_coast = self.cfg.max_coast_s;
+        let decay = (-dt / COAST_VELOCITY_DECAY_S).exp();
+        self.tracks.retain_mut(|tr| {
+            if tr.matched.is_some() {
+                return true;
+            }
+            if !tr.confirmed {
+                return false;
+            }
+            // Fish stop and turn: a coasting prediction slows down rather than drifting away.
+            tr.motion.damp_velocity(decay);
+            if t - tr.last_seen > max_coast {
+                if keep_dormant {
+                    if !tr.dormant {
+                        tr.dormant = true;
+                        tr.motion.stop();
+                    }
+                    return true;
+                }
+                return false;
+            }
+            true
+        });
+
+        // New tentative tracks from unmatched detections (confirmed at once at stream start).
+        let start_up = self.frames <= self.cfg.min_hits as u64;
+        for (i, d) in detections.iter().enumerate() {
+            if det_used[i] || !(d.x.is_finite() && d.y.is_finite()) {
+                continue;
+            }
+            let room = self
+                .population
+                .is_none_or(|n| self.confirmed_count() < n as usize);
+            let mut tr = self.new_track(d, t, start_up && room);
+            tr.matched = Some(i);
+            self.tracks.push(tr);
+        }
+
+        // Promotions.
+        for i in 0..self.tracks.len() {
+            let tr = &self.tracks[i];
+            if tr.confirmed || tr.hits < self.cfg.min_hits {
+                continue;
+            }
+            let room = self
+                .population
+                .is_none_or(|n| self.confirmed_count() < n as usize);
+            if room {
+                self.tracks[i].confirmed = true;
+                continue;
+            }
+            // Population full: take over the nearest lost (unmatched) track's id.
+            let pos = tr.motion.position();
+            let victim = (0..self.tracks.len())
+                .filter(|&j| self.tracks[j].confirmed && self.tracks[j].matched.is_none())
+                .min_by(|&a, &b| {
+                    let da = self.tracks[a].motion.position();
+                    let db = self.tracks[b].motion.position();
+                    let fa = (da.0 - pos.0).powi(2) + (da.1 - pos.1).powi(2);
+                    let fb = (db.0 - pos.0).powi(2) + (db.1 - pos.1).powi(2);
+                    fa.total_cmp(&fb)
+                });
+            if let Some(j) = victim {
+                let old = self.tracks[j].id;
+                let hits = self.tracks[j].hits;
+                let tr = &mut self.tracks[i];
+                tracing::debug!(
+                    track = old,
+                    replaced = tr.id,
+                    "track: re-linked a lost track to a new one"
+                );
+                tr.id = old;
+                tr.confirmed = true;
+                tr.hits = tr.hits.saturating_add(hits);
+                self.tracks[j].id = 0; // mark for removal
+            } else {
+                // Keep it tentative (an extra detection while all N fish are tracked).
+                self.tracks[i].hits = self.cfg.min_hits;
+            }
+        }
+        self.tracks.retain(|tr| tr.id != 0);
+
+        // Fish visible now: matched confirmed tracks, plus matched tentative ones while the
+        // population is not known to be complete.
+        let full = self
+            .population
+            .is_some_and(|n| self.confirmed_count() >= n as usize);
+        let seen = self
+            .tracks
+            .iter()
+            .filter(|tr| tr.matched.is_some() && (tr.confirmed || !full))
+            .count() as u32;
+        self.visible = match self.population {
+            Some(n) => seen.min(n),
+            None => seen,
+        };
+
+        self.tracks
+            .iter()
+            .filter(|tr| !tr.dormant)
+            .map(|tr| {
+                let (x, y) = tr.motion.position();
+                let (x, y, area) = match tr.matched {
+                    Some(di) if sharers[di] >= 2 => {
+                        let b = detections[di].bbox;
+                        (
+                            (x as f32).clamp(b[0], b[2].max(b[0])),
+                            (y as f32).clamp(b[1], b[3].max(b[1])),
+                            detections[di].area,
+                        )
+                    }
+                    Some(di) => (detections[di].x, detections[di].y, detections[di].area),
+                    None => (x as f32, y as f32, 0.0),
+                };
+                let status = match (tr.confirmed, tr.matched.is_some()) {
+                    (false, _) => TrackStatus::Tentative,
+                    (true, true) => TrackStatus::Confirmed,
+                    (true, false) => TrackStatus::Lost,
+                };
+                let o = tr.box_offsets;
+                TrackReport {
+                    track: tr.id,
+                    individual: None,
+                    status,
+                    x,
+                    y,
+                    bbox: [x - o[0], y - o[1], x + o[2], y + o[3]],
+                    heading: tr.heading,
+                    area,
+                    detection: tr.matched,
+                    body_length: tr.body_length,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

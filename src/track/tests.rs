@@ -1,0 +1,224 @@
+//! Tracker tests on synthetic detections.
+
+use super::*;
+
+fn det(x: f32, y: f32) -> Detection {
+    Detection {
+        x,
+        y,
+        bbox: [x - 10.0, y - 3.0, x + 10.0, y + 3.0],
+        area: 100.0,
+        axis_angle: 0.0,
+        major_axis: 20.0,
+        minor_axis: 6.0,
+        fish_count: 1,
+        crop: None,
+    }
+}
+
+const DT: f64 = 0.04;
+
+/// Id of the confirmed/lost track reported nearest to (x, y), within `r` px.
+fn id_near(reports: &[TrackReport], x: f32, y: f32, r: f32) -> Option<u64> {
+    reports
+        .iter()
+        .filter(|t| t.status != TrackStatus::Tentative)
+        .map(|t| (t.track, ((t.x - x).powi(2) + (t.y - y).powi(2)).sqrt()))
+        .filter(|&(_, d)| d <= r)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(id, _)| id)
+}
+
+#[test]
+fn crossing_targets_keep_their_ids() {
+    // A moves down-right, B down-left; their paths cross in an X at frame 25.
+    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    let pos = |k: usize| {
+        let (x, y) = (6.0 * k as f32, 100.0 + 3.0 * k as f32);
+        ((50.0 + x, y), (350.0 - x, y))
+    };
+    let mut ids = None;
+    let mut crossed = false;
+    for k in 0..50 {
+        let (a, b) = pos(k);
+        let mut dets = vec![det(a.0, a.1), det(b.0, b.1)];
+        let close = ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt() < 15.0;
+        if close {
+            // At the crossing the detector sees one blob of two fish.
+            crossed = true;
+            let mut m = det((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+            m.fish_count = 2;
+            m.area = 200.0;
+            dets = vec![m];
+        }
+        let reps = tr.update(k as f64 * DT, &dets);
+        if k >= 5 && !close {
+            let ia = id_near(&reps, a.0, a.1, 3.0).expect("A tracked");
+            let ib = id_near(&reps, b.0, b.1, 3.0).expect("B tracked");
+            assert_ne!(ia, ib);
+            match ids {
+                None => ids = Some((ia, ib)),
+                Some(p) => assert_eq!(p, (ia, ib), "ids swapped or changed at frame {k}"),
+            }
+        }
+    }
+    assert!(crossed, "the scenario must contain a crossing");
+}
+
+#[test]
+fn coasts_through_a_short_occlusion() {
+    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    let mut id = None;
+    for k in 0..40 {
+        let x = 20.0 + 4.0 * k as f32;
+        let hidden = (20..26).contains(&k);
+        let dets = if hidden { vec![] } else { vec![det(x, 50.0)] };
+        let reps = tr.update(k as f64 * DT, &dets);
+        if hidden {
+            assert_eq!(reps.len(), 1);
+            assert_eq!(reps[0].status, TrackStatus::Lost);
+            assert!(
+                (reps[0].x - x).abs() < 10.0 && reps[0].x > 20.0 + 4.0 * 19.0,
+                "prediction {} vs {x}",
+                reps[0].x
+            );
+            assert_eq!(reps[0].detection, None);
+        } else if k >= 3 {
+            let r = reps
+                .iter()
+                .find(|r| r.status == TrackStatus::Confirmed)
+                .expect("confirmed");
+            assert_eq!(
+                *id.get_or_insert(r.track),
+                r.track,
+                "same track after the occlusion (frame {k})"
+            );
+            assert!(
+                (r.heading - 0.0).abs() < 0.2,
+                "heading along +x: {}",
+                r.heading
+            );
+            assert!((r.body_length - 20.0).abs() < 1.0);
+        }
+    }
+}
+
+#[test]
+fn track_is_deleted_after_max_coast_without_population() {
+    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    for k in 0..10 {
+        tr.update(k as f64 * DT, &[det(100.0, 100.0)]);
+    }
+    let first = tr.update(10.0 * DT, &[det(100.0, 100.0)])[0].track;
+    // Gone for 3 s (> max_coast_s 2 s), then back elsewhere.
+    for k in 11..90 {
+        tr.update(k as f64 * DT, &[]);
+    }
+    assert_eq!(tr.confirmed_count(), 0);
+    let mut last = None;
+    for k in 90..95 {
+        last = Some(tr.update(k as f64 * DT, &[det(300.0, 40.0)]));
+    }
+    let reps = last.unwrap_or_default();
+    assert_eq!(reps.len(), 1);
+    assert_ne!(reps[0].track, first, "a new track, the old one was deleted");
+}
+
+#[test]
+fn population_caps_tracks_and_relinks_lost_ones() {
+    let mut tr = Tracker::new(&TrackConfig::default(), Some(2));
+    let mut ids = Vec::new();
+    for k in 0..10 {
+        let reps = tr.update(k as f64 * DT, &[det(100.0, 100.0), det(300.0, 100.0)]);
+        ids = reps.iter().map(|r| r.track).collect::<Vec<_>>();
+    }
+    ids.sort();
+    assert_eq!(ids.len(), 2);
+    // A persistent spurious third detection never becomes a third confirmed track.
+    for k in 10..40 {
+        let reps = tr.update(
+            k as f64 * DT,
+            &[det(100.0, 100.0), det(300.0, 100.0), det(200.0, 250.0)],
+        );
+        assert!(
+            reps.iter()
+                .filter(|r| r.status != TrackStatus::Tentative)
+                .count()
+                <= 2
+        );
+        assert!(tr.confirmed_count() <= 2);
+    }
+    // Fish 2 vanishes for 4 s (dormant), then reappears far away: it gets its old id back.
+    let id2 = id_near(
+        &tr.update(40.0 * DT, &[det(100.0, 100.0), det(300.0, 100.0)]),
+        300.0,
+        100.0,
+        1.0,
+    )
+    .expect("id2");
+    for k in 41..141 {
+        tr.update(k as f64 * DT, &[det(100.0, 100.0)]);
+    }
+    let reps = tr.update(141.0 * DT, &[det(100.0, 100.0), det(420.0, 300.0)]);
+    assert_eq!(
+        id_near(&reps, 420.0, 300.0, 1.0),
+        Some(id2),
+        "re-linked to the lost track: {reps:?}"
+    );
+    assert!(ids.contains(&id2));
+    assert_eq!(tr.confirmed_count(), 2);
+}
+
+#[test]
+fn relinks_to_a_coasting_track_within_the_wide_gate() {
+    let mut tr = Tracker::new(&TrackConfig::default(), Some(1));
+    let mut id = 0;
+    for k in 0..10 {
+        id = tr.update(k as f64 * DT, &[det(100.0, 100.0)])[0].track;
+    }
+    // Jumps 45 px (2.25 body lengths: outside the 1 BL gate, inside the 3 BL re-link gate).
+    let reps = tr.update(10.0 * DT, &[det(145.0, 100.0)]);
+    let r = reps
+        .iter()
+        .find(|r| r.detection == Some(0))
+        .expect("matched");
+    assert_eq!(r.track, id);
+    assert_eq!(r.status, TrackStatus::Confirmed);
+    // Without a population the jump starts a new tentative track instead.
+    let mut open = Tracker::new(&TrackConfig::default(), None);
+    for k in 0..10 {
+        open.update(k as f64 * DT, &[det(100.0, 100.0)]);
+    }
+    let reps = open.update(10.0 * DT, &[det(145.0, 100.0)]);
+    let r = reps
+        .iter()
+        .find(|r| r.detection == Some(0))
+        .expect("matched");
+    assert_eq!(r.status, TrackStatus::Tentative);
+}
+
+#[test]
+fn bad_times_and_coordinates_do_not_panic() {
+    let mut tr = Tracker::new(&TrackConfig::default(), Some(3));
+    tr.update(0.0, &[det(1.0, 1.0)]);
+    tr.update(f64::NAN, &[det(f32::NAN, 1.0), det(2.0, 1.0)]);
+    let reps = tr.update(-5.0, &[det(3.0, 1.0)]);
+    assert!(reps.iter().all(|r| r.x.is_finite() && r.y.is_finite()));
+}
+
+#[test]
+fn config_validation_names_the_key() {
+    assert!(TrackConfig::default().validate("t").is_ok());
+    let mut c = TrackConfig::default();
+    c.min_hits = 0;
+    assert!(
+        c.validate("cameras[1].track")
+            .unwrap_err()
+            .to_string()
+            .contains("cameras[1].track.min_hits")
+    );
+    let parsed: TrackConfig = toml::from_str("gate_px = 12.5\nmax_coast_s = 1").expect("toml");
+    assert_eq!(parsed.gate_px, Some(12.5));
+    assert_eq!(parsed.min_hits, 3);
+    assert!(toml::from_str::<TrackConfig>("gate = 3").is_err());
+}
