@@ -303,6 +303,8 @@ struct Model {
 
 /// Below this many working pixels a blob is noise, whatever the typical area.
 const NOISE_FLOOR_PX: u32 = 10;
+/// Blobs at least this many typical areas large are examined for touching fish.
+const SPLIT_MIN_RATIO: f32 = 1.3;
 /// Blob areas needed before the typical area is trusted.
 const TYPICAL_SAMPLES: usize = 30;
 
@@ -326,6 +328,11 @@ pub struct Detector {
     tmp: Vec<u8>,
     labeller: Labeller,
     blobs: Vec<Blob>,
+    /// Global brightness offset of the last segmented frame.
+    offset: i16,
+    core_labeller: Labeller,
+    core_mask: Vec<u8>,
+    core_blobs: Vec<Blob>,
 }
 
 impl Detector {
@@ -354,6 +361,10 @@ impl Detector {
             tmp: Vec::new(),
             labeller: Labeller::default(),
             blobs: Vec::new(),
+            offset: 0,
+            core_labeller: Labeller::default(),
+            core_mask: Vec::new(),
+            core_blobs: Vec::new(),
         })
     }
 
@@ -675,18 +686,19 @@ impl Detector {
         } else {
             0
         } as i16;
+        self.offset = offset;
         let thr = m.threshold;
         self.mask.clear();
         self.mask.resize(n, 0);
-        for i in 0..n {
-            let b = ((m.bg[i] + 128) >> 8) as i16 + offset;
-            let d = b - cur[i] as i16;
+        let pixels = self.mask.iter_mut().zip(cur).zip(&m.bg).zip(&self.allowed);
+        for (((out, &c), &bgv), &ok) in pixels {
+            let d = ((bgv + 128) >> 8) as i16 + offset - c as i16;
             let fg = match m.polarity {
                 Resolved::Dark => d > thr,
                 Resolved::Light => -d > thr,
                 Resolved::Both => d.abs() > thr,
             };
-            self.mask[i] = (fg as u8) & self.allowed[i];
+            *out = (fg as u8) & ok;
         }
         segment::open_close(
             &mut self.mask,
@@ -697,6 +709,91 @@ impl Detector {
             &mut self.tmp,
         );
         self.labeller.label(&self.mask, g.ww, g.wh, &mut self.blobs);
+    }
+
+    /// Splits a large blob at its cores: the pixels deviating at least
+    /// `max(2 × threshold, half the blob's strongest deviation)` (fish bodies, without the
+    /// faint fins and tails by which touching fish usually join). With two or more cores of at
+    /// least 15 % of a typical fish, every blob pixel goes to the nearest core centre and each
+    /// part is returned; otherwise nothing (the blob stays whole and is flagged by its area).
+    fn split_by_cores(&mut self, cur: &[u8], b: &Blob, typical: f32) -> Vec<Blob> {
+        let (Some(g), Some(m)) = (self.geom, self.model.as_ref()) else {
+            return Vec::new();
+        };
+        let (bx0, by0) = (b.x0 as usize, b.y0 as usize);
+        let bw = (b.x1 - b.x0 + 1) as usize;
+        let bh = (b.y1 - b.y0 + 1) as usize;
+        let dev = |i: usize| -> i16 {
+            let bgv = ((m.bg[i] + 128) >> 8) as i16 + self.offset;
+            let d = bgv - cur[i] as i16;
+            match m.polarity {
+                Resolved::Dark => d,
+                Resolved::Light => -d,
+                Resolved::Both => d.abs(),
+            }
+        };
+        let labels = &self.labeller.labels;
+        let mut maxdev = 0i16;
+        for y in 0..bh {
+            for x in 0..bw {
+                let i = (by0 + y) * g.ww + bx0 + x;
+                if labels[i] == b.label {
+                    maxdev = maxdev.max(dev(i));
+                }
+            }
+        }
+        let core_thr = (2 * m.threshold).max(maxdev / 2);
+        self.core_mask.clear();
+        self.core_mask.resize(bw * bh, 0);
+        for y in 0..bh {
+            for x in 0..bw {
+                let i = (by0 + y) * g.ww + bx0 + x;
+                self.core_mask[y * bw + x] = (labels[i] == b.label && dev(i) >= core_thr) as u8;
+            }
+        }
+        self.core_labeller
+            .label(&self.core_mask, bw, bh, &mut self.core_blobs);
+        let min_core = (0.15 * typical).max(3.0) as u32;
+        let cores: Vec<(f64, f64)> = self
+            .core_blobs
+            .iter()
+            .filter(|c| c.n >= min_core)
+            .map(|c| {
+                let (mx, my, ..) = c.moments();
+                (mx + bx0 as f64, my + by0 as f64)
+            })
+            .take(self.cfg.max_fish_per_blob as usize)
+            .collect();
+        if cores.len() < 2 {
+            return Vec::new();
+        }
+        let mut parts: Vec<Blob> = cores
+            .iter()
+            .map(|_| Blob {
+                label: b.label,
+                x0: u32::MAX,
+                y0: u32::MAX,
+                ..Default::default()
+            })
+            .collect();
+        for y in b.y0..=b.y1 {
+            for x in b.x0..=b.x1 {
+                if labels[y as usize * g.ww + x as usize] != b.label {
+                    continue;
+                }
+                let (xf, yf) = (x as f64, y as f64);
+                let mut best = (f64::INFINITY, 0usize);
+                for (k, c) in cores.iter().enumerate() {
+                    let d = (xf - c.0).powi(2) + (yf - c.1).powi(2);
+                    if d < best.0 {
+                        best = (d, k);
+                    }
+                }
+                parts[best.1].add(x, y);
+            }
+        }
+        parts.retain(|p| p.n > 0);
+        parts
     }
 
     /// Detects fish in one frame (model ready) and adapts the background.
@@ -754,7 +851,8 @@ impl Detector {
         let to_full = |v: f64| (v as f32) * f + (f - 1.0) / 2.0;
         let mut dets = Vec::new();
         let mut kept: Vec<Blob> = Vec::new();
-        for b in &self.blobs {
+        let blobs = std::mem::take(&mut self.blobs);
+        for b in &blobs {
             let area = b.n as f32;
             if area < min_px || area > max_px {
                 continue;
@@ -764,12 +862,17 @@ impl Detector {
                 Some(t) => ((area / t).round() as u32).clamp(1, self.cfg.max_fish_per_blob),
                 None => 1,
             };
-            if count >= 2 && self.cfg.split_touching {
-                let parts = split_blob(&self.labeller.labels, g.ww, b, count as usize);
-                for p in parts {
-                    dets.push(blob_detection(&p, f, 1, &to_full));
+            if self.cfg.split_touching
+                && let Some(t) = typical
+                && area >= SPLIT_MIN_RATIO * t
+            {
+                let parts = self.split_by_cores(cur, b, t);
+                if parts.len() >= 2 {
+                    for p in &parts {
+                        dets.push(blob_detection(p, f, 1, &to_full));
+                    }
+                    continue;
                 }
-                continue;
             }
             let mut d = blob_detection(b, f, count, &to_full);
             if let Some(spec) = self.crops
@@ -786,8 +889,11 @@ impl Detector {
             }
             dets.push(d);
         }
+        self.blobs = blobs;
         // Adapt the background away from kept blobs (their boxes grown by 2 px).
-        if self.cfg.adapt_rate > 0.0 {
+        if self.cfg.adapt_rate > 0.0
+            && let Some(m) = self.model.as_mut()
+        {
             let rate = (self.cfg.adapt_rate * 65536.0).round() as i32;
             self.tmp.clear();
             self.tmp.resize(g.ww * g.wh, 0);
@@ -861,74 +967,6 @@ fn blob_detection(b: &Blob, f: f32, count: u32, to_full: &impl Fn(f64) -> f32) -
         fish_count: count,
         crop: None,
     }
-}
-
-/// Splits one blob into `k` parts by k-means on its pixel coordinates, seeded evenly along
-/// the body axis. Returns the parts' statistics (empty parts dropped).
-fn split_blob(labels: &[u32], w: usize, b: &Blob, k: usize) -> Vec<Blob> {
-    let mut pts: Vec<(u32, u32)> = Vec::with_capacity(b.n as usize);
-    for y in b.y0..=b.y1 {
-        let row = y as usize * w;
-        for x in b.x0..=b.x1 {
-            if labels.get(row + x as usize) == Some(&b.label) {
-                pts.push((x, y));
-            }
-        }
-    }
-    let (mx, my, cxx, cyy, cxy) = b.moments();
-    let (angle, major, _) = segment::axis_from_moments(cxx, cyy, cxy);
-    let (s, c) = angle.sin_cos();
-    let mut centres: Vec<(f64, f64)> = (0..k)
-        .map(|i| {
-            let t = ((i as f64 + 0.5) / k as f64 - 0.5) * major;
-            (mx + t * c, my + t * s)
-        })
-        .collect();
-    let mut assign = vec![0usize; pts.len()];
-    for _ in 0..10 {
-        let mut changed = false;
-        for (a, &(x, y)) in assign.iter_mut().zip(&pts) {
-            let (xf, yf) = (x as f64, y as f64);
-            let mut best = (f64::INFINITY, 0usize);
-            for (j, &(cx, cy)) in centres.iter().enumerate() {
-                let d = (xf - cx).powi(2) + (yf - cy).powi(2);
-                if d < best.0 {
-                    best = (d, j);
-                }
-            }
-            if *a != best.1 {
-                *a = best.1;
-                changed = true;
-            }
-        }
-        let mut sums = vec![(0.0f64, 0.0f64, 0usize); k];
-        for (&a, &(x, y)) in assign.iter().zip(&pts) {
-            sums[a].0 += x as f64;
-            sums[a].1 += y as f64;
-            sums[a].2 += 1;
-        }
-        for (cen, s) in centres.iter_mut().zip(&sums) {
-            if s.2 > 0 {
-                *cen = (s.0 / s.2 as f64, s.1 / s.2 as f64);
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    let mut parts: Vec<Blob> = (0..k)
-        .map(|_| Blob {
-            label: b.label,
-            x0: u32::MAX,
-            y0: u32::MAX,
-            ..Default::default()
-        })
-        .collect();
-    for (&a, &(x, y)) in assign.iter().zip(&pts) {
-        parts[a].add(x, y);
-    }
-    parts.retain(|p| p.n > 0);
-    parts
 }
 
 #[cfg(test)]

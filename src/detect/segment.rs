@@ -36,6 +36,8 @@ pub fn downscale_box(src: &[u8], w: usize, h: usize, factor: usize, dst: &mut Ve
 /// One pass of a separable square min/max filter of radius `r` on a 0/1 mask.
 /// `erode`: a pixel stays 1 only if every in-frame pixel of its window is 1 (the frame border
 /// does not erode). Dilate: 1 if any pixel of the window is 1.
+/// (Strided so that one routine serves rows and columns; hence the many arguments.)
+#[allow(clippy::too_many_arguments)]
 fn filter_1d(
     src: &[u8],
     dst: &mut [u8],

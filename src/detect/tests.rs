@@ -1,4 +1,5 @@
 //! Detector tests on small synthetic frames.
+#![allow(clippy::field_reassign_with_default)] // tests tweak one field of the defaults
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -185,79 +186,81 @@ fn roi_and_exclusion_zones_hide_fish() {
     );
 }
 
-/// Four fish swimming in lanes; from frame 50 on two of them overlap side by side.
+/// A fish with a dark body and a faint fringe (fins, tail), horizontal axis rotated by `angle`.
+fn fish(cx: f32, cy: f32, angle: f32) -> [Ell; 2] {
+    [
+        Ell {
+            cx,
+            cy,
+            a: 13.0,
+            b: 6.5,
+            angle,
+            value: 160,
+        },
+        Ell {
+            cx,
+            cy,
+            a: 10.0,
+            b: 3.5,
+            angle,
+            value: 50,
+        },
+    ]
+}
+
+/// Six fish: two swim in lanes throughout; until frame 50 four more swim in lanes, then two of
+/// them touch side by side (bodies apart, fringes joined) and two overlap (one partly over the other: their bodies join).
 fn touching_scene(i: u64) -> Vec<Ell> {
     let x = 20.0 + (i % 50) as f32 * 2.4;
-    let mut v = vec![
-        Ell {
-            cx: x,
-            cy: 15.0,
-            a: 11.0,
-            b: 4.0,
-            angle: 0.0,
-            value: 50,
-        },
-        Ell {
-            cx: 140.0 - (i % 50) as f32 * 2.4,
-            cy: 35.0,
-            a: 11.0,
-            b: 4.0,
-            angle: 0.0,
-            value: 50,
-        },
-    ];
+    let mut v = Vec::new();
+    v.extend(fish(x, 12.0, 0.0));
+    v.extend(fish(140.0 - x + 20.0, 30.0, 0.0));
     if i < 50 {
-        v.push(Ell {
-            cx: x,
-            cy: 70.0,
-            a: 11.0,
-            b: 4.0,
-            angle: 0.0,
-            value: 50,
-        });
-        v.push(Ell {
-            cx: 140.0 - x + 20.0,
-            cy: 100.0,
-            a: 11.0,
-            b: 4.0,
-            angle: 0.0,
-            value: 50,
-        });
+        v.extend(fish(x, 50.0, 0.0));
+        v.extend(fish(140.0 - x + 20.0, 66.0, 0.0));
+        v.extend(fish(x, 84.0, 0.0));
+        v.extend(fish(140.0 - x + 20.0, 102.0, 0.0));
     } else {
-        // Crossing: two fish overlapping at right angles.
+        v.extend(fish(40.0, 70.0, 0.0));
+        v.extend(fish(40.0, 81.0, 0.0));
+        // uniformly dark where they overlap: one body-shaped core
         v.push(Ell {
-            cx: 80.0,
-            cy: 85.0,
-            a: 11.0,
-            b: 4.0,
-            angle: 0.6,
+            cx: 104.0,
+            cy: 90.0,
+            a: 13.0,
+            b: 6.5,
+            angle: 0.0,
             value: 50,
         });
         v.push(Ell {
-            cx: 84.0,
-            cy: 88.0,
-            a: 11.0,
-            b: 4.0,
-            angle: -0.9,
+            cx: 116.0,
+            cy: 94.0,
+            a: 13.0,
+            b: 6.5,
+            angle: 0.0,
             value: 50,
         });
     }
     v
 }
 
-#[test]
-fn touching_fish_are_flagged_or_split() {
-    let mut cfg = DetectConfig::default();
-    cfg.split_touching = false;
-    let dets = run(&cfg, 60, 200, touching_scene, None);
-    let f = &dets[55];
-    assert_eq!(f.len(), 3, "{f:?}");
-    let merged: Vec<&Detection> = f.iter().filter(|d| d.fish_count >= 2).collect();
-    assert_eq!(merged.len(), 1, "one blob flagged as touching: {f:?}");
-    assert_eq!(merged[0].fish_count, 2);
-    assert_eq!(f.iter().map(|d| d.fish_count).sum::<u32>(), 4);
+/// Short description of detections for failure messages.
+fn summary(f: &[Detection]) -> Vec<(i32, i32, u32, i32, bool)> {
+    f.iter()
+        .map(|d| {
+            (
+                d.x as i32,
+                d.y as i32,
+                d.fish_count,
+                d.area as i32,
+                d.crop.is_some(),
+            )
+        })
+        .collect()
+}
 
-    // Split (default): one detection per fish, the parts carry no crop.
+#[test]
+fn touching_fish_are_split_at_their_bodies_or_flagged() {
     let spec = CropSpec {
         width: 48,
         height: 16,
@@ -270,24 +273,47 @@ fn touching_fish_are_flagged_or_split() {
         Some(spec),
     );
     let f = &dets[55];
-    assert_eq!(f.len(), 4, "{f:?}");
-    assert!(f.iter().all(|d| d.fish_count == 1));
-    let parts: Vec<&Detection> = f.iter().filter(|d| d.crop.is_none()).collect();
-    assert_eq!(
-        parts.len(),
-        2,
-        "the two parts of the split blob have no crop"
-    );
-    for p in parts {
+    // The side-by-side pair is split into one detection per fish (no crop: touching); the
+    // overlapping pair, whose bodies join, stays one detection flagged as two fish.
+    let near = |x: f32, y: f32| {
+        f.iter()
+            .filter(|d| (d.x - x).abs() < 4.0 && (d.y - y).abs() < 4.0)
+            .count()
+    };
+    assert_eq!(near(40.0, 70.0), 1, "{:?}", summary(f));
+    assert_eq!(near(40.0, 81.0), 1, "{:?}", summary(f));
+    let cross: Vec<&Detection> = f
+        .iter()
+        .filter(|d| (d.x - 110.0).abs() < 4.0 && (d.y - 92.0).abs() < 4.0)
+        .collect();
+    assert_eq!(cross.len(), 1, "{:?}", summary(f));
+    assert_eq!(cross[0].fish_count, 2);
+    assert!(cross[0].crop.is_none());
+    assert_eq!(f.len(), 5, "{:?}", summary(f));
+    assert_eq!(f.iter().map(|d| d.fish_count).sum::<u32>(), 6);
+    for d in f.iter().filter(|d| d.y > 60.0 && d.x < 80.0) {
         assert!(
-            (p.x - 82.0).abs() < 9.0 && (p.y - 86.5).abs() < 9.0,
-            "part near the pair: {p:?}"
+            d.crop.is_none() && d.fish_count == 1,
+            "parts of a split blob carry no crop"
         );
     }
-    for d in f.iter().filter(|d| d.crop.is_some()) {
+    for d in f.iter().filter(|d| d.y < 40.0) {
         let c = d.crop.as_ref().map(|c| (c.width, c.height, c.rgb.len()));
-        assert_eq!(c, Some((48, 16, 48 * 16 * 3)));
+        assert_eq!(c, Some((48, 16, 48 * 16 * 3)), "single fish get a crop");
     }
+
+    // Without splitting, the side-by-side pair is one detection flagged as two fish.
+    let mut cfg = DetectConfig::default();
+    cfg.split_touching = false;
+    let dets = run(&cfg, 60, 200, touching_scene, None);
+    let f = &dets[55];
+    assert_eq!(f.len(), 4, "{:?}", summary(f));
+    assert_eq!(
+        f.iter().filter(|d| d.fish_count == 2).count(),
+        2,
+        "{:?}",
+        summary(f)
+    );
 }
 
 #[test]

@@ -188,10 +188,10 @@ fn gated_assignment(
     // Columns: real ones, then one private "unmatched" column per row.
     let width = cols + rows;
     let mut w = Vec::with_capacity(rows * width);
-    for r in 0..rows {
+    for (r, &g) in gate.iter().enumerate().take(rows) {
         for c in 0..cols {
             w.push(match cost(r, c) {
-                Some(d) if d.is_finite() && d <= gate[r] => (d * COST_SCALE).round() as i64,
+                Some(d) if d.is_finite() && d <= g => (d * COST_SCALE).round() as i64,
                 _ => FORBIDDEN,
             });
         }
@@ -460,13 +460,23 @@ impl Tracker {
         }
 
         // Apply matches.
+        let decay = (-dt / COAST_VELOCITY_DECAY_S).exp();
         let meas_noise = self.cfg.measurement_noise;
         for tr in &mut self.tracks {
             let Some(di) = tr.matched else { continue };
             let d = &detections[di];
             if sharers[di] >= 2 {
-                // Several fish in one blob: its centroid is none of them; keep the
-                // predictions (inside the blob) and do not learn size or heading from it.
+                // Several fish in one blob: its centroid is none of them. Keep each track's
+                // prediction, slowed down (fish in contact rarely keep their speed) and pulled
+                // inside the blob's box; learn no size or heading from it.
+                tr.motion.damp_velocity(decay);
+                let (px, py) = tr.motion.position();
+                let b = d.bbox;
+                let cx = px.clamp(b[0] as f64, (b[2] as f64).max(b[0] as f64));
+                let cy = py.clamp(b[1] as f64, (b[3] as f64).max(b[1] as f64));
+                if cx != px || cy != py {
+                    tr.motion.update(cx, cy, (0.25 * tr.body_length) as f64);
+                }
                 tr.hits = tr.hits.saturating_add(1);
                 tr.last_seen = t;
                 tr.dormant = false;
@@ -508,7 +518,6 @@ impl Tracker {
         // Unmatched tracks: tentative ones die, confirmed ones coast, then die or sleep.
         let keep_dormant = self.population.is_some() && self.cfg.keep_lost_with_population;
         let max_coast = self.cfg.max_coast_s;
-        let decay = (-dt / COAST_VELOCITY_DECAY_S).exp();
         self.tracks.retain_mut(|tr| {
             if tr.matched.is_some() {
                 return true;

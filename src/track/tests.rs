@@ -1,4 +1,5 @@
 //! Tracker tests on synthetic detections.
+#![allow(clippy::field_reassign_with_default)] // tests tweak one field of the defaults
 
 use super::*;
 
