@@ -189,6 +189,9 @@ fn interaction_event_is_logged() {
             // Written and flushed as soon as the event ends, not only at close.
             let (_, rows) = read_csv(&path);
             assert_eq!(rows.len(), 1);
+            // ... while trajectories keep their (hourly here) schedule: only frame 0 so far.
+            let (_, traj) = read_csv(&dir.path().join("tank/trajectories.csv"));
+            assert_eq!(traj.len(), 2);
         }
     }
     sinks.close().unwrap();

@@ -552,10 +552,15 @@ impl Sinks {
         // Flush: when due, or at once for new interaction events; after a failure at most
         // once per interval.
         let due = cs.last_flush.is_none_or(|l| l.elapsed() >= interval);
-        let retry_ok = !cs.last_attempt_failed || due;
-        let result = if due || (new_events && retry_ok) {
+        let result = if due {
+            // Everything, including retries after a failure.
             cs.last_flush = Some(Instant::now());
-            let r = flush_camera(cs, due, false);
+            let r = flush_camera(cs, true, false);
+            cs.last_attempt_failed = r.is_err();
+            r
+        } else if new_events && !cs.last_attempt_failed {
+            // Ended interaction events go out at once; trajectories keep their schedule.
+            let r = flush_camera(cs, false, false);
             cs.last_attempt_failed = r.is_err();
             r
         } else {
