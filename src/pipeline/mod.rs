@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
-pub use replay::{ReplayArgs, replay};
+pub use replay::{ReplayArgs, replay, replay_config};
 
 use crate::config::{CameraConfig, Config};
 use crate::detect::{CropSpec, DetectError, Detector};
