@@ -296,3 +296,63 @@ fn top_view_renders_without_flanks() {
         assert!(f.truth.iter().filter(|r| r.area > 0).count() >= 6);
     }
 }
+
+#[test]
+fn live_rtsp_stream_serves_decodable_frames() {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let cfg = SynthConfig {
+        width: 320,
+        height: 240,
+        fish: 3,
+        threads: 1,
+        ..SynthConfig::default()
+    };
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || synth::live::serve_rtsp(&cfg, port, "/tank", stop, false))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    gst::init().unwrap();
+    let url = synth::live::live_url(port, "/tank");
+    let client = gst::parse::launch(&format!(
+        "rtspsrc location={url} latency=0 protocols=tcp ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = client
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    client.set_state(gst::State::Playing).unwrap();
+    let t0 = std::time::Instant::now();
+    let mut frames = 0;
+    while frames < 15 {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) else {
+            break;
+        };
+        let caps = sample.caps().unwrap().structure(0).unwrap().to_owned();
+        assert_eq!(caps.get::<i32>("width").unwrap(), 320);
+        assert_eq!(caps.get::<i32>("height").unwrap(), 240);
+        frames += 1;
+    }
+    let took = t0.elapsed().as_secs_f64();
+    client.set_state(gst::State::Null).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap().unwrap();
+    println!("received {frames} frames from {url} in {took:.2} s");
+    assert_eq!(frames, 15);
+    // Real time: 15 frames at 30 fps take about half a second, not much less.
+    assert!(took > 0.3, "stream is not paced in real time ({took:.2} s)");
+}

@@ -390,3 +390,37 @@ pub fn write_dataset(spec: &DatasetSpec, threads: usize) -> Result<DatasetSummar
     std::fs::write(&path, text).map_err(|source| SynthError::Io { path, source })?;
     Ok(summary)
 }
+
+/// A clean broadside picture of one flank on plain water (no noise, no blur), `w × h` RGB;
+/// the fish faces right for the right flank and left for the left flank.
+pub fn flank_portrait(ind: &Individual, flank: Flank, w: u32, h: u32) -> Vec<u8> {
+    let (wu, hu) = (w as usize, h as usize);
+    let mut canvas = Canvas::new(wu, hu);
+    for px in canvas.rgb.chunks_exact_mut(3) {
+        px.copy_from_slice(&[118, 158, 168]);
+    }
+    let facing = if flank == Flank::Right { 1.0 } else { -1.0 };
+    let d = FishDraw {
+        ind,
+        id: 1,
+        cx: w as f32 / 2.0,
+        cy: h as f32 / 2.0,
+        axis: [facing, 0.0],
+        length: w as f32 / 1.15,
+        along: 1.0,
+        flank: Some(flank),
+        pattern_vis: 1.0,
+        view: View::Side,
+        tail_phase: 0.0,
+        tail_amp: 0.0,
+        gain: [1.0; 3],
+    };
+    let ov = Overlay {
+        noise: &[],
+        noise_side: 0,
+        noise_off: (0, 0),
+        front: &[],
+    };
+    draw_fish(&mut canvas, &d, &ov);
+    canvas.rgb
+}

@@ -8,6 +8,7 @@
 pub mod crop;
 pub mod dataset;
 pub mod fish;
+pub mod live;
 pub mod motion;
 pub mod pattern;
 pub mod raster;
@@ -317,6 +318,15 @@ pub struct SynthArgs {
     /// Serve the rendering live on rtsp://127.0.0.1:PORT/tank (endless, real time) until Ctrl-C.
     #[arg(long)]
     pub live_port: Option<u16>,
+    /// Mount path of the live stream.
+    #[arg(long, default_value = "/tank")]
+    pub live_mount: String,
+    /// Also write OUT/frame_<N>.png and OUT/idmap_<N>.png (false-colour id map) of frame N.
+    #[arg(long)]
+    pub snapshot: Option<u64>,
+    /// Also write OUT/flanks.png: both flanks of the first (up to 8) individuals.
+    #[arg(long)]
+    pub montage: bool,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -449,7 +459,11 @@ pub fn run_cli(args: SynthArgs) -> Result<(), SynthError> {
         threads: args.threads,
         ..SynthConfig::default()
     };
-    if let Some(out) = &args.out {
+    if let Some(out) = args
+        .out
+        .as_ref()
+        .filter(|_| args.snapshot.is_none() && !args.montage)
+    {
         let s = render(&cfg, out)?;
         tracing::info!(
             "rendered {} frames ({}x{}, {} fish) to {} in {:.1} s ({:.1} fps, {:.2}x real time): {} truth rows, {} interactions, {} enrollment crops ({} from the video)",
@@ -466,6 +480,23 @@ pub fn run_cli(args: SynthArgs) -> Result<(), SynthError> {
             s.enroll_crops,
             s.enroll_from_video
         );
+        did = true;
+    }
+    if let (Some(out), Some(n)) = (&args.out, args.snapshot) {
+        render::snapshot(&cfg, n, out)?;
+        did = true;
+    }
+    if let (Some(out), true) = (&args.out, args.montage) {
+        render::montage(&cfg, out)?;
+        did = true;
+    }
+    if let Some(port) = args.live_port {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        println!(
+            "serving {} (Ctrl-C to stop)",
+            live::live_url(port, &args.live_mount)
+        );
+        live::serve_rtsp(&cfg, port, &args.live_mount, stop, true)?;
         did = true;
     }
     if !did {

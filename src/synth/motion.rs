@@ -154,7 +154,7 @@ impl Swimmer {
             View::Side => {
                 let want_yaw = dz.atan2(dx);
                 let horiz = (dx * dx + dz * dz).sqrt();
-                let want_pitch = (-dy).atan2(horiz).clamp(-0.5, 0.5);
+                let want_pitch = (-dy).atan2(horiz).clamp(-0.35, 0.35);
                 let dyaw = wrap(want_yaw - self.yaw);
                 self.yaw = wrap(self.yaw + dyaw.clamp(-self.turn_rate * dt, self.turn_rate * dt));
                 self.pitch += (want_pitch - self.pitch).clamp(-1.2 * dt, 1.2 * dt);

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::crop::{CropBox, blob_axis, crop_mask, crop_rgb};
-use super::dataset::{Sample, distractors, studio_sample, write_sample};
+use super::dataset::{Sample, distractors, flank_portrait, studio_sample, write_sample};
 use super::pattern::{Flank, min_flank_distance};
 use super::tank::{TankSim, TruthRow};
 use super::video::VideoWriter;
@@ -294,4 +294,73 @@ pub fn render(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary, SynthError>
     })?;
     std::fs::write(&meta_path, text).map_err(io(&meta_path))?;
     Ok(summary)
+}
+
+/// Renders frames 0..=`frame` of `cfg` without writing video and saves frame `frame` as
+/// `out/frame_<frame>.png` and its id map as `out/idmap_<frame>.png` (one colour per fish).
+pub fn snapshot(cfg: &SynthConfig, frame: u64, out: &Path) -> Result<(), SynthError> {
+    cfg.validate("synth")?;
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut sim = TankSim::new(cfg);
+    for _ in 0..frame {
+        sim.next_frame();
+    }
+    let f = sim.next_frame();
+    let (w, h) = (f.canvas.width as u32, f.canvas.height as u32);
+    let p = out.join(format!("frame_{frame}.png"));
+    image::save_buffer(&p, &f.canvas.rgb, w, h, image::ExtendedColorType::Rgb8).map_err(
+        |source| SynthError::Image {
+            path: p.clone(),
+            source,
+        },
+    )?;
+    let mut ids = Vec::with_capacity(f.canvas.id.len() * 3);
+    for &v in &f.canvas.id {
+        if v == 0 {
+            ids.extend_from_slice(&[0, 0, 0]);
+        } else {
+            let k = u32::from(v).wrapping_mul(2_654_435_761);
+            ids.extend_from_slice(&[
+                (k >> 24) as u8 | 64,
+                (k >> 16) as u8 | 64,
+                (k >> 8) as u8 | 64,
+            ]);
+        }
+    }
+    let p = out.join(format!("idmap_{frame}.png"));
+    image::save_buffer(&p, &ids, w, h, image::ExtendedColorType::Rgb8).map_err(|source| {
+        SynthError::Image {
+            path: p.clone(),
+            source,
+        }
+    })?;
+    Ok(())
+}
+
+/// Writes `out/flanks.png`: one row per individual (up to 8), left flank then right flank.
+pub fn montage(cfg: &SynthConfig, out: &Path) -> Result<PathBuf, SynthError> {
+    cfg.validate("synth")?;
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let inds = super::fish::make_individuals(cfg.seed, cfg.fish, cfg.similarity);
+    let rows = inds.len().min(8);
+    let (tw, th) = (384usize, 150usize);
+    let (w, h) = (2 * tw, rows * th);
+    let mut img = vec![255u8; w * h * 3];
+    for (r, ind) in inds.iter().take(rows).enumerate() {
+        for (c, flank) in Flank::BOTH.into_iter().enumerate() {
+            let tile = flank_portrait(ind, flank, tw as u32, th as u32);
+            for y in 0..th {
+                let dst = ((r * th + y) * w + c * tw) * 3;
+                img[dst..dst + tw * 3].copy_from_slice(&tile[y * tw * 3..(y + 1) * tw * 3]);
+            }
+        }
+    }
+    let p = out.join("flanks.png");
+    image::save_buffer(&p, &img, w as u32, h as u32, image::ExtendedColorType::Rgb8).map_err(
+        |source| SynthError::Image {
+            path: p.clone(),
+            source,
+        },
+    )?;
+    Ok(p)
 }
