@@ -50,6 +50,8 @@ struct Tracklet {
     anchor: Option<String>,
     last_embed_t: Option<f64>,
     confident: bool,
+    /// Stream time since which the tracklet has had no individual.
+    unassigned_since: Option<f64>,
 }
 
 /// Per-individual scores of one tracklet.
@@ -499,17 +501,24 @@ impl Identifier {
             if chosen.is_none()
                 && sc.n >= cfg.new_min_observations
                 && sc.span >= cfg.new_min_span_s
-                && sc.newcomer_fraction >= 0.8
+                && (sc.newcomer_fraction >= 0.8
+                    || tl
+                        .unassigned_since
+                        .is_some_and(|s| t - s >= 2.0 * cfg.new_min_span_s.max(0.5)))
+                && sc
+                    .by
+                    .first()
+                    .is_none_or(|(_, s)| *s < cfg.accept_similarity)
                 && self.population.is_none_or(|n| count < n as usize)
                 && self_consistent(tl, cfg.new_similarity)
             {
                 let id = st.registry.create();
-                let mut kept: Vec<&Vec<f32>> = Vec::new();
-                for o in &tl.obs {
+                let mut kept: Vec<usize> = Vec::new();
+                for (oi, o) in tl.obs.iter().enumerate() {
                     if o.quality >= cfg.min_quality
                         && kept
                             .iter()
-                            .all(|k| cosine(k, &o.emb) < cfg.novelty_similarity)
+                            .all(|&k| cosine(&tl.obs[k].emb, &o.emb) < cfg.novelty_similarity)
                     {
                         st.gallery.add(Prototype {
                             owner: id.clone(),
@@ -522,10 +531,16 @@ impl Identifier {
                             vector: o.emb.clone(),
                             alive: true,
                         });
-                        kept.push(&o.emb);
+                        kept.push(oi);
                     }
                 }
                 st.gallery.prune(&id, cfg.max_prototypes_per_individual);
+                // The window's observations predate the new individual: score them against it.
+                for o in tl.obs.iter_mut() {
+                    if let Some(s) = st.gallery.max_similarity_to(&id, &o.emb) {
+                        o.sims.push((id.clone(), s));
+                    }
+                }
                 tracing::info!(tank = %self.tank, track = tr.track, individual = %id, prototypes = kept.len(), "new individual enrolled");
                 count += 1;
                 tl.anchor = Some(id.clone());
@@ -604,6 +619,11 @@ impl Identifier {
                 if tr.detection.is_some() {
                     self.seen.insert(ind.clone(), t);
                 }
+            }
+            if chosen.is_none() {
+                tl.unassigned_since.get_or_insert(t);
+            } else {
+                tl.unassigned_since = None;
             }
             tl.individual = chosen.clone();
             tr.individual = chosen.as_deref().map(|i| st.registry.label(i));
