@@ -266,3 +266,71 @@ fn readers_convert_frames_and_reject_garbage() {
     std::fs::write(&m, "hello\n").unwrap();
     assert!(eval::read::read(&m, Format::Auto, IdColumn::Track).is_err());
 }
+
+/// Interaction logs are scored after translating predicted ids with the IDF1 assignment.
+#[test]
+fn cli_scores_interaction_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, p) = (
+        dir.path().join("gt_inter.csv"),
+        dir.path().join("pred_inter.csv"),
+    );
+    let h = "camera,a,b,start,end,duration,min_distance,mean_distance,unit,start_frame,end_frame\n";
+    std::fs::write(
+        &g,
+        format!("{h}c,1,3,x,x,1,1,1,px,2,9\nc,2,3,x,x,1,1,1,px,2,9\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        &p,
+        format!("{h}c,track:13,track:11,x,x,1,1,1,px,3,9\nc,12,99,x,x,1,1,1,px,4,8\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_finprint"))
+        .args(["eval", "--json", "--gt"])
+        .arg(fixture("gt.txt"))
+        .arg("--pred")
+        .arg(fixture("pred.csv"))
+        .arg("--gt-interactions")
+        .arg(&g)
+        .arg("--pred-interactions")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // In the fixture, tracks 11/12 swap at the crossing (frame 10 of 20) and are each within
+    // the gate of both gt 1 and gt 2 for 11 frames: a tie the assignment breaks one way.
+    let mapping: Vec<(String, String)> = v["id_mapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["gt"].as_str().unwrap().to_string(),
+                m["pred"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let swapped =
+        [("1", "12"), ("2", "11"), ("3", "13")].map(|(a, b)| (a.to_string(), b.to_string()));
+    let straight =
+        [("1", "11"), ("2", "12"), ("3", "13")].map(|(a, b)| (a.to_string(), b.to_string()));
+    assert!(mapping == swapped || mapping == straight, "{mapping:?}");
+    // Either way both gt events have the same frames, so (track:13, track:11) ↦ (3, 1 or 2)
+    // matches one of them with IoU 7/8 (frames 2..=9 vs 3..=9).
+    let e = &v["interactions"];
+    println!("{e}");
+    // (12, 99): 99 is a false-positive track with no gt id → unmapped.
+    assert_eq!((e["gt"].as_u64(), e["pred"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (e["matched"].as_u64(), e["unmapped"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(e["mean_iou"].as_f64(), Some(0.875));
+    assert_eq!(e["mean_start_error_frames"].as_f64(), Some(1.0));
+}

@@ -2,10 +2,13 @@
 //! per-frame count agreement). Must never be used by the live daemon's frame path.
 //!
 //! `finprint eval --gt GT --pred PRED [--gate PX] [--gt-format F] [--pred-format F]
-//! [--id-column track|individual] [--json]` reads both files ([`read`]), scores them with
-//! [`score::evaluate`] and prints a table (or JSON). The library functions are pure, so tests
-//! call them directly.
+//! [--id-column track|individual] [--gt-interactions CSV --pred-interactions CSV
+//! [--event-iou X]] [--json]` reads both files ([`read`]), scores them with
+//! [`score::evaluate`] (and interaction logs with [`events::score_events`]) and prints a table
+//! (or JSON: the track scores' fields, plus `interactions` when given). The library functions
+//! are pure, so tests call them directly.
 
+pub mod events;
 pub mod read;
 pub mod score;
 
@@ -36,9 +39,28 @@ pub struct EvalArgs {
     /// Which finprint column is the object id (rows without an individual use `track:<id>`).
     #[arg(long, value_enum, default_value_t = IdColumn::Track)]
     pub id_column: IdColumn,
+    /// Ground-truth interaction log (e.g. the simulator's interactions.csv); needs --pred-interactions.
+    #[arg(long, requires = "pred_interactions")]
+    pub gt_interactions: Option<PathBuf>,
+    /// Predicted interaction log (the daemon's interactions*.csv); best with --id-column individual.
+    #[arg(long, requires = "gt_interactions")]
+    pub pred_interactions: Option<PathBuf>,
+    /// Temporal IoU (frames) two events need to match.
+    #[arg(long, default_value_t = 0.5)]
+    pub event_iou: f64,
     /// Print the scores as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Everything `finprint eval` reports.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Report {
+    /// Track scores.
+    #[serde(flatten)]
+    pub tracks: Scores,
+    /// Interaction scores, when both logs were given.
+    pub interactions: Option<events::EventScores>,
 }
 
 /// Errors of `finprint eval`.
@@ -67,8 +89,35 @@ pub enum EvalError {
     Args(String),
 }
 
-/// Reads both files and scores them.
-pub fn evaluate_files(args: &EvalArgs) -> Result<Scores, EvalError> {
+/// Reads all files and scores them.
+pub fn evaluate_files(args: &EvalArgs) -> Result<Report, EvalError> {
+    if !(args.event_iou.is_finite() && args.event_iou > 0.0 && args.event_iou <= 1.0) {
+        return Err(EvalError::Args(format!(
+            "--event-iou {} must be in (0, 1]",
+            args.event_iou
+        )));
+    }
+    let tracks = evaluate_track_files(args)?;
+    let interactions = match (&args.gt_interactions, &args.pred_interactions) {
+        (Some(g), Some(p)) => {
+            let (g, p) = (events::read_events(g)?, events::read_events(p)?);
+            Some(events::score_events(
+                &g,
+                &p,
+                &tracks.id_mapping,
+                args.event_iou,
+            ))
+        }
+        _ => None,
+    };
+    Ok(Report {
+        tracks,
+        interactions,
+    })
+}
+
+/// Reads both track files and scores them.
+pub fn evaluate_track_files(args: &EvalArgs) -> Result<Scores, EvalError> {
     if !(args.gate.is_finite() && args.gate > 0.0) {
         return Err(EvalError::Args(format!(
             "--gate {} must be a positive number of pixels",
@@ -134,15 +183,43 @@ pub fn format_table(s: &Scores) -> String {
     out
 }
 
+/// The human-readable table of [`events::EventScores`].
+pub fn format_event_table(e: &events::EventScores) -> String {
+    let pct = |v: f64| format!("{:6.2} %", 100.0 * v);
+    let rows = [
+        (
+            "interactions gt/pred",
+            format!("{} / {} ({} with unmapped ids)", e.gt, e.pred, e.unmapped),
+        ),
+        ("matched (IoU ≥)", format!("{} ({})", e.matched, e.min_iou)),
+        ("event precision", pct(e.precision)),
+        ("event recall", pct(e.recall)),
+        ("event F1", pct(e.f1)),
+        ("mean IoU", format!("{:.3}", e.mean_iou)),
+        (
+            "start error",
+            format!("{:.2} frames", e.mean_start_error_frames),
+        ),
+        (
+            "duration error",
+            format!("{:.2} frames", e.mean_duration_error_frames),
+        ),
+    ];
+    rows.iter().map(|(k, v)| format!("{k:<22} {v}\n")).collect()
+}
+
 /// Entry point of `finprint eval`.
 pub fn run_cli(args: EvalArgs) -> Result<(), EvalError> {
-    let scores = evaluate_files(&args)?;
+    let report = evaluate_files(&args)?;
     if args.json {
-        let text = serde_json::to_string_pretty(&scores)
+        let text = serde_json::to_string_pretty(&report)
             .map_err(|e| EvalError::Args(format!("cannot encode scores as JSON: {e}")))?;
         println!("{text}");
     } else {
-        print!("{}", format_table(&scores));
+        print!("{}", format_table(&report.tracks));
+        if let Some(e) = &report.interactions {
+            print!("{}", format_event_table(e));
+        }
     }
     Ok(())
 }

@@ -37,6 +37,17 @@ pub struct HotaAlpha {
     pub ass_a: f64,
 }
 
+/// One pair of the global identity assignment.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IdPair {
+    /// Ground-truth id.
+    pub gt: String,
+    /// Predicted id assigned to it.
+    pub pred: String,
+    /// Frames in which the two are within the gate (their IDTP contribution).
+    pub frames: u64,
+}
+
 /// Every score `finprint eval` reports.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Scores {
@@ -94,6 +105,8 @@ pub struct Scores {
     pub count_agreement: f64,
     /// Mean |predicted count − ground-truth count| per frame.
     pub count_mae: f64,
+    /// The identity assignment behind IDF1 (pairs that share at least one frame), by gt id.
+    pub id_mapping: Vec<IdPair>,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -102,7 +115,7 @@ fn ratio(a: f64, b: f64) -> f64 {
 
 /// Maximum-weight assignment between `rows` and `cols` items (weights ≥ 0); returns the
 /// (row, col) pairs of the optimal assignment (including zero-weight pairs).
-fn max_weight_assignment(
+pub(crate) fn max_weight_assignment(
     rows: usize,
     cols: usize,
     w: impl Fn(usize, usize) -> i64,
@@ -294,6 +307,16 @@ pub fn evaluate(gt: &Sequence, pred: &Sequence, gate: f64) -> Scores {
     // Identity metrics.
     let pairs = max_weight_assignment(ng, np, |i, j| co[i * np + j]);
     let idtp: u64 = pairs.iter().map(|&(i, j)| co[i * np + j] as u64).sum();
+    let mut id_mapping: Vec<IdPair> = pairs
+        .iter()
+        .filter(|&&(i, j)| co[i * np + j] > 0)
+        .map(|&(i, j)| IdPair {
+            gt: gt.ids[i].clone(),
+            pred: pred.ids[j].clone(),
+            frames: co[i * np + j] as u64,
+        })
+        .collect();
+    id_mapping.sort_by(|a, b| a.gt.cmp(&b.gt));
     let idfn = n_gt - idtp.min(n_gt);
     let idfp = n_pred - idtp.min(n_pred);
     let idp = ratio(idtp as f64, n_pred as f64);
@@ -415,6 +438,7 @@ pub fn evaluate(gt: &Sequence, pred: &Sequence, gate: f64) -> Scores {
         hota_alphas,
         count_agreement: ratio(count_eq as f64, frames.len() as f64),
         count_mae: ratio(count_abs as f64, frames.len() as f64),
+        id_mapping,
     }
 }
 
