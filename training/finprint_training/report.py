@@ -99,6 +99,8 @@ def verdicts(runs: list[dict]) -> list[str]:
 def plot_curves(runs: list[dict], path: Path) -> None:
     """Training curves: identification loss, reconstruction loss and closed-set top-1 per epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    backbones = sorted({r["metrics"]["backbone"] for r in runs})
+    colour = {b: f"C{i % 10}" for i, b in enumerate(backbones)}
     for r in runs:
         h = r["history"]
         if not h:
@@ -107,11 +109,12 @@ def plot_curves(runs: list[dict], path: Path) -> None:
         lab = f"{m['backbone']} λ={m['lambda']}"
         ls = "-" if float(m["lambda"]) > 0 else "--"
         ep = [e["epoch"] for e in h]
-        axes[0].plot(ep, [e["id"] for e in h], ls, label=lab)
+        c = colour[m["backbone"]]
+        axes[0].plot(ep, [e["id"] for e in h], ls, color=c, label=lab)
         if float(m["lambda"]) > 0:
-            axes[1].plot(ep, [e["rec"] for e in h], ls, label=lab)
+            axes[1].plot(ep, [e["rec"] for e in h], ls, color=c, label=lab)
         if all("val_top1" in e for e in h):
-            axes[2].plot(ep, [e["val_top1"] for e in h], ls, label=lab)
+            axes[2].plot(ep, [e["val_top1"] for e in h], ls, color=c, label=lab)
     for a, t in zip(
         axes, ("identification loss", "masked-pixel reconstruction loss", "closed-set top-1 (val)"), strict=True
     ):
@@ -130,14 +133,14 @@ def plot_embeddings(runs: list[dict], path: Path, seed: int = 0) -> str:
     cols = min(4, n) or 1
     rows = math.ceil(n / cols) or 1
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.5 * rows), squeeze=False)
-    method = "t-SNE (perplexity 15, PCA init, seed 0)"
+    method = "t-SNE (perplexity 15, PCA init, 500 iterations, seed 0)"
     for ax in axes.ravel():
         ax.set_axis_off()
     for ax, r in zip(axes.ravel(), runs, strict=False):
         z = np.load(r["dir"] / "embeddings.npz")
         emb, labels = z["emb"], z["labels"]
         if len(emb) > 30:
-            xy = TSNE(2, perplexity=15, init="pca", random_state=seed).fit_transform(emb)
+            xy = TSNE(2, perplexity=15, init="pca", random_state=seed, max_iter=500).fit_transform(emb)
         else:
             xy = PCA(2, random_state=seed).fit_transform(emb)
             method = "PCA (too few points for t-SNE)"
