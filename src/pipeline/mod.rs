@@ -7,6 +7,7 @@
 //! Shutdown travels with the data: when a source ends (end of file, or `stop`), its channel
 //! disconnects, the worker drains what it holds and ends, then the writer closes every file.
 
+mod identity;
 mod replay;
 
 use std::sync::Arc;
@@ -20,12 +21,15 @@ pub use replay::{ReplayArgs, replay, replay_config};
 
 use crate::config::{CameraConfig, Config};
 use crate::detect::{CropSpec, DetectError, Detector};
+use crate::embed::{EmbedError, EmbedService};
+use crate::identify::{Identifier, IdentifyError, IdentityApi};
 use crate::ingest::{self, IngestError, IngestEvent, SourceHandle};
 use crate::messages::{DetectedFrame, TrackedFrame};
 use crate::output::http::LiveState;
 use crate::output::metrics::Metrics;
 use crate::output::{CameraOutputInfo, OutputError, Sinks};
 use crate::track::Tracker;
+use identity::IdentityStep;
 
 /// Errors that stop the pipeline. Each names the camera or file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,17 @@ pub enum PipelineError {
     /// An output file could not be created or closed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// The appearance encoder could not start (model, card or ONNX Runtime library).
+    #[error("identity: {0} (or set `[identity] enabled = false` to track without identities)")]
+    Embed(#[from] EmbedError),
+    /// The identity state of a tank could not be loaded.
+    #[error("identity of camera {camera}: {source}")]
+    Identify {
+        /// Camera name.
+        camera: String,
+        /// What went wrong.
+        source: IdentifyError,
+    },
     /// A worker thread could not start or died.
     #[error("internal: {0}")]
     Thread(String),
@@ -119,6 +134,8 @@ pub struct Pipeline {
     workers: Vec<JoinHandle<Result<CameraSummary, PipelineError>>>,
     writer: Option<JoinHandle<Result<(), PipelineError>>>,
     heartbeat: Arc<Heartbeat>,
+    embed: Option<EmbedService>,
+    apis: Vec<IdentityApi>,
 }
 
 /// Hooks for progress display (replay's progress bar); called from worker threads.
@@ -153,6 +170,29 @@ impl Pipeline {
             })?;
             detectors.push(d);
         }
+        let embed = start_embedder(cfg)?;
+        if let Some(e) = &embed {
+            metrics.set_execution_provider(e.provider());
+        }
+        let mut identities = Vec::new();
+        for cam in &cfg.cameras {
+            identities.push(match &embed {
+                Some(e) => Some(
+                    Identifier::build(&cfg.identity, cam.tank_name(), cam.population, e.card())
+                        .map_err(|source| PipelineError::Identify {
+                            camera: cam.name.clone(),
+                            source,
+                        })?,
+                ),
+                None => None,
+            });
+        }
+        let apis: Vec<IdentityApi> = identities.iter().flatten().map(|i| i.api()).collect();
+        let crop_spec = embed.as_ref().map(|e| CropSpec {
+            width: u32::try_from(e.card().input.width).unwrap_or(u32::MAX),
+            height: u32::try_from(e.card().input.height).unwrap_or(u32::MAX),
+        });
+        let save_every = Duration::from_secs_f64(cfg.identity.save_every_s.max(1.0));
         let (out_tx, out_rx) = bounded::<TrackedFrame>(WRITER_QUEUE);
         let writer_metrics = metrics.clone();
         let writer = std::thread::Builder::new()
@@ -163,7 +203,7 @@ impl Pipeline {
         heartbeat.beat();
         let mut sources = Vec::new();
         let mut workers = Vec::new();
-        for (cam, detector) in cfg.cameras.iter().zip(detectors) {
+        for ((cam, detector), identifier) in cfg.cameras.iter().zip(detectors).zip(identities) {
             let (tx, rx) = bounded::<IngestEvent>(INGEST_QUEUE);
             let src = match ingest::spawn(&cam.name, &cam.source, tx, stop.clone()) {
                 Ok(s) => s,
@@ -179,6 +219,17 @@ impl Pipeline {
                 cam: cam.clone(),
                 detector,
                 tracker: Tracker::new(&cam.track, cam.population),
+                identity: match (identifier, &embed) {
+                    (Some(identifier), Some(e)) => Some(IdentityStep {
+                        identifier,
+                        client: e.client(),
+                        save_every,
+                        last_save: Instant::now(),
+                        failures: 0,
+                    }),
+                    _ => None,
+                },
+                crops: crop_spec,
                 rx,
                 out: out_tx.clone(),
                 live: live.clone(),
@@ -202,7 +253,14 @@ impl Pipeline {
             workers,
             writer: Some(writer),
             heartbeat,
+            embed,
+            apis,
         })
+    }
+
+    /// Handles for the identity HTTP routes (one per camera with identity on).
+    pub fn identity_apis(&self) -> Vec<IdentityApi> {
+        self.apis.clone()
     }
 
     /// Heartbeat of the worker threads (for the watchdog).
@@ -241,6 +299,9 @@ impl Pipeline {
         for s in self.sources.drain(..) {
             s.join();
         }
+        if let Some(e) = self.embed.take() {
+            e.shutdown();
+        }
         if let Some(w) = self.writer.take() {
             match w.join() {
                 Ok(Ok(())) => {}
@@ -264,6 +325,8 @@ struct CameraWorker {
     cam: CameraConfig,
     detector: Detector,
     tracker: Tracker,
+    identity: Option<IdentityStep>,
+    crops: Option<CropSpec>,
     rx: Receiver<IngestEvent>,
     out: Sender<TrackedFrame>,
     live: Arc<LiveState>,
@@ -282,7 +345,7 @@ impl CameraWorker {
             camera: name.clone(),
             ..Default::default()
         };
-        let crops: Option<CropSpec> = None;
+        let crops = self.crops;
         let mut fps_window = (Instant::now(), 0u64);
         let mut seen_drops = 0u64;
         let mut seen_reconnects = 0u64;
@@ -345,6 +408,9 @@ impl CameraWorker {
         for df in self.detector.flush(crops) {
             self.track_and_send(df, &mut summary, &mut max_track)?;
         }
+        if let Some(id) = &self.identity {
+            id.close(&name);
+        }
         self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
         summary.dropped = seen_drops;
         summary.reconnects = seen_reconnects;
@@ -382,9 +448,12 @@ impl CameraWorker {
             .map(|p| p.as_secs_f64())
             .unwrap_or(frame.index as f64);
         let t0 = Instant::now();
-        let tracks = self.tracker.update(t, &df.detections);
+        let mut tracks = self.tracker.update(t, &df.detections);
         self.metrics
             .observe_latency(name, "track", t0.elapsed().as_secs_f64());
+        if let Some(id) = &mut self.identity {
+            id.process(name, t, &mut tracks, &df.detections, &self.metrics);
+        }
         for tr in &tracks {
             *max_track = (*max_track).max(tr.track + 1);
         }
@@ -410,6 +479,29 @@ impl CameraWorker {
         // The writer only disappears when it failed; its error is reported by `wait`.
         let _ = self.out.send(tf);
         Ok(())
+    }
+}
+
+/// Starts the shared encoder service when identity is on. A configured model that is missing or
+/// wrong is a startup error; when no model is configured and the shipped default is not
+/// installed, identity is switched off with a warning (tracks still work).
+fn start_embedder(cfg: &Config) -> Result<Option<EmbedService>, PipelineError> {
+    if !cfg.identity.enabled || cfg.cameras.is_empty() {
+        return Ok(None);
+    }
+    match EmbedService::build(&cfg.embed) {
+        Ok(e) => {
+            tracing::info!(provider = e.provider(), model = %e.card().name, "appearance encoder ready");
+            Ok(Some(e))
+        }
+        Err(e @ EmbedError::ModelNotFound { .. }) if cfg.embed.model.is_none() => {
+            tracing::warn!(
+                "{e}; identity is OFF (individual stays empty). Install the shipped encoder \
+                 (models/finprint-default.onnx + .json) or set [embed] model"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -83,33 +83,13 @@ pub fn run(args: RunArgs) -> Result<(), ServiceError> {
         .build()
         .map_err(ServiceError::Runtime)?;
 
-    // HTTP: bind synchronously so a bad address fails the start.
-    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_task = if cfg.http.enabled {
-        let listener = http::bind(&cfg.http)?;
-        let http_cfg = cfg.http.clone();
-        let (live, metrics) = (live.clone(), metrics.clone());
-        Some(rt.spawn(async move {
-            let shutdown = async move {
-                let _ = http_stop_rx.await;
-            };
-            let r = http::serve_on(
-                listener,
-                &http_cfg,
-                live,
-                metrics,
-                axum::Router::new(),
-                shutdown,
-            )
-            .await;
-            if let Err(e) = &r {
-                tracing::error!("{e}");
-            }
-            r
-        }))
+    // HTTP: bind before anything starts, so a bad or busy address fails the start.
+    let listener = if cfg.http.enabled {
+        Some(http::bind(&cfg.http)?)
     } else {
         None
     };
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
 
     let stop = Arc::new(AtomicBool::new(false));
     let signalled = Arc::new(AtomicBool::new(false));
@@ -125,7 +105,26 @@ pub fn run(args: RunArgs) -> Result<(), ServiceError> {
         });
     }
 
-    let pipeline = Pipeline::start(&cfg, live.clone(), metrics, stop.clone(), None)?;
+    let pipeline = Pipeline::start(&cfg, live.clone(), metrics.clone(), stop.clone(), None)?;
+    let http_task = match listener {
+        Some(listener) => {
+            let http_cfg = cfg.http.clone();
+            let extra =
+                crate::identify::router(pipeline.identity_apis(), cfg.identity.api_token.clone());
+            let (live, metrics) = (live.clone(), metrics.clone());
+            Some(rt.spawn(async move {
+                let shutdown = async move {
+                    let _ = http_stop_rx.await;
+                };
+                let r = http::serve_on(listener, &http_cfg, live, metrics, extra, shutdown).await;
+                if let Err(e) = &r {
+                    tracing::error!("HTTP server stopped: {e}");
+                }
+                r
+            }))
+        }
+        None => None,
+    };
     let _ = sd_notify::notify(&[
         NotifyState::Ready,
         NotifyState::Status(&format!("watching {} camera(s)", cfg.cameras.len())),
