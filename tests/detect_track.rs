@@ -197,3 +197,89 @@ fn fasttrack_zebrafish14_defaults_population_14() {
         "count==14 in {count_frac:.3} of frames < 0.95"
     );
 }
+
+/// Side-view 1080p simulator (water gradient, gravel, plants, striped light fish, lighting
+/// drift, noise): the same built-in defaults must find the fish. Scored against the
+/// simulator's truth for fish at least half visible, gate ¼ body length (≥ 10 px).
+#[test]
+#[ignore = "slow (renders 150 1080p frames); run with --ignored"]
+fn synth_side_view_1080p_defaults() {
+    use finprint::synth::SynthConfig;
+    use finprint::synth::tank::TankSim;
+    let cfg = SynthConfig {
+        fish: 8,
+        seed: 3,
+        ..SynthConfig::default()
+    };
+    let n_fish = cfg.fish as u32;
+    let mut sim = TankSim::new(&cfg);
+    let mut det = Detector::build(&DetectConfig::default()).expect("detector");
+    let mut tracker = Tracker::new(&TrackConfig::default(), Some(n_fish));
+    let mut truth: HashMap<u64, Vec<(usize, f32, f32, f32, f32)>> = HashMap::new();
+    let mut detected = Vec::new();
+    let mut detect_time = std::time::Duration::ZERO;
+    let frames = 150u64;
+    for i in 0..frames {
+        let f = sim.next_frame();
+        truth.insert(
+            i,
+            f.truth
+                .iter()
+                .map(|r| (r.track, r.x, r.y, r.visible_fraction, r.body_length))
+                .collect(),
+        );
+        let frame = Frame {
+            camera: Arc::from("synth"),
+            index: i,
+            pts: Some(Duration::from_secs_f64(f.t)),
+            captured: SystemTime::UNIX_EPOCH,
+            width: f.canvas.width as u32,
+            height: f.canvas.height as u32,
+            layout: PixelLayout::Rgb8,
+            data: Arc::new(f.canvas.rgb.clone()),
+        };
+        let t0 = std::time::Instant::now();
+        detected.extend(det.push(frame, None));
+        detect_time += t0.elapsed();
+    }
+    let t0 = std::time::Instant::now();
+    detected.extend(det.flush(None));
+    detect_time += t0.elapsed();
+    assert_eq!(detected.len() as u64, frames);
+    let (thr, pol) = det.model_summary().expect("model");
+    println!(
+        "synth detector: polarity {pol}, threshold {thr}, typical area {:?}",
+        det.typical_area()
+    );
+    let (mut total, mut tp, mut visible_ok, mut det_ok) = (0usize, 0usize, 0usize, 0usize);
+    for df in &detected {
+        let i = df.frame.index;
+        let reports = tracker.update(i as f64 / 30.0, &df.detections);
+        let tracks: Vec<_> = reports
+            .iter()
+            .filter(|r| r.status != TrackStatus::Tentative)
+            .collect();
+        let gt: Vec<_> = truth[&i].iter().filter(|g| g.3 >= 0.5).cloned().collect();
+        total += gt.len();
+        let pairs = max_matching(gt.len(), tracks.len(), |g, t| {
+            let dd = ((gt[g].1 - tracks[t].x).powi(2) + (gt[g].2 - tracks[t].y).powi(2)).sqrt();
+            if dd <= (0.25 * gt[g].4).max(10.0) {
+                1_000_000 - (dd * 100.0) as i64
+            } else {
+                0
+            }
+        });
+        tp += pairs.len();
+        let all_visible = truth[&i].iter().filter(|g| g.3 > 0.0).count() as u32;
+        visible_ok += (tracker.visible_fish() == all_visible) as usize;
+        det_ok += (df.detections.iter().map(|d| d.fish_count).sum::<u32>() == all_visible) as usize;
+    }
+    let recall = tp as f64 / total.max(1) as f64;
+    println!(
+        "synth side 1080p: recall {recall:.4} ({tp}/{total}), visible count right in {:.3} (tracker) / {:.3} (detections) of frames, detect {:.1} ms/frame (this build)",
+        visible_ok as f64 / frames as f64,
+        det_ok as f64 / frames as f64,
+        detect_time.as_secs_f64() * 1000.0 / frames as f64
+    );
+    assert!(recall >= 0.9, "synth recall {recall:.4}");
+}

@@ -8,10 +8,12 @@
 //! (found automatically by default), thresholded (automatically from the noise by default),
 //! cleaned by opening/closing and split into 8-connected components. Each component becomes a
 //! [`Detection`] with centroid, box, area and body axis from its second moments. A component
-//! much larger than the learned typical single-fish area is flagged by `fish_count ≥ 2` and, by
-//! default, split into `fish_count` parts (k-means on its pixels): each part is then one
-//! detection with `fish_count = 1` and **no crop** (a crop of touching fish must not be used
-//! for identification) — that missing crop is the "touching" flag the later stages see.
+//! much larger than the learned typical single-fish area is examined: when its strongest pixels
+//! form separate body cores (fish usually touch by their faint fins and tails) it is cut
+//! between them, each part one detection with `fish_count = 1` and **no crop** (a crop of
+//! touching fish must not be used for identification) — that missing crop is the "touching"
+//! flag the later stages see; otherwise it stays one detection flagged by
+//! `fish_count` = round(area / typical area) ≥ 2.
 //!
 //! All work is on luma at a reduced working resolution; only crops read colour, from the
 //! full-resolution frame.
@@ -80,9 +82,12 @@ pub struct DetectConfig {
     /// Radius (working pixels) of the square opening that removes specks and thin fins/tails.
     /// Default 1 (3×3). Allowed: 0..=10.
     pub open_radius: u32,
-    /// Radius (working pixels) of the closing that bridges small gaps (e.g. stripes inside a
-    /// light fish). Default 0 (off: closing also joins fish that swim close). Allowed: 0..=10.
-    pub close_radius: u32,
+    /// Radius (working pixels) of the closing that bridges small gaps (e.g. between the light
+    /// body and the dark stripes of a fish seen from the side). Unset (default): automatic, 2
+    /// when the polarity is `both` (the closing then runs before the opening, so thin stripes
+    /// are joined before specks are removed) and 0 otherwise (closing also joins fish that swim
+    /// close). Allowed: 0..=10.
+    pub close_radius: Option<u32>,
     /// Smallest blob kept, full-frame px². Unset (default): a quarter of the typical
     /// single-fish area (at least 10 working pixels).
     pub min_area: Option<f32>,
@@ -94,8 +99,10 @@ pub struct DetectConfig {
     pub typical_area: Option<f32>,
     /// Most fish one touching blob may count as. Default 6. Allowed: 1..=50.
     pub max_fish_per_blob: u32,
-    /// Split blobs of touching fish into one detection per fish (k-means on the blob's pixels).
-    /// Default true. When false, such a blob is one detection with `fish_count ≥ 2`.
+    /// Split blobs of touching fish into one detection per fish: a blob of at least 1.3 typical
+    /// areas whose strongest pixels form two or more separate body cores is cut between them
+    /// (dark or light polarity only: with `both`, stripes would look like cores). Default
+    /// true. Blobs not split stay one detection with `fish_count` = round(area / typical).
     pub split_touching: bool,
     /// Region of interest: polygon of at least 3 `[x, y]` vertices in full-frame pixels; only
     /// pixels inside are searched. Default: unset (whole frame).
@@ -120,7 +127,7 @@ impl Default for DetectConfig {
             threshold: None,
             threshold_sigmas: 6.0,
             open_radius: 1,
-            close_radius: 0,
+            close_radius: None,
             min_area: None,
             max_area: None,
             typical_area: None,
@@ -203,10 +210,12 @@ impl DetectConfig {
                 format!("{} is not allowed: use 0..=10", self.open_radius),
             );
         }
-        if self.close_radius > 10 {
+        if let Some(c) = self.close_radius
+            && c > 10
+        {
             return bad(
                 "close_radius",
-                format!("{} is not allowed: use 0..=10", self.close_radius),
+                format!("{c} is not allowed: use 0..=10, or unset for automatic"),
             );
         }
         for (name, v) in [
@@ -700,14 +709,15 @@ impl Detector {
             };
             *out = (fg as u8) & ok;
         }
-        segment::open_close(
-            &mut self.mask,
-            g.ww,
-            g.wh,
-            self.cfg.open_radius as usize,
-            self.cfg.close_radius as usize,
-            &mut self.tmp,
-        );
+        let open = self.cfg.open_radius as usize;
+        if m.polarity == Resolved::Both {
+            let close = self.cfg.close_radius.unwrap_or(2) as usize;
+            segment::open_close(&mut self.mask, g.ww, g.wh, 0, close, &mut self.tmp);
+            segment::open_close(&mut self.mask, g.ww, g.wh, open, 0, &mut self.tmp);
+        } else {
+            let close = self.cfg.close_radius.unwrap_or(0) as usize;
+            segment::open_close(&mut self.mask, g.ww, g.wh, open, close, &mut self.tmp);
+        }
         self.labeller.label(&self.mask, g.ww, g.wh, &mut self.blobs);
     }
 
@@ -838,6 +848,7 @@ impl Detector {
             Some(_) => {}
         }
         let typical = m.typical;
+        let polarity = m.polarity;
         let min_px = match (self.cfg.min_area, typical) {
             (Some(a), _) => a / f2,
             (None, Some(t)) => (0.25 * t).max(NOISE_FLOOR_PX as f32),
@@ -863,6 +874,7 @@ impl Detector {
                 None => 1,
             };
             if self.cfg.split_touching
+                && polarity != Resolved::Both
                 && let Some(t) = typical
                 && area >= SPLIT_MIN_RATIO * t
             {

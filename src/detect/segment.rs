@@ -15,6 +15,21 @@ pub fn downscale_box(src: &[u8], w: usize, h: usize, factor: usize, dst: &mut Ve
         dst.copy_from_slice(&src[..ow * oh]);
         return;
     }
+    if f == 2 {
+        for oy in 0..oh {
+            let r0 = &src[2 * oy * w..2 * oy * w + 2 * ow];
+            let r1 = &src[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+            let out = &mut dst[oy * ow..(oy + 1) * ow];
+            for ((o, a), b) in out
+                .iter_mut()
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+            {
+                *o = ((a[0] as u16 + a[1] as u16 + b[0] as u16 + b[1] as u16 + 2) >> 2) as u8;
+            }
+        }
+        return;
+    }
     let n = (f * f) as u32;
     let mut acc = vec![0u32; ow];
     for oy in 0..oh {
@@ -33,59 +48,94 @@ pub fn downscale_box(src: &[u8], w: usize, h: usize, factor: usize, dst: &mut Ve
     }
 }
 
-/// One pass of a separable square min/max filter of radius `r` on a 0/1 mask.
+/// Horizontal pass of a square min/max filter of radius `r` on a 0/1 mask (`w`×`h`).
 /// `erode`: a pixel stays 1 only if every in-frame pixel of its window is 1 (the frame border
 /// does not erode). Dilate: 1 if any pixel of the window is 1.
-/// (Strided so that one routine serves rows and columns; hence the many arguments.)
-#[allow(clippy::too_many_arguments)]
-fn filter_1d(
-    src: &[u8],
-    dst: &mut [u8],
-    len: usize,
-    count: usize,
-    stride_elem: usize,
-    stride_line: usize,
-    r: usize,
-    erode: bool,
-) {
-    for line in 0..count {
-        let base = line * stride_line;
-        let mut ones = 0usize;
-        // Window [i - r, i + r] clamped to [0, len).
-        let hi0 = r.min(len.saturating_sub(1));
-        for k in 0..=hi0 {
-            ones += src[base + k * stride_elem] as usize;
+fn hpass(src: &[u8], dst: &mut [u8], w: usize, r: usize, erode: bool) {
+    let test = |ones: u32, n: u32| {
+        if erode {
+            (ones == n) as u8
+        } else {
+            (ones > 0) as u8
         }
-        for i in 0..len {
-            let lo = i.saturating_sub(r);
-            let hi = (i + r).min(len - 1);
-            let n = hi - lo + 1;
-            dst[base + i * stride_elem] = if erode {
-                (ones == n) as u8
-            } else {
-                (ones > 0) as u8
-            };
-            // slide: add i+r+1, remove i-r
-            let add = i + r + 1;
-            if add < len {
-                ones += src[base + add * stride_elem] as usize;
+    };
+    for (s, d) in src.chunks_exact(w).zip(dst.chunks_exact_mut(w)) {
+        if w <= 2 * r + 1 {
+            // Narrow rows: straightforward clamped windows.
+            for (i, o) in d.iter_mut().enumerate() {
+                let lo = i.saturating_sub(r);
+                let hi = (i + r).min(w - 1);
+                let ones: u32 = s[lo..=hi].iter().map(|&v| v as u32).sum();
+                *o = test(ones, (hi - lo + 1) as u32);
             }
-            if i >= r {
-                ones -= src[base + (i - r) * stride_elem] as usize;
-            }
+            continue;
+        }
+        let mut ones: u32 = s[..r].iter().map(|&v| v as u32).sum();
+        // Left edge: window [0, i + r].
+        for i in 0..r {
+            ones += s[i + r] as u32;
+            d[i] = test(ones, (i + r + 1) as u32);
+        }
+        // Interior: window [i - r, i + r], full width.
+        let n = (2 * r + 1) as u32;
+        for i in r..w - r {
+            ones += s[i + r] as u32;
+            d[i] = test(ones, n);
+            ones -= s[i - r] as u32;
+        }
+        // Right edge: window [i - r, w - 1] (`ones` already excludes s[i - r - 1]).
+        for i in w - r..w {
+            d[i] = test(ones, (w - (i - r)) as u32);
+            ones -= s[i - r] as u32;
         }
     }
 }
 
-/// Square erosion (`erode = true`) or dilation of a 0/1 mask in place, radius `r`.
+/// Square erosion (`erode = true`) or dilation of a 0/1 mask in place, radius `r`: a
+/// horizontal pass (sliding count along each row), then a vertical pass done row by row with
+/// per-column counts (cache-friendly).
 pub fn morph(mask: &mut [u8], w: usize, h: usize, r: usize, erode: bool, tmp: &mut Vec<u8>) {
     if r == 0 || w == 0 || h == 0 {
         return;
     }
     tmp.clear();
     tmp.resize(w * h, 0);
-    filter_1d(mask, tmp, w, h, 1, w, r, erode);
-    filter_1d(tmp, mask, h, w, w, 1, r, erode);
+    hpass(mask, tmp, w, r, erode);
+    // Vertical: counts[x] = ones of column x in rows [y - r, y + r] (clamped).
+    let mut counts = vec![0u16; w];
+    for row in tmp.chunks_exact(w).take(r.min(h - 1) + 1) {
+        for (c, &v) in counts.iter_mut().zip(row) {
+            *c += v as u16;
+        }
+    }
+    for y in 0..h {
+        let lo = y.saturating_sub(r);
+        let hi = (y + r).min(h - 1);
+        let n = (hi - lo + 1) as u16;
+        let out = &mut mask[y * w..(y + 1) * w];
+        if erode {
+            for (o, &c) in out.iter_mut().zip(&counts) {
+                *o = (c == n) as u8;
+            }
+        } else {
+            for (o, &c) in out.iter_mut().zip(&counts) {
+                *o = (c > 0) as u8;
+            }
+        }
+        if y + r + 1 < h {
+            for (c, &v) in counts
+                .iter_mut()
+                .zip(&tmp[(y + r + 1) * w..(y + r + 2) * w])
+            {
+                *c += v as u16;
+            }
+        }
+        if y >= r {
+            for (c, &v) in counts.iter_mut().zip(&tmp[(y - r) * w..(y - r + 1) * w]) {
+                *c -= v as u16;
+            }
+        }
+    }
 }
 
 /// Morphological opening (removes specks and thin protrusions) then closing (fills small gaps).
@@ -379,6 +429,45 @@ mod tests {
         open_close(&mut mask, w, h, 1, 0, &mut tmp);
         assert_eq!(mask[w + 10], 0);
         assert_eq!(mask.iter().map(|&v| v as usize).sum::<usize>(), 36);
+    }
+
+    #[test]
+    fn morphology_matches_brute_force() {
+        // Pseudo-random masks, all radii up to the frame size: compare with a direct min/max.
+        let (w, h) = (9, 7);
+        let mut seed = 12345u32;
+        for r in 0..5 {
+            for erode in [true, false] {
+                let mut mask: Vec<u8> = (0..w * h)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        (!(seed >> 16).is_multiple_of(3)) as u8
+                    })
+                    .collect();
+                let orig = mask.clone();
+                let mut expect = vec![0u8; w * h];
+                for y in 0..h {
+                    for x in 0..w {
+                        let (x0, x1) = (x.saturating_sub(r), (x + r).min(w - 1));
+                        let (y0, y1) = (y.saturating_sub(r), (y + r).min(h - 1));
+                        let win = (y0..=y1).flat_map(|yy| (x0..=x1).map(move |xx| (xx, yy)));
+                        let mut vals = win.map(|(xx, yy)| orig[yy * w + xx]);
+                        expect[y * w + x] = if erode {
+                            vals.all(|v| v == 1) as u8
+                        } else {
+                            vals.any(|v| v == 1) as u8
+                        };
+                    }
+                }
+                let mut tmp = Vec::new();
+                morph(&mut mask, w, h, r, erode, &mut tmp);
+                if r == 0 {
+                    assert_eq!(mask, orig);
+                } else {
+                    assert_eq!(mask, expect, "r {r} erode {erode}");
+                }
+            }
+        }
     }
 
     #[test]
