@@ -177,7 +177,7 @@ def _run(a: argparse.Namespace, command: str) -> int:
                 if (out / "metrics.json").exists():
                     logging.getLogger("finprint_training").info("%s already done, skipping", out)
                     continue
-                single = command.replace(" compare ", " fit ", 1)
+                single = command.replace(" compare ", " fit ", 1).replace(f" --out {a.out}", "")
                 single += f" --backbone {bb} --lam {lam:g} --out {out}"
                 fit(_config(a, out, bb, lam, single))
                 evaluate_run(out, threads=a.threads)
