@@ -69,6 +69,20 @@ pub struct CardOutput {
     pub l2_normalized: bool,
 }
 
+/// Identity thresholds calibrated on held-out individuals (cosine similarities, window means).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct CardThresholds {
+    /// Window-mean similarity at which a tracklet is accepted as a known individual.
+    #[serde(default)]
+    pub accept_similarity: Option<f32>,
+    /// Window-mean similarity below which a tracklet is a newcomer.
+    #[serde(default)]
+    pub new_similarity: Option<f32>,
+    /// Mean pairwise similarity of one fish's embeddings (newcomer consistency check).
+    #[serde(default)]
+    pub consistency_similarity: Option<f32>,
+}
+
 /// A parsed model card. Unknown top-level keys (`crop`, `training`, `metrics`, ...) are kept as
 /// JSON for reporting only.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -89,6 +103,9 @@ pub struct ModelCard {
     pub input: CardInput,
     /// What the output is.
     pub output: CardOutput,
+    /// Similarity thresholds calibrated for this model (optional; `[identity]` overrides).
+    #[serde(default)]
+    pub thresholds: Option<CardThresholds>,
     /// How crops were made for training (informative).
     #[serde(default)]
     pub crop: serde_json::Value,
@@ -158,6 +175,21 @@ impl ModelCard {
                 "`output.dim` is {}; must be within 1..=65536",
                 self.output.dim
             )));
+        }
+        if let Some(t) = &self.thresholds {
+            for (k, v) in [
+                ("accept_similarity", t.accept_similarity),
+                ("new_similarity", t.new_similarity),
+                ("consistency_similarity", t.consistency_similarity),
+            ] {
+                if let Some(v) = v
+                    && !(v.is_finite() && (-1.0..=1.0).contains(&v))
+                {
+                    return Err(bad(format!(
+                        "`thresholds.{k}` is {v}; must be a cosine similarity within -1..=1"
+                    )));
+                }
+            }
         }
         if let Some(h) = &self.onnx_sha256
             && !(h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))

@@ -59,11 +59,44 @@ struct Scores {
     n: usize,
     span: f64,
     by: Vec<(String, f32)>,
-    newcomer_fraction: f32,
+}
+
+/// Similarity thresholds in effect (config, else model card, else built-in defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// See `IdentityConfig::accept_similarity`.
+    pub accept: f32,
+    /// See `IdentityConfig::new_similarity`.
+    pub new: f32,
+    /// See `IdentityConfig::consistency_similarity`.
+    pub consistency: f32,
+}
+
+impl Thresholds {
+    /// Resolves each threshold: the config value when set, else the card's `thresholds`, else the
+    /// built-in default.
+    pub fn resolve(cfg: &IdentityConfig, card: &ModelCard) -> Thresholds {
+        let ct = card.thresholds.clone().unwrap_or_default();
+        Thresholds {
+            accept: cfg
+                .accept_similarity
+                .or(ct.accept_similarity)
+                .unwrap_or(super::DEFAULT_ACCEPT),
+            new: cfg
+                .new_similarity
+                .or(ct.new_similarity)
+                .unwrap_or(super::DEFAULT_NEW),
+            consistency: cfg
+                .consistency_similarity
+                .or(ct.consistency_similarity)
+                .unwrap_or(super::DEFAULT_CONSISTENCY),
+        }
+    }
 }
 
 /// One tank's identifier: owned by that camera's worker thread.
 pub struct Identifier {
+    th: Thresholds,
     cfg: IdentityConfig,
     tank: String,
     population: Option<u32>,
@@ -174,7 +207,22 @@ impl Identifier {
                 TankState::new(tank, &model, dim, cfg.rebuild_fraction)
             }
         };
+        let th = Thresholds::resolve(cfg, card);
+        if th.new > th.accept {
+            return Err(IdentifyError::Request(format!(
+                "identity thresholds: new_similarity {} is above accept_similarity {} (from config or model card `thresholds`)",
+                th.new, th.accept
+            )));
+        }
+        tracing::info!(
+            tank,
+            accept = th.accept,
+            new = th.new,
+            consistency = th.consistency,
+            "identity thresholds"
+        );
         Ok(Identifier {
+            th,
             cfg: cfg.clone(),
             tank: tank.to_string(),
             population,
@@ -193,6 +241,11 @@ impl Identifier {
     /// Tank name.
     pub fn tank(&self) -> &str {
         &self.tank
+    }
+
+    /// Thresholds in effect.
+    pub fn thresholds(&self) -> Thresholds {
+        self.th
     }
 
     /// The state file, when persistence is on.
@@ -374,7 +427,6 @@ impl Identifier {
     fn scores(&self, st: &TankState, tl: &Tracklet) -> Scores {
         let mut sum: HashMap<String, f32> = HashMap::new();
         let mut wsum = 0f32;
-        let mut newcomer = 0f32;
         for o in &tl.obs {
             let w = o.quality.max(0.05);
             wsum += w;
@@ -383,13 +435,6 @@ impl Identifier {
                 let r = st.registry.resolve(raw);
                 let e = best_here.entry(r).or_insert(f32::NEG_INFINITY);
                 *e = e.max(*s);
-            }
-            let best = best_here
-                .values()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max);
-            if best < self.cfg.new_similarity {
-                newcomer += w;
             }
             for (r, s) in best_here {
                 *sum.entry(r.to_string()).or_insert(0.0) += w * s.max(0.0);
@@ -408,7 +453,6 @@ impl Identifier {
             n: tl.obs.len(),
             span,
             by,
-            newcomer_fraction: if wsum > 0.0 { newcomer / wsum } else { 0.0 },
         }
     }
 
@@ -421,6 +465,7 @@ impl Identifier {
         }
         self.sync_tracks(t, tracks, None);
         let cfg = self.cfg.clone();
+        let th = self.th;
         let mut st = write(&self.shared);
         // Score every tracklet.
         let ids: Vec<u64> = tracks.iter().map(|tr| tr.track).collect();
@@ -432,7 +477,6 @@ impl Identifier {
                     n: 0,
                     span: 0.0,
                     by: Vec::new(),
-                    newcomer_fraction: 0.0,
                 },
             })
             .collect();
@@ -457,7 +501,7 @@ impl Identifier {
                 if sc.n < cfg.min_observations {
                     if is_cur {
                         // Too little fresh evidence: keep the current individual.
-                        w[r][c] = ((cfg.accept_similarity + bonus) * 1000.0) as i64;
+                        w[r][c] = ((th.accept + bonus) * 1000.0) as i64;
                     }
                     continue;
                 }
@@ -467,9 +511,7 @@ impl Identifier {
                     .find(|(i, _)| i == ind)
                     .map(|(_, s)| *s)
                     .unwrap_or(0.0);
-                let allowed = s >= cfg.accept_similarity
-                    || (full && s > 0.0)
-                    || (is_cur && s >= cfg.new_similarity);
+                let allowed = s >= th.accept || (full && s > 0.0) || (is_cur && s >= th.new);
                 if allowed {
                     w[r][c] = (((s + bonus) * 1000.0) as i64).max(1);
                 }
@@ -501,16 +543,16 @@ impl Identifier {
             if chosen.is_none()
                 && sc.n >= cfg.new_min_observations
                 && sc.span >= cfg.new_min_span_s
-                && (sc.newcomer_fraction >= 0.8
-                    || tl
-                        .unassigned_since
-                        .is_some_and(|s| t - s >= 2.0 * cfg.new_min_span_s.max(0.5)))
-                && sc
-                    .by
-                    .first()
-                    .is_none_or(|(_, s)| *s < cfg.accept_similarity)
+                && sc.by.first().is_none_or(|(_, s)| {
+                    // Clearly unlike everyone, or long unplaceable and not a match for anyone.
+                    *s < th.new
+                        || (*s < th.accept
+                            && tl
+                                .unassigned_since
+                                .is_some_and(|u| t - u >= 2.0 * cfg.new_min_span_s.max(0.5)))
+                })
                 && self.population.is_none_or(|n| count < n as usize)
-                && self_consistent(tl, cfg.new_similarity)
+                && self_consistent(tl, th.consistency)
             {
                 let id = st.registry.create();
                 let mut kept: Vec<usize> = Vec::new();
@@ -571,10 +613,7 @@ impl Identifier {
                     .filter(|(i, _)| i != ind)
                     .map(|(_, s)| *s)
                     .fold(0.0f32, f32::max);
-                if sc.n >= cfg.min_observations
-                    && s1 >= cfg.accept_similarity
-                    && s1 - s2 >= cfg.margin
-                {
+                if sc.n >= cfg.min_observations && s1 >= th.accept && s1 - s2 >= cfg.margin {
                     tl.anchor = Some(ind.clone());
                     tl.confident = true;
                 }
@@ -591,7 +630,7 @@ impl Identifier {
                             .filter(|(i, _)| st.registry.resolve(i) != ind.as_str())
                             .map(|(_, s)| *s)
                             .fold(f32::NEG_INFINITY, f32::max);
-                        if other >= cfg.accept_similarity {
+                        if other >= th.accept {
                             continue;
                         }
                         let novel = st

@@ -21,6 +21,13 @@ pub use enroll::{EnrollArgs, enroll_cli};
 pub use http::router;
 pub use identifier::{Identifier, IdentityApi, IndividualInfo};
 
+/// Built-in `accept_similarity` when neither config nor model card sets one.
+pub const DEFAULT_ACCEPT: f32 = 0.8;
+/// Built-in `new_similarity`.
+pub const DEFAULT_NEW: f32 = 0.7;
+/// Built-in `consistency_similarity`.
+pub const DEFAULT_CONSISTENCY: f32 = 0.35;
+
 /// Identity settings (`[identity]`). Similarities are cosine similarities of L2-normalised
 /// embeddings (1 = identical); the defaults suit the shipped encoder.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,12 +44,19 @@ pub struct IdentityConfig {
     pub save_every_s: f64,
     /// Nearest prototypes retrieved per embedding (default 32).
     pub k: usize,
-    /// A tracklet is assigned to an individual when its mean best similarity to that
-    /// individual's prototypes is at least this (default 0.6).
-    pub accept_similarity: f32,
-    /// An embedding whose best similarity to every individual is below this counts as evidence
-    /// of a newcomer (default 0.45).
-    pub new_similarity: f32,
+    /// A tracklet is assigned to an individual when its window's mean best similarity to that
+    /// individual's prototypes is at least this. Default (unset): the model card's
+    /// `thresholds.accept_similarity`, else 0.8.
+    pub accept_similarity: Option<f32>,
+    /// A tracklet whose window scores below this for every individual is a newcomer (enrolled
+    /// after `new_min_observations` over `new_min_span_s`; one that stays unplaceable below
+    /// `accept_similarity` for twice that span is enrolled too). Default (unset): the card's
+    /// `thresholds.new_similarity`, else 0.7.
+    pub new_similarity: Option<f32>,
+    /// A newcomer's embeddings must be this similar to each other on average (one fish, not a
+    /// track hopping between fish). Default (unset): the card's
+    /// `thresholds.consistency_similarity`, else 0.35.
+    pub consistency_similarity: Option<f32>,
     /// Required lead of the best individual over the second for a confident assignment that
     /// also teaches the gallery (default 0.05).
     pub margin: f32,
@@ -86,8 +100,9 @@ impl Default for IdentityConfig {
             state_dir: None,
             save_every_s: 60.0,
             k: 32,
-            accept_similarity: 0.6,
-            new_similarity: 0.45,
+            accept_similarity: None,
+            new_similarity: None,
+            consistency_similarity: None,
             margin: 0.05,
             stickiness: 0.05,
             min_observations: 2,
@@ -127,21 +142,25 @@ impl IdentityConfig {
         for (f, v) in [
             ("accept_similarity", self.accept_similarity),
             ("new_similarity", self.new_similarity),
-            ("novelty_similarity", self.novelty_similarity),
+            ("consistency_similarity", self.consistency_similarity),
+            ("novelty_similarity", Some(self.novelty_similarity)),
         ] {
-            if !sim_ok(v) {
+            if let Some(v) = v
+                && !sim_ok(v)
+            {
                 return bad(
                     f,
                     format!("{v} is not allowed: a cosine similarity within -1..=1"),
                 );
             }
         }
-        if self.new_similarity > self.accept_similarity {
+        if let (Some(new), Some(accept)) = (self.new_similarity, self.accept_similarity)
+            && new > accept
+        {
             return bad(
                 "new_similarity",
                 format!(
-                    "{} is above accept_similarity {}: newcomer evidence must be less similar than an accepted match",
-                    self.new_similarity, self.accept_similarity
+                    "{new} is above accept_similarity {accept}: newcomer evidence must be less similar than an accepted match"
                 ),
             );
         }
