@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from .data import MEAN, STD, load_split, to_tensor
 from .train import load_checkpoint
@@ -101,12 +103,14 @@ def export_run(
 
     # Self-test crops: real open-set crops when the data is there, seeded noise otherwise.
     crops: np.ndarray
+    native: list[np.ndarray] = []
     root = Path(data) if data is not None else Path(cfg["data"])
     try:
         test = load_split(root, "test", (h, w))
         idx = np.linspace(0, len(test) - 1, selftest_crops).round().astype(np.int64)
         crops = test.images[idx]
-    except Exception as e:
+        native = [np.asarray(Image.open(test.paths[i]).convert("RGB"), dtype=np.uint8) for i in idx]
+    except Exception as e:  # any failure: fall back to seeded random crops, still a valid fixture
         log.warning("self-test uses random crops (%s)", e)
         crops = np.random.default_rng(0).integers(0, 256, (selftest_crops, h, w, 3), dtype=np.uint8)
     x = to_tensor(crops)
@@ -169,5 +173,28 @@ def export_run(
             for i in range(len(crops))
         ],
     }
+    if native:
+        # Same crops at their native size, in the identity tests' ``cases`` format: the daemon resizes
+        # with half-pixel-centre bilinear without antialiasing (= F.interpolate, align_corners=False).
+        sess = ort_session(onnx_path)
+        cases = []
+        for img in native:
+            t = torch.from_numpy(img).permute(2, 0, 1)[None].double() / 255.0
+            t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
+            mean = torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+            std = torch.tensor(STD, dtype=torch.float64).view(1, 3, 1, 1)
+            x = ((t - mean) / std).float().numpy()
+            e = sess.run(["embedding"], {"input": x})[0][0]
+            cases.append(
+                {
+                    "width": int(img.shape[1]),
+                    "height": int(img.shape[0]),
+                    "rgb_hex": img.reshape(-1).tobytes().hex(),
+                    "tensor_stride": 17,
+                    "tensor_sample": [round(float(v), 6) for v in x[0].reshape(-1)[::17]],
+                    "embedding": [float(v) for v in e],
+                }
+            )
+        selftest["cases"] = cases
     (out_dir / f"{name}.selftest.json").write_text(json.dumps(selftest) + "\n")
     return card

@@ -109,6 +109,12 @@ def test_fit_evaluate_export_parity_and_selftest(tiny_data, tmp_path):
         got = sess.run(["embedding"], {"input": x})[0][0]
         assert np.abs(got - np.array(c["expected_embedding"])).max() <= st["tolerance"]
         assert abs(np.linalg.norm(got) - 1) < 1e-4
+    # Native-size cases for the Rust identity tests (resized there by half-pixel bilinear, no antialias).
+    assert len(st["cases"]) == len(st["crops"])
+    for c in st["cases"]:
+        assert (c["width"], c["height"]) == (192, 64) and len(c["rgb_hex"]) == 192 * 64 * 3 * 2
+        assert len(c["embedding"]) == 32 and abs(np.linalg.norm(c["embedding"]) - 1) < 1e-4
+        assert len(c["tensor_sample"]) == len(range(0, 3 * 32 * 96, c["tensor_stride"]))
 
 
 @pytest.mark.parametrize("backbone", list(BACKBONES))
