@@ -5,8 +5,8 @@
 //! are created one by one (no `parse_launch`), so paths and URLs are never parsed as pipeline
 //! syntax. Nothing here pulls frames or waits for the network: that is [`super::run`]'s job.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -27,7 +27,18 @@ pub(crate) struct Built {
     pub video_linked: Arc<AtomicBool>,
     /// Set when the demuxer/decoder announced all its streams (always true for static pipelines).
     pub no_more_pads: Arc<AtomicBool>,
+    /// For `file` sources: the type GStreamer found for the file (confidence in percent, caps
+    /// name). Random bytes can pass as a raw H.263 elementary stream at 50 %; real files type at
+    /// 80–100 % (see [`GUESS_MAX_PROBABILITY`]).
+    pub typefound: Arc<Mutex<Option<(u32, String)>>>,
+    /// Pads whose last flow result tells whether data still moves into the demuxer/decoder.
+    /// decodebin2 can swallow a demuxer's early error message (it filters messages of an element
+    /// while plugging it); a failed flow here is then the only trace of the failure.
+    pub watch_pads: Vec<gst::Pad>,
 }
+
+/// Typefind confidence (percent) at or below which a file is not trusted to be a video.
+pub(crate) const GUESS_MAX_PROBABILITY: u32 = 50;
 
 /// Debian package that ships each element we use, for "install X" hints.
 fn package_of(element: &str) -> &'static str {
@@ -57,7 +68,7 @@ pub(crate) fn make(factory: &str) -> Result<gst::Element, IngestError> {
 pub(crate) fn check_elements(cfg: &SourceConfig) -> Result<(), IngestError> {
     let mut needed = vec!["videoconvert", "appsink"];
     match cfg {
-        SourceConfig::File { .. } => needed.push("uridecodebin"),
+        SourceConfig::File { .. } => needed.extend(["queue", "decodebin"]),
         SourceConfig::Rtsp { .. } => needed.extend(["uridecodebin", "rtspsrc"]),
         SourceConfig::V4l2 { .. } => needed.extend(["v4l2src", "decodebin"]),
         SourceConfig::ImageSequence { pattern, .. } => {
@@ -138,6 +149,8 @@ pub(crate) fn build(
 
     let video_linked = Arc::new(AtomicBool::new(false));
     let no_more_pads = Arc::new(AtomicBool::new(false));
+    let typefound = Arc::new(Mutex::new(None));
+    let mut watch_pads = Vec::new();
 
     match cfg {
         SourceConfig::File { path } => {
@@ -145,9 +158,31 @@ pub(crate) fn build(
                 what: cfg.describe(),
                 message: m,
             })?;
-            let dec = make("uridecodebin")?;
-            dec.set_property("uri", &uri);
+            // `src ! queue ! decodebin` rather than `uridecodebin`: with the queue, decodebin
+            // works in push mode, where typefinding, plugging the demuxer and the demuxer's
+            // first errors all happen in order on one streaming thread. In pull mode (what
+            // uridecodebin does for local files) qtdemux starts its own task while decodebin2
+            // is still filtering its messages, and an early error ("no playable streams" for
+            // a truncated MP4) can be swallowed, leaving the pipeline stuck in preroll.
+            let src = gst::Element::make_from_uri(gst::URIType::Src, &uri, None).map_err(|e| {
+                IngestError::Open {
+                    what: cfg.describe(),
+                    message: format!(
+                        "no GStreamer source for {}: {e}",
+                        super::config::redact_url(&uri)
+                    ),
+                }
+            })?;
+            let queue = make("queue")?;
+            let dec = make("decodebin")?;
+            watch_typefind(&pipeline, &typefound);
+            watch_pads.extend(queue.static_pad("src"));
+            pipeline
+                .add_many([&src, &queue])
+                .map_err(|e| internal(cfg, format!("cannot assemble the pipeline: {e}")))?;
             add_dynamic(&pipeline, &dec, &convert, &video_linked, &no_more_pads, cfg)?;
+            gst::Element::link_many([&src, &queue, &dec])
+                .map_err(|e| internal(cfg, format!("cannot link the file source: {e}")))?;
         }
         SourceConfig::Rtsp {
             url,
@@ -290,9 +325,35 @@ pub(crate) fn build(
         appsink,
         video_linked,
         no_more_pads,
+        typefound,
+        watch_pads,
     })
 }
 
+/// Records the first type the pipeline's typefind element finds, with its confidence.
+fn watch_typefind(pipeline: &gst::Pipeline, typefound: &Arc<Mutex<Option<(u32, String)>>>) {
+    let typefound = typefound.clone();
+    let seen = Arc::new(AtomicBool::new(false));
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        let is_typefind = element.factory().is_some_and(|f| f.name() == "typefind");
+        if !is_typefind || seen.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let typefound = typefound.clone();
+        element.connect("have-type", false, move |args| {
+            let prob = args.get(1).and_then(|v| v.get::<u32>().ok()).unwrap_or(100);
+            let caps = args
+                .get(2)
+                .and_then(|v| v.get::<gst::Caps>().ok())
+                .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            if let Ok(mut g) = typefound.lock() {
+                *g = Some((prob, caps));
+            }
+            None
+        });
+    });
+}
 fn internal(cfg: &SourceConfig, message: String) -> IngestError {
     IngestError::Pipeline {
         what: cfg.describe(),

@@ -27,6 +27,8 @@ const RECORDING_STALL: Duration = Duration::from_secs(30);
 /// A recording may end this much before its declared duration (or 5 % of it, if more) without
 /// being called truncated.
 const TRUNCATION_TOLERANCE: Duration = Duration::from_millis(500);
+/// How long a failed data flow may go without an error message before it is reported itself.
+const FLOW_ERROR_GRACE: Duration = Duration::from_millis(300);
 
 /// Everything one source thread owns.
 pub(crate) struct Ctx {
@@ -223,6 +225,7 @@ impl Ctx {
         let mut pending_error: Option<IngestError> = None;
         let mut declared: Option<gst::ClockTime> = None;
         let mut ended: Option<gst::ClockTime> = None;
+        let mut flow_failed: Option<Instant> = None;
         loop {
             if self.stopped() {
                 return None;
@@ -239,6 +242,21 @@ impl Ctx {
                 clock(POLL)
             };
             if let Some(sample) = built.appsink.try_pull_sample(wait) {
+                if let Some((prob, caps)) = built
+                    .typefound
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.clone())
+                    .filter(|(p, _)| *p <= pipeline::GUESS_MAX_PROBABILITY)
+                {
+                    return Some(IngestEvent::Fatal(IngestError::NotVideo {
+                        what: self.what.clone(),
+                        detail: format!(
+                            "GStreamer could only guess {caps} with {prob} % confidence: \
+                             the file is probably corrupt or not a video"
+                        ),
+                    }));
+                }
                 let frame = match self.make_frame(&sample, tb) {
                     Ok(f) => f,
                     Err(m) => {
@@ -273,6 +291,20 @@ impl Ctx {
             }
             if built.appsink.is_eos() {
                 return Some(self.end_of_recording(declared, ended));
+            }
+            if let Some(flow) = dead_flow(&built.watch_pads) {
+                // Give the element's own error message a moment to arrive first.
+                let since = *flow_failed.get_or_insert_with(Instant::now);
+                if since.elapsed() > FLOW_ERROR_GRACE {
+                    let kind = built.typefound.lock().ok().and_then(|g| g.clone());
+                    let kind = kind.map_or_else(|| "the stream".to_string(), |(_, c)| c);
+                    return Some(IngestEvent::Fatal(IngestError::Corrupt {
+                        what: self.what.clone(),
+                        detail: format!(
+                            "decoding {kind} failed ({flow:?}) and GStreamer gave no reason"
+                        ),
+                    }));
+                }
             }
             if built.no_more_pads.load(Ordering::SeqCst)
                 && !built.video_linked.load(Ordering::SeqCst)
@@ -533,6 +565,14 @@ impl Ctx {
             _ => None,
         }
     }
+}
+
+/// The first failed flow (other than flushing or end of stream) among `pads`.
+fn dead_flow(pads: &[gst::Pad]) -> Option<gst::FlowError> {
+    pads.iter().find_map(|p| match p.last_flow_result() {
+        Err(gst::FlowError::Flushing | gst::FlowError::Eos) | Ok(_) => None,
+        Err(e) => Some(e),
+    })
 }
 
 /// Maps a GStreamer error to an [`IngestError`] a person can act on.
