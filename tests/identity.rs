@@ -1271,3 +1271,208 @@ fn http_rename_merge_and_undo_need_the_token() {
     assert_eq!(s, 403);
     assert!(v["error"].as_str().unwrap().contains("identity.api_token"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The shipped encoder (models/finprint-default.*), when present.
+
+fn shipped_cfg(lib: &Path) -> Option<EmbedConfig> {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/finprint-default.onnx");
+    if !model.is_file() {
+        eprintln!("NOTE: models/finprint-default.onnx absent; shipped-model test skipped");
+        return None;
+    }
+    Some(EmbedConfig {
+        model: Some(model),
+        library: Some(lib.to_path_buf()),
+        provider: Provider::Cpu,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn shipped_model_reproduces_its_selftest() {
+    let Some(lib) = library() else { return };
+    let Some(cfg) = shipped_cfg(&lib) else { return };
+    let st_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/finprint-default.selftest.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(st_path).unwrap()).unwrap();
+    let (h, w) = (
+        v["height"].as_u64().unwrap() as u32,
+        v["width"].as_u64().unwrap() as u32,
+    );
+    let tol = v["tolerance"].as_f64().unwrap_or(1e-4) as f32;
+    let cases = v["crops"].as_array().unwrap();
+    let crops: Vec<Crop> = cases
+        .iter()
+        .map(|c| Crop {
+            width: w,
+            height: h,
+            rgb: c["rgb_hwc_u8"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u8)
+                .collect(),
+        })
+        .collect();
+    let mut emb = Embedder::open(&cfg).unwrap();
+    let got = emb.embed(&crops).unwrap();
+    let mut worst = 0f32;
+    for (g, c) in got.iter().zip(cases) {
+        let want: Vec<f32> = c["expected_embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(g.len(), want.len());
+        worst = g
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(worst, f32::max);
+    }
+    println!(
+        "shipped model {}: {} selftest crops, max |rust - onnxruntime| = {worst:e}",
+        emb.card().name,
+        crops.len()
+    );
+    assert!(
+        worst <= tol,
+        "shipped model differs from its selftest by {worst} (tolerance {tol})"
+    );
+}
+
+/// Enrols held-out simulated fish (training data set's `test` split, never trained on) with
+/// `finprint enroll`, then recognises them by name from other crops, and checks that a fish that
+/// was not enrolled gets a new identity. Needs the shipped model and `training/runs/data-s1`.
+#[test]
+fn enroll_then_recognise_by_name_on_held_out_fish() {
+    let Some(lib) = library() else { return };
+    let Some(cfg) = shipped_cfg(&lib) else { return };
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("training/runs/data-s1");
+    if !data.join("test").is_dir() || !data.join("val").is_dir() {
+        eprintln!("NOTE: training/runs/data-s1 absent; enrolment test skipped");
+        return;
+    }
+    let mut fish: Vec<PathBuf> = std::fs::read_dir(data.join("test"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    fish.sort();
+    let photos = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut names = String::from("id,name\n");
+    let crop_file = |dir: &Path, flank: &str, k: usize| dir.join(format!("{flank}_{k:04}.png"));
+    for (i, f) in fish.iter().enumerate() {
+        let id = f.file_name().unwrap().to_str().unwrap().to_string();
+        let sub = photos.path().join(&id);
+        std::fs::create_dir(&sub).unwrap();
+        for flank in ["L", "R"] {
+            for k in 0..10 {
+                std::fs::copy(
+                    crop_file(f, flank, k),
+                    sub.join(format!("{flank}_{k:04}.png")),
+                )
+                .unwrap();
+            }
+        }
+        names.push_str(&format!("{id},Name{i}\n"));
+    }
+    std::fs::write(photos.path().join("names.csv"), names).unwrap();
+    finprint::identify::enroll_cli(finprint::identify::EnrollArgs {
+        photos: photos.path().to_path_buf(),
+        tank: "tank".into(),
+        config: None,
+        state_dir: Some(state.path().to_path_buf()),
+        model: cfg.model.clone(),
+        library: cfg.library.clone(),
+    })
+    .unwrap();
+    // "New video": other crops of the same fish (indices 20..), 4 fish visible at a time, plus
+    // one never-enrolled fish (validation split).
+    let mut emb = Embedder::open(&cfg).unwrap();
+    let icfg = finprint::identify::IdentityConfig {
+        state_dir: Some(state.path().to_path_buf()),
+        ..Default::default()
+    };
+    let mut id = finprint::identify::Identifier::build(&icfg, "tank", None, emb.card()).unwrap();
+    assert_eq!(id.api().list().len(), fish.len());
+    let mut stranger_dir: Vec<PathBuf> = std::fs::read_dir(data.join("val"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    stranger_dir.sort();
+    let stranger = stranger_dir[0].clone();
+    let mut correct = 0;
+    let mut labelled = 0;
+    let mut total = 0;
+    let mut stranger_labels = Vec::new();
+    let mut t = 0.0;
+    for (group_no, group) in fish.chunks(4).enumerate() {
+        let mut members: Vec<(PathBuf, Option<String>)> = group
+            .iter()
+            .map(|f| {
+                (
+                    f.clone(),
+                    Some(format!("Name{}", fish.iter().position(|x| x == f).unwrap())),
+                )
+            })
+            .collect();
+        members.push((stranger.clone(), None));
+        for k in 20..40 {
+            t += 0.2;
+            let flank = if (k / 10) % 2 == 0 { "L" } else { "R" };
+            let crops: Vec<Crop> = members
+                .iter()
+                .map(|(d, _)| {
+                    finprint::identify::enroll::load_crop(&crop_file(d, flank, k)).unwrap()
+                })
+                .collect();
+            let embs = emb.embed(&crops).unwrap();
+            let dets: Vec<_> = (0..members.len()).map(|_| ident::detection(1)).collect();
+            let mut tracks: Vec<_> = (0..members.len())
+                .map(|m| ident::report(group_no as u64 * 100 + m as u64 + 1, m, flank == "R"))
+                .collect();
+            for i in id.wants_embedding(t, &tracks, &dets) {
+                id.observe(t, tracks[i].track, &embs[i], 1.0);
+            }
+            id.assign(t, &mut tracks);
+            for (m, tr) in tracks.iter().enumerate() {
+                match &members[m].1 {
+                    Some(name) => {
+                        total += 1;
+                        if let Some(l) = &tr.individual {
+                            labelled += 1;
+                            if l == name {
+                                correct += 1;
+                            }
+                        }
+                    }
+                    None => stranger_labels.push(tr.individual.clone()),
+                }
+            }
+        }
+        t += 30.0;
+    }
+    let acc = correct as f64 / labelled.max(1) as f64;
+    println!(
+        "held-out enrolled fish: rank-1 by name {correct}/{labelled} labelled track-frames = {acc:.3} ({total} total, {} unlabelled); stranger labels: {:?}",
+        total - labelled,
+        stranger_labels
+            .iter()
+            .flatten()
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    assert!(
+        stranger_labels
+            .iter()
+            .flatten()
+            .all(|l| !l.starts_with("Name")),
+        "the never-enrolled fish took an enrolled identity"
+    );
+    assert!(acc >= 0.9, "rank-1 {acc}");
+}
