@@ -29,9 +29,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bench_synth: {}x{} @ {} fps, {} fish, {} frames, {} cores",
         cfg.width, cfg.height, cfg.fps, cfg.fish, frames, cores
     );
-    // Renderer alone (frames in memory, nothing written).
+    // Background pass alone (lit plate + noise), the per-pixel part of every frame.
     let mut sim = TankSim::new(&cfg);
-    let t0 = Instant::now();
+    let mut buf = vec![0u8; cfg.width as usize * cfg.height as usize * 3];
+    let (t0, c0) = (Instant::now(), cpu_s());
+    for i in 0..frames as usize {
+        sim.plate()
+            .light_into(&mut buf, [1.0, 1.01, 0.99], (i * 7, i * 13), cores);
+    }
+    let r = frames as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "background pass:        {r:7.1} fps ({:.1} ms CPU per frame)",
+        1e3 * (cpu_s() - c0) / frames as f64
+    );
+    // Renderer alone (frames in memory, nothing written).
+    let (t0, c0) = (Instant::now(), cpu_s());
     let mut checksum = 0u64;
     for _ in 0..frames {
         let f = sim.next_frame();
@@ -39,13 +51,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let r = frames as f64 / t0.elapsed().as_secs_f64();
     println!(
-        "render only:            {r:7.1} fps = {:5.2}x real time (checksum {checksum})",
-        r / 30.0
+        "render only:            {r:7.1} fps = {:5.2}x real time ({:.1} ms CPU per frame; checksum {checksum})",
+        r / 30.0,
+        1e3 * (cpu_s() - c0) / frames as f64
     );
     // Full render: video (x264 ultrafast) + truth + interactions.
     let dir = std::env::temp_dir().join(format!("bench_synth_{}", std::process::id()));
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_s());
     let s = render(&cfg, &dir)?;
+    let cpu = (cpu_s() - c0) / frames as f64;
     let full = frames as f64 / t0.elapsed().as_secs_f64();
     let size = s
         .video
@@ -58,6 +72,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         full / 30.0,
         size as f64 / 1e6
     );
+    println!(
+        "  CPU {:.1} ms per frame (all threads): at most {:.2}x real time on {cores} idle cores",
+        1e3 * cpu,
+        cores as f64 / cpu / 30.0
+    );
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!(
+            "  load average while measuring: {}",
+            l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// CPU seconds used by this process so far (user + system, all threads), from /proc.
+fn cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses): utime is field 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -43,7 +43,7 @@ fn same_seed_gives_byte_identical_truth_and_other_seeds_differ() {
         "interactions.csv",
         "meta.json",
         "enroll/fish-03/L_0001.png",
-        "enroll/fish-03/R_0000.mask.png",
+        "enroll_masks/fish-03/R_0000.mask.png",
     ] {
         assert_eq!(
             read(&a.join(f)),

@@ -238,9 +238,11 @@ pub fn studio_sample(
     }
 }
 
-/// Writes one crop and its mask as `<dir>/<flank>_<nnnn>.png` / `.mask.png`.
+/// Writes one crop as `<dir>/<flank>_<nnnn>.png` and its mask as
+/// `<mask_dir>/<flank>_<nnnn>.mask.png`.
 pub fn write_sample(
     dir: &Path,
+    mask_dir: &Path,
     flank: Flank,
     n: usize,
     s: &Sample,
@@ -254,7 +256,7 @@ pub fn write_sample(
             source,
         }
     })?;
-    let m = dir.join(format!("{}_{n:04}.mask.png", flank.letter()));
+    let m = mask_dir.join(format!("{}_{n:04}.mask.png", flank.letter()));
     image::save_buffer(&m, &s.mask, w, h, image::ExtendedColorType::L8).map_err(|source| {
         SynthError::Image {
             path: m.clone(),
@@ -342,7 +344,15 @@ pub fn write_dataset(spec: &DatasetSpec, threads: usize) -> Result<DatasetSummar
                                     spec.crop_width,
                                     spec.crop_height,
                                 );
-                                write_sample(dir, flank, n, &s, spec.crop_width, spec.crop_height)?;
+                                write_sample(
+                                    dir,
+                                    dir,
+                                    flank,
+                                    n,
+                                    &s,
+                                    spec.crop_width,
+                                    spec.crop_height,
+                                )?;
                                 written += 1;
                             }
                         }

@@ -147,14 +147,16 @@ pub fn render(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary, SynthError>
     let n_fish = names.len();
     // Enrollment crops from the rendered frames: broadside, fully visible, ≥ 0.5 s apart.
     let enroll_dir = out.join("enroll");
+    let masks_dir = out.join("enroll_masks");
     let mut enroll_count = vec![[0usize; 2]; n_fish];
     let mut enroll_last = vec![[i64::MIN / 2; 2]; n_fish];
     let gap = i64::from(cfg.fps / 2).max(1);
     let (cw, ch) = (cfg.crop_width, cfg.crop_height);
-    if cfg.crops_per_flank > 0 {
+    if cfg.crops_per_flank > 0 && cfg.view == super::View::Side {
         for n in &names {
-            let d = enroll_dir.join(n);
-            std::fs::create_dir_all(&d).map_err(io(&d))?;
+            for d in [enroll_dir.join(n), masks_dir.join(n)] {
+                std::fs::create_dir_all(&d).map_err(io(&d))?;
+            }
         }
     }
     let mut rows = 0u64;
@@ -203,6 +205,7 @@ pub fn render(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary, SynthError>
                 };
                 write_sample(
                     &enroll_dir.join(&r.individual),
+                    &masks_dir.join(&r.individual),
                     flank,
                     enroll_count[r.track][k],
                     &s,
@@ -237,7 +240,15 @@ pub fn render(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary, SynthError>
                 for n in enroll_count[i][k]..cfg.crops_per_flank {
                     let d = &extras[r.random_range(0..extras.len())];
                     let s = studio_sample(&mut r, ind, flank, sim.plate(), d, cw, ch);
-                    write_sample(&enroll_dir.join(&ind.name), flank, n, &s, cw, ch)?;
+                    write_sample(
+                        &enroll_dir.join(&ind.name),
+                        &masks_dir.join(&ind.name),
+                        flank,
+                        n,
+                        &s,
+                        cw,
+                        ch,
+                    )?;
                 }
                 total += cfg.crops_per_flank;
             }
@@ -275,7 +286,8 @@ pub fn render(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary, SynthError>
             "video": if cfg.video { Some("video.mkv") } else { None },
             "truth": "truth.csv",
             "interactions": "interactions.csv",
-            "enroll": "enroll/<individual>/<flank>_<nnnn>.png (+ .mask.png)",
+            "enroll": "enroll/<individual>/<flank>_<nnnn>.png",
+            "enroll_masks": "enroll_masks/<individual>/<flank>_<nnnn>.mask.png",
         },
         "truth_columns": "frame,t,camera,track,individual,x,y,x0,y0,x1,y1,heading,area,visible_fraction,flank: x,y = centre of the full silhouette (px); box = visible pixels, x1/y1 exclusive, empty when hidden; heading rad (0 = +x, y down); area = visible px; flank L/R facing the camera, empty when edge-on or top view",
         "interaction_rule": {

@@ -25,6 +25,8 @@ pub struct Plate {
     pub swim: [f32; 4],
     /// Sensor noise tile, `NOISE_SIDE²` values.
     pub noise: Vec<i8>,
+    /// The same tile with each value repeated for R, G and B (for the background pass).
+    pub noise3: Vec<i8>,
 }
 
 fn gauss(rng: &mut ChaCha8Rng) -> f32 {
@@ -300,6 +302,7 @@ impl Plate {
         for n in noise.iter_mut() {
             *n = (gauss(&mut rng) * noise_sigma).round().clamp(-127.0, 127.0) as i8;
         }
+        let noise3 = noise.iter().flat_map(|&n| [n, n, n]).collect();
         Plate {
             width: w,
             height: h,
@@ -307,11 +310,13 @@ impl Plate {
             front,
             swim,
             noise,
+            noise3,
         }
     }
 
     /// Writes `plate × gain + noise` into `out` (tightly packed RGB of the same size), using
-    /// up to `threads` threads.
+    /// up to `threads` threads. The gain is the mean of `gain`'s channels (the drift is
+    /// global); the noise is luma noise (same value on the three channels of a pixel).
     pub fn light_into(
         &self,
         out: &mut [u8],
@@ -320,24 +325,30 @@ impl Plate {
         threads: usize,
     ) {
         let w = self.width;
-        let g = gain.map(|x| (x.clamp(0.0, 4.0) * 256.0) as u32);
+        let g = (((gain[0] + gain[1] + gain[2]) / 3.0).clamp(0.0, 4.0) * 256.0) as u32;
         let rows_per = self.height.div_ceil(threads.max(1)).max(1);
+        let noise3 = &self.noise3;
         std::thread::scope(|scope| {
             for (band, chunk) in out.chunks_mut(rows_per * w * 3).enumerate() {
                 let src = &self.rgb[band * rows_per * w * 3..];
-                let noise = &self.noise;
                 scope.spawn(move || {
                     for (r, row) in chunk.chunks_mut(w * 3).enumerate() {
                         let y = band * rows_per + r;
                         let srow = &src[r * w * 3..(r + 1) * w * 3];
-                        let nrow = &noise[((y + noise_off.1) & (NOISE_SIDE - 1)) * NOISE_SIDE..]
-                            [..NOISE_SIDE];
-                        for x in 0..w {
-                            let n = i32::from(nrow[(x + noise_off.0) & (NOISE_SIDE - 1)]);
-                            for ch in 0..3 {
-                                let v = ((u32::from(srow[x * 3 + ch]) * g[ch]) >> 8) as i32 + n;
-                                row[x * 3 + ch] = v.clamp(0, 255) as u8;
+                        let ny = (y + noise_off.1) & (NOISE_SIDE - 1);
+                        let nrow = &noise3[ny * NOISE_SIDE * 3..(ny + 1) * NOISE_SIDE * 3];
+                        let mut x = 0;
+                        while x < w {
+                            let nx = (x + noise_off.0) & (NOISE_SIDE - 1);
+                            let len = (NOISE_SIDE - nx).min(w - x);
+                            let o = &mut row[x * 3..(x + len) * 3];
+                            let s = &srow[x * 3..(x + len) * 3];
+                            let n = &nrow[nx * 3..(nx + len) * 3];
+                            for ((o, &s), &n) in o.iter_mut().zip(s).zip(n) {
+                                let v = ((u32::from(s) * g) >> 8) as i32 + i32::from(n);
+                                *o = v.clamp(0, 255) as u8;
                             }
+                            x += len;
                         }
                     }
                 });
@@ -346,16 +357,13 @@ impl Plate {
     }
 }
 
-/// Slow global lighting drift: per-channel gain at time `t` seconds (≈1 ± `amount`).
+/// Slow global lighting drift: gain at time `t` seconds (≈1 ± `amount`, same on R, G, B).
 pub fn lighting_gain(seed: u64, t: f64, amount: f32) -> [f32; 3] {
     let ph = (seed % 1000) as f64 * 0.0137;
     let base = 0.6 * (std::f64::consts::TAU * t / 37.0 + ph).sin()
         + 0.4 * (std::f64::consts::TAU * t / 13.0 + 2.0 * ph).sin();
     let warm = (std::f64::consts::TAU * t / 53.0 + 3.0 * ph).sin();
     let a = f64::from(amount);
-    [
-        (1.0 + a * (base + 0.2 * warm)) as f32,
-        (1.0 + a * base) as f32,
-        (1.0 + a * (base - 0.2 * warm)) as f32,
-    ]
+    let g = (1.0 + a * (base + 0.1 * warm)) as f32;
+    [g, g, g]
 }
