@@ -219,7 +219,8 @@ pub struct TrackedFrame {
     pub width: u32,
     /// Frame height.
     pub height: u32,
-    /// Number of detections (blobs) in the frame, fish count including touching estimates.
+    /// Fish visible in the frame, as counted by the tracker (fish sharing a touching blob count
+    /// separately).
     pub visible_fish: u32,
     /// All tracks (confirmed, tentative and coasting).
     pub tracks: Vec<TrackReport>,

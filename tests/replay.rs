@@ -283,3 +283,83 @@ fn run_check_accepts_every_example_config() {
         "expected an example config per camera kind, found {n}"
     );
 }
+
+/// Issue acceptance on the real recording (14 juvenile zebrafish, top view): built-in defaults
+/// plus the known population, scored with `finprint eval` at a 10 px gate.
+#[test]
+fn fasttrack_zebrafish14_recall_identity_and_counts() {
+    let data = shared("fasttrack-zebrafish14");
+    let out = tempfile::tempdir().unwrap();
+    let pattern = data.join("frames/frame_%06d.pgm");
+    let o = run(
+        &[
+            "replay",
+            "--input",
+            pattern.to_str().unwrap(),
+            "--population",
+            "14",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    );
+    assert!(o.status.success(), "replay failed: {}", stderr(&o));
+    let pred = out.path().join("cam0/trajectories.csv");
+    let gt = data.join("tracking.txt");
+    let e = run(
+        &[
+            "eval",
+            "--gt",
+            gt.to_str().unwrap(),
+            "--pred",
+            pred.to_str().unwrap(),
+            "--gate",
+            "10",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(e.status.success(), "eval failed: {}", stderr(&e));
+    let s: serde_json::Value = serde_json::from_slice(&e.stdout).expect("eval --json output");
+    let f = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("no `{k}` in {s}"));
+    // Counts: the daemon's "fish visible now", per frame.
+    let counts = std::fs::read_to_string(out.path().join("cam0/counts.csv")).unwrap();
+    let mut frames = 0;
+    let mut exact = 0;
+    let mut r = csv::Reader::from_reader(counts.as_bytes());
+    let col = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "visible_fish")
+        .expect("visible_fish column");
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        frames += 1;
+        if rec[col].parse::<u32>().unwrap() == 14 {
+            exact += 1;
+        }
+    }
+    let count_ok = exact as f64 / frames as f64;
+    println!(
+        "fasttrack-zebrafish14 (gate 10 px): recall {:.4} precision {:.4} MOTA {:.4} IDF1 {:.4} IDP {:.4} IDR {:.4} HOTA {:.4} switches {} | count==14 in {:.1}% of {} frames",
+        f("recall"),
+        f("precision"),
+        f("mota"),
+        f("idf1"),
+        f("idp"),
+        f("idr"),
+        f("hota"),
+        s["id_switches"],
+        100.0 * count_ok,
+        frames
+    );
+    assert_eq!(frames, 200, "every frame must have a count row");
+    assert!(f("recall") >= 0.97, "recall {}", f("recall"));
+    assert!(f("idr") >= 0.90, "IDR {}", f("idr"));
+    assert!(
+        count_ok >= 0.95,
+        "count == 14 in only {:.1}% of frames",
+        100.0 * count_ok
+    );
+}

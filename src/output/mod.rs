@@ -13,6 +13,7 @@
 //! | trajectories | `trajectories-YYYY-MM-DD.csv` | `trajectories.csv` |
 //! | interactions | `interactions-YYYY-MM-DD.csv` | `interactions.csv` |
 //! | MOTChallenge | `mot-YYYY-MM-DD.txt` | `mot.txt` |
+//! | counts | `counts-YYYY-MM-DD.csv` | `counts.csv` |
 //!
 //! **Which tracks**: only *observations* are written — tracks whose status is
 //! [`TrackStatus::Confirmed`](crate::messages::TrackStatus) and that matched a detection in this
@@ -33,6 +34,10 @@
 //! individuals when known, else `track:<id>` (so an event can split when identity arrives
 //! mid-contact); `start`/`end` are capture times (RFC 3339, UTC), `duration` seconds, distances
 //! in `unit`. An event is written (and flushed) as soon as it ends; the file of its end date.
+//!
+//! **`counts*.csv`** columns: `frame,t,camera,visible_fish,tracks,individuals_present,time` —
+//! one row per frame: fish detected (touching-fish estimates included), confirmed tracks
+//! (coasting included), and individuals identified among this frame's observations.
 //!
 //! **`mot*.txt`** (MOTChallenge, for TrackEval): `frame,id,bb_left,bb_top,w,h,conf,x,y,z`
 //! with `frame` = index + 1 (MOT is 1-based), `id` = track id, `conf` = 1, `x,y,z` = -1.
@@ -131,6 +136,9 @@ pub struct OutputConfig {
     pub parquet: bool,
     /// Write the MOTChallenge export `mot*.txt`. Default `true`.
     pub mot: bool,
+    /// Write the per-frame population count `counts*.csv` (one row per frame: fish visible,
+    /// tracks, individuals present). Default `true`.
+    pub counts: bool,
     /// The interaction log.
     pub interactions: InteractionsConfig,
     /// `daily` (default) or `never`.
@@ -150,6 +158,7 @@ impl Default for OutputConfig {
             trajectories: true,
             parquet: false,
             mot: true,
+            counts: true,
             interactions: InteractionsConfig::default(),
             rotate: Rotate::Daily,
             flush_interval_s: 1.0,
@@ -325,6 +334,7 @@ struct CameraSinks {
     mm_per_px: Option<f64>,
     trajectories: Option<BufferedFile>,
     mot: Option<BufferedFile>,
+    counts: Option<BufferedFile>,
     interactions: Option<(InteractionDetector, BufferedFile)>,
     /// Last frame's (stream time, capture time), to convert event times at `close`.
     last_clock: Option<(f64, SystemTime)>,
@@ -334,6 +344,7 @@ struct CameraSinks {
 
 const TRAJ_HEADER: &str =
     "frame,t,camera,track,individual,x,y,x0,y0,x1,y1,heading,area,x_mm,y_mm,time\n";
+const COUNTS_HEADER: &str = "frame,t,camera,visible_fish,tracks,individuals_present,time\n";
 const INTER_HEADER: &str =
     "camera,a,b,start,end,duration,min_distance,mean_distance,unit,start_frame,end_frame\n";
 
@@ -425,6 +436,10 @@ impl Sinks {
                 .trajectories
                 .then(|| BufferedFile::new(TRAJ_HEADER, limit)),
             mot: self.cfg.mot.then(|| BufferedFile::new("", limit)),
+            counts: self
+                .cfg
+                .counts
+                .then(|| BufferedFile::new(COUNTS_HEADER, limit)),
             interactions,
             last_clock: None,
             last_flush: None,
@@ -527,6 +542,30 @@ impl Sinks {
                 );
                 file.push_row(&path, row.as_bytes());
             }
+        }
+        if let Some(file) = &mut cs.counts {
+            let path = file_path(&cs.dir, "counts", "csv", rotate, &date);
+            let tracks = f
+                .tracks
+                .iter()
+                .filter(|t| t.status != TrackStatus::Tentative)
+                .count();
+            let mut present: Vec<&str> = observed
+                .iter()
+                .filter_map(|t| t.individual.as_deref())
+                .collect();
+            present.sort_unstable();
+            present.dedup();
+            let row = format!(
+                "{},{:.4},{},{},{},{},{time}\n",
+                f.index,
+                f.t,
+                cs.name,
+                f.visible_fish,
+                tracks,
+                present.len()
+            );
+            file.push_row(&path, row.as_bytes());
         }
         if let Some((det, file)) = &mut cs.interactions {
             let fish: Vec<(String, f32, f32, f32)> = observed
@@ -649,6 +688,7 @@ impl Sinks {
 fn buffered(cs: &CameraSinks) -> usize {
     cs.trajectories.as_ref().map_or(0, |f| f.buffered_bytes())
         + cs.mot.as_ref().map_or(0, |f| f.buffered_bytes())
+        + cs.counts.as_ref().map_or(0, |f| f.buffered_bytes())
         + cs.interactions
             .as_ref()
             .map_or(0, |(_, f)| f.buffered_bytes())
@@ -657,6 +697,7 @@ fn buffered(cs: &CameraSinks) -> usize {
 fn dropped(cs: &CameraSinks) -> u64 {
     cs.trajectories.as_ref().map_or(0, |f| f.dropped_rows())
         + cs.mot.as_ref().map_or(0, |f| f.dropped_rows())
+        + cs.counts.as_ref().map_or(0, |f| f.dropped_rows())
         + cs.interactions
             .as_ref()
             .map_or(0, |(_, f)| f.dropped_rows())
@@ -672,6 +713,7 @@ fn flush_camera(cs: &mut CameraSinks, all: bool, sync: bool) -> Result<(), Outpu
     if all {
         files.extend(cs.trajectories.as_mut());
         files.extend(cs.mot.as_mut());
+        files.extend(cs.counts.as_mut());
     }
     let mut first = None;
     for file in files {

@@ -457,7 +457,8 @@ impl CameraWorker {
         for tr in &tracks {
             *max_track = (*max_track).max(tr.track + 1);
         }
-        let visible: u32 = df.detections.iter().map(|d| d.fish_count.max(1)).sum();
+        // The tracker's count: it knows how many fish share a touching blob (area alone does not).
+        let visible: u32 = self.tracker.visible_fish();
         let tf = TrackedFrame {
             camera: frame.camera.clone(),
             index: frame.index,
@@ -510,14 +511,24 @@ fn write_loop(
     rx: Receiver<TrackedFrame>,
     metrics: Metrics,
 ) -> Result<(), PipelineError> {
-    let _ = &metrics;
-    for tf in rx.iter() {
-        let t0 = Instant::now();
-        if let Err(e) = sinks.consume(&tf) {
-            // Rows stay buffered in the sinks and are retried on the next frame.
-            tracing::error!("{e}");
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(tf) => {
+                let t0 = Instant::now();
+                if let Err(e) = sinks.consume(&tf) {
+                    // Rows stay buffered in the sinks and are retried on a later frame or tick.
+                    tracing::error!("{e}");
+                }
+                metrics.observe_latency(&tf.camera, "write", t0.elapsed().as_secs_f64());
+            }
+            // No frame for a second (quiet camera): still honour the flush interval.
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = sinks.flush() {
+                    tracing::error!("{e}");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
         }
-        metrics.observe_latency(&tf.camera, "write", t0.elapsed().as_secs_f64());
     }
     sinks.close()?;
     Ok(())
