@@ -119,6 +119,11 @@ pub fn scan_photos(dir: &Path) -> Result<Vec<PhotoSet>, IdentifyError> {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
+                !p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".mask.png"))
+            })
+            .filter(|p| {
                 p.extension()
                     .and_then(|e| e.to_str())
                     .is_some_and(|e| IMAGE_EXT.contains(&e.to_ascii_lowercase().as_str()))

@@ -316,7 +316,8 @@ mod tests {
     fn defaults_validate_and_errors_name_the_key() {
         IdentityConfig::default().validate("identity").unwrap();
         let c = IdentityConfig {
-            new_similarity: 0.9,
+            new_similarity: Some(0.9),
+            accept_similarity: Some(0.8),
             ..Default::default()
         };
         let e = c.validate("identity").unwrap_err().to_string();
