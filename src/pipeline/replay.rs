@@ -125,6 +125,7 @@ pub fn replay(args: ReplayArgs) -> Result<(), PipelineError> {
             hook_bar.set_message(format!("{} fish visible", tf.visible_fish));
         }
     });
+    remove_previous_outputs(&args.out, &cfg)?;
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let pipeline = Pipeline::start(&cfg, live, metrics, stop, Some(hook))?;
@@ -132,6 +133,33 @@ pub fn replay(args: ReplayArgs) -> Result<(), PipelineError> {
     bar.finish_and_clear();
     let summaries = summaries?;
     print_summary(&summaries, started.elapsed().as_secs_f64(), &args.out);
+    Ok(())
+}
+
+/// A replay writes one set of files per camera (no rotation); the daemon's sinks append, so the
+/// files of an earlier replay into the same folder are removed first (and said so).
+fn remove_previous_outputs(out: &Path, cfg: &Config) -> Result<(), PipelineError> {
+    for cam in &cfg.cameras {
+        for name in [
+            "trajectories.csv",
+            "interactions.csv",
+            "mot.txt",
+            "counts.csv",
+        ] {
+            let p = out.join(&cam.name).join(name);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {
+                    tracing::info!(file = %p.display(), "replaced the output of an earlier replay")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(PipelineError::Output(
+                        crate::output::OutputError::CreateDir { path: p, source: e },
+                    ));
+                }
+            }
+        }
+    }
     Ok(())
 }
 
