@@ -4,9 +4,9 @@
 # printing the live counts, then scores the daemon's trajectories against the truth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+[[ -n "${FINPRINT_BIN:-}" ]] || scripts/setup.sh
 export ORT_DYLIB_PATH="$PWD/.venv/lib/libonnxruntime.so"
-BIN=target/release/finprint
+BIN=${FINPRINT_BIN:-target/release/finprint}
 rm -rf demo-out && mkdir -p demo-out
 
 echo "== rendering the demo tank (finprint synth)"

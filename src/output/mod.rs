@@ -30,9 +30,8 @@
 //!
 //! **`interactions*.csv`** columns:
 //! `camera,a,b,start,end,duration,min_distance,mean_distance,unit,start_frame,end_frame` —
-//! one row per event of [`InteractionDetector`] (rule in [`interactions`]); `a`/`b` are the
-//! individuals when known, else `track:<id>` (so an event can split when identity arrives
-//! mid-contact); `start`/`end` are capture times (RFC 3339, UTC), `duration` seconds, distances
+//! one row per event of [`InteractionDetector`] (rule in [`interactions`]); episodes follow
+//! tracks, and `a`/`b` are each track's last known individual, else `track:<id>`; `start`/`end` are capture times (RFC 3339, UTC), `duration` seconds, distances
 //! in `unit`. An event is written (and flushed) as soon as it ends; the file of its end date.
 //!
 //! **`counts*.csv`** columns: `frame,t,camera,visible_fish,tracks,individuals_present,time` —
@@ -336,6 +335,8 @@ struct CameraSinks {
     mot: Option<BufferedFile>,
     counts: Option<BufferedFile>,
     interactions: Option<(InteractionDetector, BufferedFile)>,
+    /// Last individual seen on each track (`track:<id>` → individual), to label events.
+    names: HashMap<String, String>,
     /// Last frame's (stream time, capture time), to convert event times at `close`.
     last_clock: Option<(f64, SystemTime)>,
     last_flush: Option<Instant>,
@@ -441,6 +442,7 @@ impl Sinks {
                 .counts
                 .then(|| BufferedFile::new(COUNTS_HEADER, limit)),
             interactions,
+            names: HashMap::new(),
             last_clock: None,
             last_flush: None,
             last_attempt_failed: false,
@@ -476,7 +478,13 @@ impl Sinks {
                 "stream time went backwards; closing open interaction events"
             );
             for e in det.finish() {
-                let row = event_row(&cs.name, &e, det.rule().unit, last_t, last_cap);
+                let row = event_row(
+                    &cs.name,
+                    &label(&cs.names, e.clone()),
+                    det.rule().unit,
+                    last_t,
+                    last_cap,
+                );
                 let end_date = date_of(shift(last_cap, e.end - last_t));
                 let path = file_path(&cs.dir, "interactions", "csv", rotate, &end_date);
                 file.push_row(&path, row.as_bytes());
@@ -568,20 +576,28 @@ impl Sinks {
             file.push_row(&path, row.as_bytes());
         }
         if let Some((det, file)) = &mut cs.interactions {
+            // Episodes follow tracks (stable within a contact even while identity is still
+            // settling); events are labelled with each track's last known individual.
             let fish: Vec<(String, f32, f32, f32)> = observed
                 .iter()
                 .map(|t| {
-                    let id = match &t.individual {
-                        Some(i) => i.clone(),
-                        None => format!("track:{}", t.track),
-                    };
+                    let id = format!("track:{}", t.track);
+                    if let Some(i) = &t.individual {
+                        cs.names.insert(id.clone(), i.clone());
+                    }
                     (id, t.x, t.y, t.body_length)
                 })
                 .collect();
             let events = det.update(f.t, f.index, &fish);
             new_events |= !events.is_empty();
             for e in events {
-                let row = event_row(&cs.name, &e, det.rule().unit, f.t, f.captured);
+                let row = event_row(
+                    &cs.name,
+                    &label(&cs.names, e.clone()),
+                    det.rule().unit,
+                    f.t,
+                    f.captured,
+                );
                 let end_date = date_of(shift(f.captured, e.end - f.t));
                 let path = file_path(&cs.dir, "interactions", "csv", rotate, &end_date);
                 file.push_row(&path, row.as_bytes());
@@ -648,7 +664,8 @@ impl Sinks {
             if let Some((det, file)) = &mut cs.interactions {
                 let (t, captured) = cs.last_clock.unwrap_or((0.0, SystemTime::now()));
                 for e in det.finish() {
-                    let row = event_row(&cs.name, &e, det.rule().unit, t, captured);
+                    let row =
+                        event_row(&cs.name, &label(&cs.names, e.clone()), det.rule().unit, t, captured);
                     let end_date = date_of(shift(captured, e.end - t));
                     let path = file_path(&cs.dir, "interactions", "csv", rotate, &end_date);
                     file.push_row(&path, row.as_bytes());
@@ -734,6 +751,20 @@ fn report_metrics(m: &Metrics, cs: &CameraSinks, err: Option<&OutputError>) {
     if err.is_some() {
         m.inc_output_write_errors(&cs.name);
     }
+}
+
+/// The event with track keys replaced by their individuals where known (`a < b` kept).
+fn label(names: &HashMap<String, String>, mut e: InteractionEvent) -> InteractionEvent {
+    if let Some(n) = names.get(&e.a) {
+        e.a = n.clone();
+    }
+    if let Some(n) = names.get(&e.b) {
+        e.b = n.clone();
+    }
+    if e.b < e.a {
+        std::mem::swap(&mut e.a, &mut e.b);
+    }
+    e
 }
 
 fn event_row(
