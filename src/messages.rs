@@ -58,9 +58,9 @@ impl Frame {
     /// The luma plane (for RGB frames this is `None`: use [`Frame::to_luma`]).
     pub fn luma(&self) -> Option<&[u8]> {
         match self.layout {
-            PixelLayout::Gray8 | PixelLayout::I420 => {
-                self.data.get(..(self.width as usize * self.height as usize))
-            }
+            PixelLayout::Gray8 | PixelLayout::I420 => self
+                .data
+                .get(..(self.width as usize * self.height as usize)),
             PixelLayout::Rgb8 => None,
         }
     }

@@ -18,7 +18,10 @@ fn unit_has_the_settings_the_daemon_relies_on() {
         "DeviceAllow=char-video4linux rw",
         "ExecStart=/usr/local/bin/finprint run --config /etc/finprint/finprint.toml",
     ] {
-        assert!(UNIT.lines().any(|l| l.starts_with(line)), "unit lacks `{line}`");
+        assert!(
+            UNIT.lines().any(|l| l.starts_with(line)),
+            "unit lacks `{line}`"
+        );
     }
 }
 
@@ -37,10 +40,24 @@ fn systemd_analyze_verify_accepts_the_unit() {
         UNIT.replace("/usr/local/bin/finprint", env!("CARGO_BIN_EXE_finprint")),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
     // verify also prints warnings without failing: none are expected for our unit.
-    let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("finprint.service")).collect();
-    assert!(ours.is_empty(), "systemd-analyze warnings:\n{}", ours.join("\n"));
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("finprint.service"))
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "systemd-analyze warnings:\n{}",
+        ours.join("\n")
+    );
 }

@@ -664,8 +664,13 @@ impl Sinks {
             if let Some((det, file)) = &mut cs.interactions {
                 let (t, captured) = cs.last_clock.unwrap_or((0.0, SystemTime::now()));
                 for e in det.finish() {
-                    let row =
-                        event_row(&cs.name, &label(&cs.names, e.clone()), det.rule().unit, t, captured);
+                    let row = event_row(
+                        &cs.name,
+                        &label(&cs.names, e.clone()),
+                        det.rule().unit,
+                        t,
+                        captured,
+                    );
                     let end_date = date_of(shift(captured, e.end - t));
                     let path = file_path(&cs.dir, "interactions", "csv", rotate, &end_date);
                     file.push_row(&path, row.as_bytes());
