@@ -74,6 +74,7 @@ log "building finprint ($PROFILE)"
 if [[ "$PROFILE" == release ]]; then
   cargo build --release --locked
 else
-  cargo build --locked
+  # All targets: tests and examples unify dev-dependency features, so `cargo test` reuses this build.
+  cargo build --locked --all-targets
 fi
 log "done: binary at target/$PROFILE/finprint"
