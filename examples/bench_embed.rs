@@ -96,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shape = emb.input_shape(refs.len());
     let in_name = card.input.name.clone();
     let out_name = card.output.name.clone();
-    let mut raw_run = |emb: &mut Embedder| -> Result<f32, Box<dyn std::error::Error>> {
+    let raw_run = |emb: &mut Embedder| -> Result<f32, Box<dyn std::error::Error>> {
         let t = ort::value::TensorRef::from_array_view((shape, &tensor[..]))?;
         let out = emb.session_mut().run(ort::inputs![in_name.as_str() => t])?;
         let (_, v) = out[out_name.as_str()].try_extract_tensor::<f32>()?;
