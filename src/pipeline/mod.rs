@@ -25,7 +25,7 @@ use crate::embed::{EmbedError, EmbedService};
 use crate::identify::{Identifier, IdentifyError, IdentityApi};
 use crate::ingest::{self, IngestError, IngestEvent, SourceHandle};
 use crate::messages::{DetectedFrame, TrackedFrame};
-use crate::output::http::LiveState;
+use crate::output::http::{LiveCamera, LiveState};
 use crate::output::metrics::Metrics;
 use crate::output::{CameraOutputInfo, OutputError, Sinks};
 use crate::track::Tracker;
@@ -136,6 +136,20 @@ pub struct Pipeline {
     heartbeat: Arc<Heartbeat>,
     embed: Option<EmbedService>,
     apis: Vec<IdentityApi>,
+}
+
+/// Live state (for `/api/v1/counts` and health) for the cameras of `cfg`.
+pub fn live_state(cfg: &Config) -> Arc<LiveState> {
+    let cams: Vec<LiveCamera> = cfg
+        .cameras
+        .iter()
+        .map(|c| LiveCamera {
+            name: c.name.clone(),
+            tank: c.tank_name().to_string(),
+            population: c.population,
+        })
+        .collect();
+    LiveState::new(&cams)
 }
 
 /// Hooks for progress display (replay's progress bar); called from worker threads.

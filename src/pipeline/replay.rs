@@ -12,7 +12,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{CameraSummary, FrameHook, Pipeline, PipelineError};
 use crate::config::{CameraConfig, Config, ConfigError};
 use crate::ingest::SourceConfig;
-use crate::output::http::{LiveCamera, LiveState};
 use crate::output::metrics::Metrics;
 
 /// `finprint replay` arguments.
@@ -95,16 +94,7 @@ pub fn replay_config(args: &ReplayArgs) -> Result<Config, ConfigError> {
 /// Entry point of `finprint replay`.
 pub fn replay(args: ReplayArgs) -> Result<(), PipelineError> {
     let cfg = replay_config(&args)?;
-    let cams: Vec<LiveCamera> = cfg
-        .cameras
-        .iter()
-        .map(|c| LiveCamera {
-            name: c.name.clone(),
-            tank: c.tank_name().to_string(),
-            population: c.population,
-        })
-        .collect();
-    let live = LiveState::new(&cams);
+    let live = super::live_state(&cfg);
     let metrics = Metrics::new();
     let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         ProgressBar::hidden()

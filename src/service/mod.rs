@@ -12,7 +12,7 @@ use sd_notify::NotifyState;
 
 use crate::config::{Config, ConfigError};
 use crate::output::OutputError;
-use crate::output::http::{self, LiveCamera, LiveState};
+use crate::output::http;
 use crate::output::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
 
@@ -65,16 +65,7 @@ pub fn run(args: RunArgs) -> Result<(), ServiceError> {
         );
         return Ok(());
     }
-    let cams: Vec<LiveCamera> = cfg
-        .cameras
-        .iter()
-        .map(|c| LiveCamera {
-            name: c.name.clone(),
-            tank: c.tank_name().to_string(),
-            population: c.population,
-        })
-        .collect();
-    let live = LiveState::new(&cams);
+    let live = crate::pipeline::live_state(&cfg);
     let metrics = Metrics::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
