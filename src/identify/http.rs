@@ -126,35 +126,38 @@ struct RenameBody {
     name: Option<String>,
 }
 
+/// A mutating call's JSON body, or 400 saying what it must look like (`shape`).
+fn json_body<B>(
+    body: Result<Json<B>, axum::extract::rejection::JsonRejection>,
+    shape: &str,
+) -> Result<B, Response> {
+    body.map(|Json(b)| b).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("body must be {shape}: {e}"),
+        )
+    })
+}
+
 async fn rename(
     State(s): State<Shared>,
     headers: HeaderMap,
     Path((t, id)): Path<(String, String)>,
     body: Result<Json<RenameBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
-    }
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("body must be {{\"name\": \"...\"}}: {e}"),
-            );
-        }
+    let run = || -> Result<Response, Response> {
+        authorize(&s, &headers)?;
+        let body = json_body(body, "{\"name\": \"...\"}")?;
+        let api = tank(&s, &t)?;
+        Ok(match api.rename(&id, body.name) {
+            Ok(()) => {
+                let info = api.list().into_iter().find(|i| i.id == id);
+                Json(serde_json::json!({ "individual": info })).into_response()
+            }
+            Err(e) => from_error(e),
+        })
     };
-    let api = match tank(&s, &t) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    match api.rename(&id, body.name) {
-        Ok(()) => {
-            let info = api.list().into_iter().find(|i| i.id == id);
-            Json(serde_json::json!({ "individual": info })).into_response()
-        }
-        Err(e) => from_error(e),
-    }
+    run().unwrap_or_else(|r| r)
 }
 
 #[derive(Deserialize)]
@@ -170,26 +173,16 @@ async fn merge(
     Path(t): Path<String>,
     body: Result<Json<MergeBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
-    }
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return err(
-                StatusCode::BAD_REQUEST,
-                format!("body must be {{\"from\": ID, \"into\": ID}}: {e}"),
-            );
-        }
+    let run = || -> Result<Response, Response> {
+        authorize(&s, &headers)?;
+        let body = json_body(body, "{\"from\": ID, \"into\": ID}")?;
+        let api = tank(&s, &t)?;
+        Ok(match api.merge(&body.from, &body.into) {
+            Ok(m) => Json(serde_json::json!({ "merge": m })).into_response(),
+            Err(e) => from_error(e),
+        })
     };
-    let api = match tank(&s, &t) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    match api.merge(&body.from, &body.into) {
-        Ok(m) => Json(serde_json::json!({ "merge": m })).into_response(),
-        Err(e) => from_error(e),
-    }
+    run().unwrap_or_else(|r| r)
 }
 
 async fn unmerge(
@@ -197,17 +190,15 @@ async fn unmerge(
     headers: HeaderMap,
     Path((t, m)): Path<(String, u64)>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
-    }
-    let api = match tank(&s, &t) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let run = || -> Result<Response, Response> {
+        authorize(&s, &headers)?;
+        let api = tank(&s, &t)?;
+        Ok(match api.unmerge(m) {
+            Ok(m) => Json(serde_json::json!({ "merge": m })).into_response(),
+            Err(e) => from_error(e),
+        })
     };
-    match api.unmerge(m) {
-        Ok(m) => Json(serde_json::json!({ "merge": m })).into_response(),
-        Err(e) => from_error(e),
-    }
+    run().unwrap_or_else(|r| r)
 }
 
 /// The identity routes for these tanks. `token`: `identity.api_token` (mutations refused when
