@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use finprint::synth::{
-    self, DatasetSpec, SynthConfig, TankSim, View, make_individuals, min_flank_distance, render,
-    write_dataset,
+    self, DatasetSpec, Flank, SynthConfig, TankSim, View, make_individuals, min_flank_distance,
+    render, write_dataset,
 };
 
 fn small(seed: u64) -> SynthConfig {
@@ -351,4 +351,88 @@ fn live_rtsp_stream_serves_decodable_frames() {
     assert_eq!(frames, 15);
     // Real time: 15 frames at 30 fps take about half a second, not much less.
     assert!(took > 0.3, "stream is not paced in real time ({took:.2} s)");
+}
+
+/// Striped-flank (255) pixels of a `w × h` crop mask with no fish pixel (128 or 255) directly
+/// above or below: one-row slivers.
+fn flank_slivers(mask: &[u8], w: usize, h: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            if mask[y * w + x] == 255 {
+                let up = y > 0 && mask[(y - 1) * w + x] > 0;
+                let down = y + 1 < h && mask[(y + 1) * w + x] > 0;
+                if !(up || down) {
+                    out.push((x, y));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn crop_masks_of_unoccluded_fish_have_no_one_row_flank_slivers() {
+    use synth::crop::{CropBox, blob_axis, crop_mask};
+    use synth::raster::{Canvas, FishDraw, Overlay, draw_fish};
+    // A lone fish (nothing in front, so no occluder edge can cut a thin wedge off its flank)
+    // in many poses, cut with the detector's geometry plus rotation jitter as the data set
+    // does. The flank region is a thick band in the middle of the body: none of its mask
+    // pixels may be a one-row sliver.
+    let inds = make_individuals(3, 6, 0.3);
+    let (cw, ch) = (192u32, 64u32);
+    let (mut crops, mut bad) = (0, Vec::new());
+    for (k, ind) in inds.iter().enumerate() {
+        for step in 0..60 {
+            let t = step as f32 / 60.0;
+            let length = 50.0 + 170.0 * ((step * 7) % 60) as f32 / 60.0;
+            let pitch = -0.45 + 0.9 * t;
+            let along = 0.6 + 0.4 * ((step * 13) % 60) as f32 / 60.0;
+            let facing = if step % 2 == 0 { 1.0 } else { -1.0 };
+            let (w, h) = ((1.8 * length) as usize + 8, (1.4 * length) as usize + 8);
+            let mut canvas = Canvas::new(w, h);
+            let ov = Overlay {
+                noise: &[],
+                noise_side: 0,
+                noise_off: (0, 0),
+                front: &[],
+            };
+            let d = FishDraw {
+                ind,
+                id: 1,
+                cx: w as f32 / 2.0 + 0.37 * k as f32,
+                cy: h as f32 / 2.0 + 0.21 * step as f32 % 1.0,
+                axis: [facing * pitch.cos(), -pitch.sin()],
+                length,
+                along,
+                flank: Some(if facing > 0.0 {
+                    Flank::Right
+                } else {
+                    Flank::Left
+                }),
+                pattern_vis: 1.0,
+                view: View::Side,
+                tail_phase: 0.7 * step as f32,
+                tail_amp: 0.6,
+                gain: [1.0; 3],
+            };
+            draw_fish(&mut canvas, &d, &ov);
+            let (bx, by, angle, major) = blob_axis(&canvas.id, w, [0, 0, w, h], 1).unwrap();
+            let jitter = (-10.0 + 20.0 * ((step * 17 + k * 5) % 60) as f32 / 60.0).to_radians();
+            let b = CropBox::for_body(bx, by, angle + jitter, major, cw, ch);
+            let mask = crop_mask(&canvas.id, &canvas.part, w, h, 1, &b, cw, ch);
+            assert!(mask.contains(&255), "no flank in fish {k} pose {step}");
+            crops += 1;
+            let s = flank_slivers(&mask, cw as usize, ch as usize);
+            if !s.is_empty() {
+                bad.push(format!("fish {k} pose {step} (length {length:.0}): {s:?}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {crops} crops have one-row flank slivers:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }

@@ -91,8 +91,15 @@ pub fn crop_rgb(rgb: &[u8], w: usize, h: usize, b: &CropBox, out_w: u32, out_h: 
     out
 }
 
-/// Cuts the crop mask of fish `id` (nearest sample): 0 = not this fish (background or
-/// something in front of it), 128 = head, fins or tail, 255 = striped flank region.
+/// Cuts the crop mask of fish `id`: 0 = not this fish (background or something in front of
+/// it), 128 = head, fins or tail, 255 = striped flank region.
+///
+/// Sampled at the same points and with the same bilinear weights as [`crop_rgb`]: an output
+/// pixel shows the fish when the fish pixels carry at least half of its weight, and is
+/// striped flank when flank pixels carry at least half of that. (A nearest-pixel lookup
+/// here used to hit single corner pixels of the silhouette's staircase edge from one crop
+/// row while the rows above and below fell beside them, leaving one-row flank slivers, and it
+/// disagreed with the RGB crop by half a pixel at every edge.)
 pub fn crop_mask(
     id_map: &[u16],
     part: &[u8],
@@ -104,24 +111,47 @@ pub fn crop_mask(
     out_h: u32,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(out_w as usize * out_h as usize);
+    // Part code of frame pixel (x, y) when it shows fish `id` (0 otherwise or outside).
+    let part_at = |x: i64, y: i64| -> u8 {
+        if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
+            return 0;
+        }
+        let k = y as usize * w + x as usize;
+        match (id_map.get(k), part.get(k)) {
+            (Some(&m), Some(&p)) if m == id => p,
+            _ => 0,
+        }
+    };
     for j in 0..out_h {
         for i in 0..out_w {
             let (x, y) = b.map(i, j, out_w, out_h);
-            let (xi, yi) = (x.floor() as i64, y.floor() as i64);
-            let v = if xi < 0 || yi < 0 || xi >= w as i64 || yi >= h as i64 {
-                0
-            } else {
-                let k = yi as usize * w + xi as usize;
-                match (id_map.get(k), part.get(k)) {
-                    (Some(&m), Some(&p)) if m == id => match p {
-                        2 => 255,
-                        1 => 128,
-                        _ => 0,
-                    },
-                    _ => 0,
+            let (xf, yf) = (x - 0.5, y - 0.5);
+            let (x0, y0) = (xf.floor(), yf.floor());
+            let (fx, fy) = (xf - x0, yf - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let (mut fish, mut flank) = (0f32, 0f32);
+            for (dx, dy, wgt) in [
+                (0, 0, (1.0 - fx) * (1.0 - fy)),
+                (1, 0, fx * (1.0 - fy)),
+                (0, 1, (1.0 - fx) * fy),
+                (1, 1, fx * fy),
+            ] {
+                match part_at(x0 + dx, y0 + dy) {
+                    2 => {
+                        fish += wgt;
+                        flank += wgt;
+                    }
+                    1 => fish += wgt,
+                    _ => {}
                 }
-            };
-            out.push(v);
+            }
+            out.push(if fish < 0.5 {
+                0
+            } else if flank >= 0.5 * fish {
+                255
+            } else {
+                128
+            });
         }
     }
     out
