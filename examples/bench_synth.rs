@@ -2,10 +2,14 @@
 //!
 //! `cargo run --release --example bench_synth [-- FRAMES [WIDTH HEIGHT FISH]]`
 //! (default 150 frames of 1920×1080 at 30 fps with 10 fish). Prints frames per second and the
-//! ratio to real time for the renderer alone and for render + H.264 encode + truth files.
+//! ratio to real time for the renderer alone, the RGB → I420 conversion alone and render +
+//! I420 + H.264 encode + truth files (what `finprint synth` does), the CPU time per frame, the
+//! machine and its load average before and after (the ratios are wall-clock figures: on a
+//! shared machine read them together with the load).
 
 use std::time::Instant;
 
+use finprint::synth::video::{I420Planes, YuvMatrix, rgb_to_i420};
 use finprint::synth::{SynthConfig, TankSim, render};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,9 +30,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "bench_synth: {}x{} @ {} fps, {} fish, {} frames, {} cores",
-        cfg.width, cfg.height, cfg.fps, cfg.fish, frames, cores
+        "bench_synth: {}x{} @ {} fps, {} fish, {} frames, {} cores ({})",
+        cfg.width,
+        cfg.height,
+        cfg.fps,
+        cfg.fish,
+        frames,
+        cores,
+        cpu_model()
     );
+    println!("  load average before: {}", load());
     // Background pass alone (lit plate + noise), the per-pixel part of every frame.
     let mut sim = TankSim::new(&cfg);
     let mut buf = vec![0u8; cfg.width as usize * cfg.height as usize * 3];
@@ -55,6 +66,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         r / 30.0,
         1e3 * (cpu_s() - c0) / frames as f64
     );
+    // RGB → I420 conversion alone (the video writer's part before x264), all cores.
+    let (w, h) = (cfg.width as usize, cfg.height as usize);
+    let rgb = sim.next_frame().canvas.rgb.clone();
+    let mut yuv = vec![0u8; w * h * 3 / 2];
+    let m = YuvMatrix::new(0.2126, 0.0722);
+    let (t0, c0) = (Instant::now(), cpu_s());
+    for _ in 0..frames {
+        let (y, c) = yuv.split_at_mut(w * h);
+        let (u, v) = c.split_at_mut(w * h / 4);
+        let planes = I420Planes {
+            y,
+            y_stride: w,
+            u,
+            v,
+            c_stride: w / 2,
+        };
+        rgb_to_i420(&rgb, w, h, &m, planes, cores);
+    }
+    let r = frames as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "RGB -> I420 only:       {r:7.1} fps ({:.1} ms CPU per frame)",
+        1e3 * (cpu_s() - c0) / frames as f64
+    );
     // Full render: video (x264 ultrafast) + truth + interactions.
     let dir = std::env::temp_dir().join(format!("bench_synth_{}", std::process::id()));
     let (t0, c0) = (Instant::now(), cpu_s());
@@ -68,7 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
-        "render + encode + truth: {full:7.1} fps = {:5.2}x real time (video {:.1} MB, goal >= 2x)",
+        "render + encode + truth: {full:7.1} fps = {:5.2}x real time (video {:.1} MB; goal >= 2x)",
         full / 30.0,
         size as f64 / 1e6
     );
@@ -77,14 +111,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         1e3 * cpu,
         cores as f64 / cpu / 30.0
     );
-    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
-        println!(
-            "  load average while measuring: {}",
-            l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-        );
-    }
+    println!("  load average after: {}", load());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The 1, 5 and 15 minute load averages from /proc.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The CPU model name from /proc/cpuinfo.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// CPU seconds used by this process so far (user + system, all threads), from /proc.

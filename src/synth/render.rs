@@ -128,6 +128,7 @@ pub fn render(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary, SynthError>
             cfg.height,
             cfg.fps,
             cfg.bitrate_kbps,
+            super::threads_for(cfg.threads),
         )?)
     } else {
         None

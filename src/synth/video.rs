@@ -1,5 +1,6 @@
-//! Video output through GStreamer: RGB frames → `appsrc ! videoconvert ! x264enc ! h264parse !
-//! matroskamux ! filesink`. Must never render; it only encodes what it is given.
+//! Video output through GStreamer: RGB frames are converted to I420 here (in parallel, into
+//! pooled buffers) and pushed as `appsrc ! x264enc ! h264parse ! matroskamux ! filesink`.
+//! Must never render; it only encodes what it is given.
 
 use std::path::Path;
 
@@ -15,7 +16,10 @@ use super::SynthError;
 pub struct VideoWriter {
     pipeline: gst::Pipeline,
     src: gst_app::AppSrc,
+    pool: gst::BufferPool,
     info: gst_video::VideoInfo,
+    matrix: YuvMatrix,
+    threads: usize,
     fps: u32,
     pushed: u64,
 }
@@ -24,26 +28,174 @@ fn gst_err(what: &str, e: impl std::fmt::Display) -> SynthError {
     SynthError::Gst(format!("{what}: {e}"))
 }
 
-/// The x264 settings of synth videos (fast, keyframe every second at 30 fps).
+/// The x264 settings of synth videos, files and live stream (fast, keyframe every second at
+/// 30 fps). `tune=zerolatency` stays for files too: its sliced threads used no more CPU per
+/// frame than frame threads on synth video and finished each frame sooner (see BENCHMARKS.md).
 pub fn encoder_desc(bitrate_kbps: u32) -> String {
     format!(
         "x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 bitrate={bitrate_kbps} threads=0"
     )
 }
 
+/// Fixed-point (×2¹⁶) limited-range Y'CbCr coefficients of one colour matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct YuvMatrix {
+    y: [i32; 3],
+    u: [i32; 3],
+    v: [i32; 3],
+}
+
+impl YuvMatrix {
+    /// The matrix with luma weights `kr` (red) and `kb` (blue): BT.601 is (0.299, 0.114),
+    /// BT.709 (0.2126, 0.0722). Output is limited range (Y 16..235, Cb/Cr 16..240).
+    pub fn new(kr: f64, kb: f64) -> Self {
+        let kg = 1.0 - kr - kb;
+        let q = |c: f64| (c * 65536.0).round() as i32;
+        let (ys, cs) = (219.0 / 255.0, 224.0 / 255.0);
+        let (cb, cr) = (0.5 / (1.0 - kb), 0.5 / (1.0 - kr));
+        YuvMatrix {
+            y: [q(kr * ys), q(kg * ys), q(kb * ys)],
+            u: [q(-kr * cb * cs), q(-kg * cb * cs), q(0.5 * cs)],
+            v: [q(0.5 * cs), q(-kg * cr * cs), q(-kb * cr * cs)],
+        }
+    }
+
+    /// The matrix of a colorimetry (BT.709 for HD sizes, BT.601 otherwise, as GStreamer's
+    /// defaults pick; anything else is treated as BT.601).
+    pub fn for_colorimetry(c: &gst_video::VideoColorimetry) -> Self {
+        match c.matrix() {
+            gst_video::VideoColorMatrix::Bt709 => Self::new(0.2126, 0.0722),
+            gst_video::VideoColorMatrix::Bt2020 => Self::new(0.2627, 0.0593),
+            gst_video::VideoColorMatrix::Smpte240m => Self::new(0.212, 0.087),
+            gst_video::VideoColorMatrix::Fcc => Self::new(0.30, 0.11),
+            _ => Self::new(0.299, 0.114),
+        }
+    }
+
+    #[inline]
+    fn luma(&self, r: i32, g: i32, b: i32) -> u8 {
+        let [cr, cg, cb] = self.y;
+        (16 + ((cr * r + cg * g + cb * b + 32768) >> 16)) as u8
+    }
+
+    /// Cb and Cr of the sums of four pixels.
+    #[inline]
+    fn chroma4(&self, r: i32, g: i32, b: i32) -> (u8, u8) {
+        let [ur, ug, ub] = self.u;
+        let [vr, vg, vb] = self.v;
+        let u = 128 + ((ur * r + ug * g + ub * b + (1 << 17)) >> 18);
+        let v = 128 + ((vr * r + vg * g + vb * b + (1 << 17)) >> 18);
+        (u.clamp(0, 255) as u8, v.clamp(0, 255) as u8)
+    }
+}
+
+/// One I420 frame's planes and their strides, borrowed for writing.
+pub struct I420Planes<'a> {
+    /// Luma, `height` rows of `y_stride` bytes.
+    pub y: &'a mut [u8],
+    /// Luma row stride.
+    pub y_stride: usize,
+    /// Cb, `height / 2` rows of `c_stride` bytes.
+    pub u: &'a mut [u8],
+    /// Cr, `height / 2` rows of `c_stride` bytes.
+    pub v: &'a mut [u8],
+    /// Chroma row stride.
+    pub c_stride: usize,
+}
+
+/// Converts tightly packed RGB (`w × h`, both even) to I420 with chroma as the mean of each
+/// 2×2 block, using up to `threads` threads (bands of rows). Deterministic.
+pub fn rgb_to_i420(
+    rgb: &[u8],
+    w: usize,
+    h: usize,
+    m: &YuvMatrix,
+    planes: I420Planes<'_>,
+    threads: usize,
+) {
+    let (ys, cs) = (planes.y_stride, planes.c_stride);
+    let pairs = h / 2;
+    if w < 2 || pairs == 0 || rgb.len() < w * h * 3 {
+        return;
+    }
+    let per = pairs.div_ceil(threads.max(1)).max(1);
+    let band = |rgb: &[u8], y: &mut [u8], u: &mut [u8], v: &mut [u8]| {
+        for (k, ((uy, ur), vr)) in y
+            .chunks_mut(2 * ys)
+            .zip(u.chunks_mut(cs))
+            .zip(v.chunks_mut(cs))
+            .enumerate()
+        {
+            let src = &rgb[2 * k * w * 3..];
+            if uy.len() < ys + w || src.len() < 2 * w * 3 {
+                break;
+            }
+            let (top, bot) = uy.split_at_mut(ys);
+            let (s0, s1) = (&src[..w * 3], &src[w * 3..2 * w * 3]);
+            for (((t, b), (p0, p1)), (cu, cv)) in top[..w]
+                .chunks_exact_mut(2)
+                .zip(bot[..w].chunks_exact_mut(2))
+                .zip(s0.chunks_exact(6).zip(s1.chunks_exact(6)))
+                .zip(ur.iter_mut().zip(vr.iter_mut()))
+            {
+                let px = |s: &[u8], o: usize| {
+                    (i32::from(s[o]), i32::from(s[o + 1]), i32::from(s[o + 2]))
+                };
+                let (a, bb, c, d) = (px(p0, 0), px(p0, 3), px(p1, 0), px(p1, 3));
+                t[0] = m.luma(a.0, a.1, a.2);
+                t[1] = m.luma(bb.0, bb.1, bb.2);
+                b[0] = m.luma(c.0, c.1, c.2);
+                b[1] = m.luma(d.0, d.1, d.2);
+                let (u, v) = m.chroma4(
+                    a.0 + bb.0 + c.0 + d.0,
+                    a.1 + bb.1 + c.1 + d.1,
+                    a.2 + bb.2 + c.2 + d.2,
+                );
+                *cu = u;
+                *cv = v;
+            }
+        }
+    };
+    if threads <= 1 || pairs < 2 * threads {
+        band(rgb, planes.y, planes.u, planes.v);
+        return;
+    }
+    std::thread::scope(|scope| {
+        for (k, ((y, u), v)) in planes
+            .y
+            .chunks_mut(per * 2 * ys)
+            .zip(planes.u.chunks_mut(per * cs))
+            .zip(planes.v.chunks_mut(per * cs))
+            .enumerate()
+        {
+            let Some(src) = rgb.get(k * per * 2 * w * 3..) else {
+                break;
+            };
+            scope.spawn(move || band(src, y, u, v));
+        }
+    });
+}
+
 impl VideoWriter {
-    /// Starts writing `path` (overwritten) for `width × height` RGB frames at `fps`.
+    /// Starts writing `path` (overwritten) for `width × height` RGB frames (both even) at
+    /// `fps`; the RGB → I420 conversion uses up to `threads` threads.
     pub fn create(
         path: &Path,
         width: u32,
         height: u32,
         fps: u32,
         bitrate_kbps: u32,
+        threads: usize,
     ) -> Result<Self, SynthError> {
         gst::init().map_err(|e| gst_err("init", e))?;
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
+            .fps(gst::Fraction::new(fps as i32, 1))
+            .build()
+            .map_err(|e| gst_err("video info", e))?;
+        let caps = info.to_caps().map_err(|e| gst_err("caps", e))?;
         let desc = format!(
-            "appsrc name=src format=time block=true max-bytes={} ! videoconvert n-threads=2 ! video/x-raw,format=I420 ! {} ! h264parse ! matroskamux ! filesink name=sink",
-            (width as u64 * height as u64 * 3 * 4),
+            "appsrc name=src format=time block=true max-bytes={} ! {} ! h264parse ! matroskamux ! filesink name=sink",
+            info.size() as u64 * 3,
             encoder_desc(bitrate_kbps)
         );
         let pipeline = gst::parse::launch(&desc)
@@ -58,11 +210,15 @@ impl VideoWriter {
             .by_name("src")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
             .ok_or_else(|| SynthError::Gst("no appsrc".into()))?;
-        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
-            .fps(gst::Fraction::new(fps as i32, 1))
-            .build()
-            .map_err(|e| gst_err("video info", e))?;
-        src.set_caps(Some(&info.to_caps().map_err(|e| gst_err("caps", e))?));
+        src.set_caps(Some(&caps));
+        // Frame buffers are recycled: no multi-megabyte allocation (and page faults) per frame.
+        let pool = gst::BufferPool::new();
+        let mut pc = pool.config();
+        pc.set_params(Some(&caps), info.size() as u32, 2, 0);
+        pool.set_config(pc)
+            .map_err(|e| gst_err("buffer pool config", e))?;
+        pool.set_active(true)
+            .map_err(|e| gst_err("buffer pool", e))?;
         pipeline.set_state(gst::State::Playing).map_err(|_| {
             SynthError::Gst(format!(
                 "cannot start the encoder for {}: {}",
@@ -73,7 +229,10 @@ impl VideoWriter {
         Ok(VideoWriter {
             pipeline,
             src,
+            pool,
+            matrix: YuvMatrix::for_colorimetry(&info.colorimetry()),
             info,
+            threads: threads.max(1),
             fps: fps.max(1),
             pushed: 0,
         })
@@ -82,8 +241,18 @@ impl VideoWriter {
     /// Appends one tightly packed RGB frame.
     pub fn push(&mut self, rgb: &[u8]) -> Result<(), SynthError> {
         let (w, h) = (self.info.width() as usize, self.info.height() as usize);
-        let stride = self.info.stride()[0] as usize;
-        let mut buf = gst::Buffer::with_size(self.info.size()).map_err(|e| gst_err("buffer", e))?;
+        if rgb.len() < w * h * 3 {
+            return Err(SynthError::Gst(format!(
+                "frame {} has {} bytes, expected {}",
+                self.pushed,
+                rgb.len(),
+                w * h * 3
+            )));
+        }
+        let mut buf = self
+            .pool
+            .acquire_buffer(None)
+            .map_err(|e| gst_err("buffer", e))?;
         {
             let b = buf
                 .get_mut()
@@ -95,14 +264,25 @@ impl VideoWriter {
                 b.set_duration(n - p);
             }
             let mut map = b.map_writable().map_err(|e| gst_err("map", e))?;
-            if stride == w * 3 {
-                map[..w * h * 3].copy_from_slice(&rgb[..w * h * 3]);
-            } else {
-                for y in 0..h {
-                    map[y * stride..y * stride + w * 3]
-                        .copy_from_slice(&rgb[y * w * 3..(y + 1) * w * 3]);
-                }
-            }
+            let off = self.info.offset();
+            let st = self.info.stride();
+            let (ys, cs) = (st[0] as usize, st[1] as usize);
+            let (rest, v) = map.split_at_mut(off[2]);
+            let (y, u) = rest.split_at_mut(off[1]);
+            rgb_to_i420(
+                rgb,
+                w,
+                h,
+                &self.matrix,
+                I420Planes {
+                    y: &mut y[off[0]..],
+                    y_stride: ys,
+                    u,
+                    v,
+                    c_stride: cs,
+                },
+                self.threads,
+            );
         }
         self.src.push_buffer(buf).map_err(|e| {
             SynthError::Gst(format!(
@@ -138,6 +318,7 @@ impl VideoWriter {
             }
         }
         let _ = self.pipeline.set_state(gst::State::Null);
+        let _ = self.pool.set_active(false);
         result
     }
 }
@@ -195,4 +376,87 @@ pub fn count_frames(path: &Path) -> Result<u64, SynthError> {
     }
     let _ = pipeline.set_state(gst::State::Null);
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(rgb: &[u8], w: usize, h: usize, m: &YuvMatrix, threads: usize) -> Vec<u8> {
+        let mut out = vec![0u8; w * h * 3 / 2];
+        let (y, c) = out.split_at_mut(w * h);
+        let (u, v) = c.split_at_mut(w * h / 4);
+        rgb_to_i420(
+            rgb,
+            w,
+            h,
+            m,
+            I420Planes {
+                y,
+                y_stride: w,
+                u,
+                v,
+                c_stride: w / 2,
+            },
+            threads,
+        );
+        out
+    }
+
+    #[test]
+    fn known_colours_convert_to_the_standard_bt709_and_bt601_codes() {
+        // (rgb, BT.709 Y Cb Cr, BT.601 Y Cb Cr), limited range.
+        let cases = [
+            ([255u8, 255, 255], [235u8, 128, 128], [235u8, 128, 128]),
+            ([0, 0, 0], [16, 128, 128], [16, 128, 128]),
+            ([255, 0, 0], [63, 102, 240], [81, 90, 240]),
+            ([0, 255, 0], [173, 42, 26], [145, 54, 34]),
+            ([0, 0, 255], [32, 240, 118], [41, 240, 110]),
+        ];
+        let (b709, b601) = (YuvMatrix::new(0.2126, 0.0722), YuvMatrix::new(0.299, 0.114));
+        for (rgb, e709, e601) in cases {
+            let img: Vec<u8> = (0..16).flat_map(|_| rgb).collect();
+            for (m, e) in [(&b709, e709), (&b601, e601)] {
+                let out = convert(&img, 4, 4, m, 1);
+                assert!(out[..16].iter().all(|&y| y == e[0]), "{rgb:?}: Y {out:?}");
+                assert!(
+                    out[16..20].iter().all(|&u| u == e[1]),
+                    "{rgb:?}: Cb {out:?}"
+                );
+                assert!(out[20..].iter().all(|&v| v == e[2]), "{rgb:?}: Cr {out:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn conversion_does_not_depend_on_the_thread_count_and_averages_chroma_blocks() {
+        let (w, h) = (38usize, 22usize);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8).collect();
+        let m = YuvMatrix::new(0.2126, 0.0722);
+        let one = convert(&rgb, w, h, &m, 1);
+        for t in [2, 3, 4, 16] {
+            assert_eq!(convert(&rgb, w, h, &m, t), one, "{t} threads");
+        }
+        // Chroma of a block equals the chroma of its mean colour (within rounding).
+        for (by, bx) in [(0usize, 0usize), (5, 7), (10, 18)] {
+            let mut s = [0i32; 3];
+            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let o = ((2 * by + dy) * w + 2 * bx + dx) * 3;
+                for c in 0..3 {
+                    s[c] += i32::from(rgb[o + c]);
+                }
+            }
+            let mean: Vec<u8> = s.iter().map(|v| ((v + 2) / 4) as u8).collect();
+            let single: Vec<u8> = (0..4).flat_map(|_| mean.clone()).collect();
+            let e = convert(&single, 2, 2, &m, 1);
+            let (u, v) = (
+                one[w * h + by * w / 2 + bx],
+                one[w * h * 5 / 4 + by * w / 2 + bx],
+            );
+            assert!(
+                u.abs_diff(e[4]) <= 1 && v.abs_diff(e[5]) <= 1,
+                "block {by},{bx}"
+            );
+        }
+    }
 }
