@@ -100,6 +100,7 @@ pub fn crop_rgb(rgb: &[u8], w: usize, h: usize, b: &CropBox, out_w: u32, out_h: 
 /// here used to hit single corner pixels of the silhouette's staircase edge from one crop
 /// row while the rows above and below fell beside them, leaving one-row flank slivers, and it
 /// disagreed with the RGB crop by half a pixel at every edge.)
+#[allow(clippy::too_many_arguments)]
 pub fn crop_mask(
     id_map: &[u16],
     part: &[u8],
@@ -157,6 +158,48 @@ pub fn crop_mask(
     out
 }
 
+/// The detector's blob measurements of the pixels equal to `id` inside `scan` (x0, y0, x1,
+/// y1, exclusive ends): centroid, axis angle in (−π/2, π/2] and major axis length (4·√λ₁ of
+/// the second moments, as the detector computes it). `None` when the fish has no pixel.
+pub fn blob_axis(
+    id_map: &[u16],
+    w: usize,
+    scan: [usize; 4],
+    id: u16,
+) -> Option<(f32, f32, f32, f32)> {
+    let (mut n, mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
+    for y in scan[1]..scan[3] {
+        let row = id_map.get(y * w..(y + 1) * w)?;
+        for (x, &v) in row.iter().enumerate().take(scan[2].min(w)).skip(scan[0]) {
+            if v == id {
+                let (xf, yf) = (x as f64 + 0.5, y as f64 + 0.5);
+                n += 1.0;
+                sx += xf;
+                sy += yf;
+                sxx += xf * xf;
+                syy += yf * yf;
+                sxy += xf * yf;
+            }
+        }
+    }
+    if n < 1.0 {
+        return None;
+    }
+    let (mx, my) = (sx / n, sy / n);
+    let cxx = (sxx / n - mx * mx).max(0.0) + 1.0 / 12.0;
+    let cyy = (syy / n - my * my).max(0.0) + 1.0 / 12.0;
+    let cxy = sxy / n - mx * my;
+    let mut angle = 0.5 * (2.0 * cxy).atan2(cxx - cyy);
+    if angle <= -std::f64::consts::FRAC_PI_2 {
+        angle += std::f64::consts::PI;
+    }
+    let disc = ((cxx - cyy) * (cxx - cyy) / 4.0 + cxy * cxy)
+        .max(0.0)
+        .sqrt();
+    let l1 = ((cxx + cyy) / 2.0 + disc).max(0.0);
+    Some((mx as f32, my as f32, angle as f32, (4.0 * l1.sqrt()) as f32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,46 +243,4 @@ mod tests {
         assert_eq!(a, b);
         assert!(a[0] < 10 && a[a.len() - 1] > 240, "left stays left");
     }
-}
-
-/// The detector's blob measurements of the pixels equal to `id` inside `scan` (x0, y0, x1,
-/// y1, exclusive ends): centroid, axis angle in (−π/2, π/2] and major axis length (4·√λ₁ of
-/// the second moments, as the detector computes it). `None` when the fish has no pixel.
-pub fn blob_axis(
-    id_map: &[u16],
-    w: usize,
-    scan: [usize; 4],
-    id: u16,
-) -> Option<(f32, f32, f32, f32)> {
-    let (mut n, mut sx, mut sy, mut sxx, mut syy, mut sxy) = (0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
-    for y in scan[1]..scan[3] {
-        let row = id_map.get(y * w..(y + 1) * w)?;
-        for x in scan[0]..scan[2].min(w) {
-            if row[x] == id {
-                let (xf, yf) = (x as f64 + 0.5, y as f64 + 0.5);
-                n += 1.0;
-                sx += xf;
-                sy += yf;
-                sxx += xf * xf;
-                syy += yf * yf;
-                sxy += xf * yf;
-            }
-        }
-    }
-    if n < 1.0 {
-        return None;
-    }
-    let (mx, my) = (sx / n, sy / n);
-    let cxx = (sxx / n - mx * mx).max(0.0) + 1.0 / 12.0;
-    let cyy = (syy / n - my * my).max(0.0) + 1.0 / 12.0;
-    let cxy = sxy / n - mx * my;
-    let mut angle = 0.5 * (2.0 * cxy).atan2(cxx - cyy);
-    if angle <= -std::f64::consts::FRAC_PI_2 {
-        angle += std::f64::consts::PI;
-    }
-    let disc = ((cxx - cyy) * (cxx - cyy) / 4.0 + cxy * cxy)
-        .max(0.0)
-        .sqrt();
-    let l1 = ((cxx + cyy) / 2.0 + disc).max(0.0);
-    Some((mx as f32, my as f32, angle as f32, (4.0 * l1.sqrt()) as f32))
 }

@@ -122,8 +122,8 @@ pub fn studio_sample(
             let n = f32::from(
                 plate.noise[((y + ny) % NOISE_SIDE) * NOISE_SIDE + (x + nx) % NOISE_SIDE],
             ) * sigma;
-            for ch in 0..3 {
-                let v = f32::from(plate.rgb[s + ch]) * gain[ch] + n;
+            for (ch, g) in gain.iter().enumerate() {
+                let v = f32::from(plate.rgb[s + ch]) * g + n;
                 canvas.rgb[(y * cw + x) * 3 + ch] = v.round().clamp(0.0, 255.0) as u8;
             }
         }
