@@ -60,8 +60,8 @@ impl YuvMatrix {
         }
     }
 
-    /// The matrix of a colorimetry (BT.709 for HD sizes, BT.601 otherwise, as GStreamer's
-    /// defaults pick; anything else is treated as BT.601).
+    /// The matrix of a colorimetry (GStreamer's default for I420 is BT.601 up to 576 lines,
+    /// BT.709 above, BT.2020 from 2160; an unknown matrix is treated as BT.601).
     pub fn for_colorimetry(c: &gst_video::VideoColorimetry) -> Self {
         match c.matrix() {
             gst_video::VideoColorMatrix::Bt709 => Self::new(0.2126, 0.0722),
