@@ -156,6 +156,16 @@ pub struct Detection {
     pub fish_count: u32,
     /// Oriented crop (body axis horizontal), when the detector was asked for crops.
     pub crop: Option<Crop>,
+    /// Pixel positions (full-frame px, evenly subsampled to at most
+    /// [`Detection::MAX_POINTS`]) of a blob large enough to hold several fish that the
+    /// detector could not split; empty for ordinary blobs. The tracker divides such a blob
+    /// between the tracks that share it.
+    pub points: Vec<[f32; 2]>,
+}
+
+impl Detection {
+    /// Most points a detection carries in [`Detection::points`].
+    pub const MAX_POINTS: usize = 512;
 }
 
 /// Everything detect found in one frame.
@@ -219,8 +229,8 @@ pub struct TrackedFrame {
     pub width: u32,
     /// Frame height.
     pub height: u32,
-    /// Fish visible in the frame, as counted by the tracker (fish sharing a touching blob count
-    /// separately).
+    /// Fish in view in the frame, as counted by the tracker: fish sharing a touching blob count
+    /// separately, and a fish that vanished behind another less than a second ago still counts.
     pub visible_fish: u32,
     /// All tracks (confirmed, tentative and coasting).
     pub tracks: Vec<TrackReport>,

@@ -390,6 +390,7 @@ mod ident {
                 height: 1,
                 rgb: vec![0; 9],
             }),
+            points: Vec::new(),
         }
     }
 

@@ -71,6 +71,12 @@ pub struct DetectConfig {
     /// pixels away from detected fish (slow adaptation to lighting drift). Default 0.02.
     /// Allowed: 0 (frozen) ..= 0.5.
     pub adapt_rate: f32,
+    /// After the background is learned, every n-th frame is sampled again until
+    /// `learn_frames` samples are in, and their per-pixel median replaces the background once
+    /// (3–4 s at 25–30 fps by default, after the 2 s of the first learning). Heals "ghosts":
+    /// fish that rested while the background was first learned and would otherwise be
+    /// detected where they no longer are. Default 4; 0 turns it off. Ignored with a `background` image. Allowed: 0..=1000.
+    pub refine_stride: u32,
     /// Fish polarity: `auto` (default), `dark`, `light` or `both`.
     pub polarity: Polarity,
     /// Fixed foreground threshold in luma levels (1..=254). Unset (default): automatic,
@@ -88,8 +94,9 @@ pub struct DetectConfig {
     /// are joined before specks are removed) and 0 otherwise (closing also joins fish that swim
     /// close). Allowed: 0..=10.
     pub close_radius: Option<u32>,
-    /// Smallest blob kept, full-frame px². Unset (default): a quarter of the typical
-    /// single-fish area (at least 10 working pixels).
+    /// Smallest blob kept, full-frame px². Unset (default): a tenth of the typical
+    /// single-fish area (at least 10 working pixels) — a fish seen head-on while it turns in
+    /// front of a side camera shows a small fraction of its side area.
     pub min_area: Option<f32>,
     /// Largest blob kept, full-frame px². Unset (default): (`max_fish_per_blob` + 0.5) × the
     /// typical area. Larger blobs (lighting changes, hands, nets) are ignored.
@@ -123,6 +130,7 @@ impl Default for DetectConfig {
             learn_frames: 25,
             learn_stride: 2,
             adapt_rate: 0.02,
+            refine_stride: 4,
             polarity: Polarity::Auto,
             threshold: None,
             threshold_sigmas: 6.0,
@@ -182,6 +190,15 @@ impl DetectConfig {
             return bad(
                 "learn_stride",
                 format!("{} is not allowed: use 1..=100", self.learn_stride),
+            );
+        }
+        if self.refine_stride > 1000 {
+            return bad(
+                "refine_stride",
+                format!(
+                    "{} is not allowed: use 0 (off) ..= 1000",
+                    self.refine_stride
+                ),
             );
         }
         if !(self.adapt_rate.is_finite() && (0.0..=0.5).contains(&self.adapt_rate)) {
@@ -312,6 +329,12 @@ struct Model {
 
 /// Below this many working pixels a blob is noise, whatever the typical area.
 const NOISE_FLOOR_PX: u32 = 10;
+/// Default smallest blob, in typical single-fish areas.
+const MIN_AREA_RATIO: f32 = 0.1;
+/// Blobs under this many typical areas next to a larger blob are fragments of it.
+const FRAGMENT_RATIO: f32 = 0.15;
+/// Largest gap (working px) between the boxes of a fragment and its fish.
+const FRAGMENT_GAP_PX: u32 = 1;
 /// Blobs at least this many typical areas large are examined for touching fish.
 const SPLIT_MIN_RATIO: f32 = 1.3;
 /// Blob areas needed before the typical area is trusted.
@@ -342,6 +365,12 @@ pub struct Detector {
     core_labeller: Labeller,
     core_mask: Vec<u8>,
     core_blobs: Vec<Blob>,
+    /// Frames seen since the background was learned (for `refine_stride`).
+    refine_tick: u64,
+    /// Working-resolution lumas sampled for the refinement.
+    refine_samples: Vec<Vec<u8>>,
+    /// The one-shot refinement is done.
+    refined: bool,
 }
 
 impl Detector {
@@ -374,6 +403,9 @@ impl Detector {
             core_labeller: Labeller::default(),
             core_mask: Vec::new(),
             core_blobs: Vec::new(),
+            refine_tick: 0,
+            refine_samples: Vec::new(),
+            refined: false,
         })
     }
 
@@ -432,6 +464,9 @@ impl Detector {
             out.extend(self.flush(crops));
             self.geom = None;
             self.model = None;
+            self.refine_tick = 0;
+            self.refine_samples.clear();
+            self.refined = false;
         }
         let geom = match self.geom {
             Some(g) => g,
@@ -446,6 +481,7 @@ impl Detector {
             &mut luma,
         );
         if self.model.is_some() {
+            self.refine(&luma);
             let dets = self.detect(&frame, &luma);
             out.push(DetectedFrame {
                 frame,
@@ -663,6 +699,51 @@ impl Detector {
         );
     }
 
+    /// One-shot refinement of a learned background: samples every `refine_stride`-th frame
+    /// until `learn_frames` samples are in, then replaces the background by their per-pixel
+    /// median. The first background spans a couple of seconds; a fish resting in that time
+    /// stays in it as a "ghost" that is detected where there is no fish — and, being detected,
+    /// is protected from adaptation. The refined median spans many seconds and heals it.
+    fn refine(&mut self, luma: &[u8]) {
+        let stride = self.cfg.refine_stride as u64;
+        if stride == 0 || self.refined || self.preset_matches() {
+            return;
+        }
+        self.refine_tick += 1;
+        if self.refine_tick % stride != 0 {
+            return;
+        }
+        self.refine_samples.push(luma.to_vec());
+        if self.refine_samples.len() < self.cfg.learn_frames as usize {
+            return;
+        }
+        let samples = std::mem::take(&mut self.refine_samples);
+        self.refined = true;
+        let Some(m) = self.model.as_mut() else { return };
+        if samples.iter().any(|s| s.len() != m.bg.len()) {
+            return;
+        }
+        let mut vals = vec![0u8; samples.len()];
+        let mut changed = 0usize;
+        for (i, b) in m.bg.iter_mut().enumerate() {
+            for (v, s) in vals.iter_mut().zip(&samples) {
+                *v = s[i];
+            }
+            let mid = vals.len() / 2;
+            let (_, med, _) = vals.select_nth_unstable(mid);
+            let new = (*med as u16) << 8;
+            if (((*b + 128) >> 8) as i16 - *med as i16).abs() > m.threshold {
+                changed += 1;
+            }
+            *b = new;
+        }
+        tracing::info!(
+            samples = samples.len(),
+            changed_px = changed,
+            "detect: background refined from a longer span"
+        );
+    }
+
     fn drain_pending(&mut self) -> Vec<DetectedFrame> {
         let mut out = Vec::with_capacity(self.pending.len());
         while let Some((frame, luma)) = self.pending.pop_front() {
@@ -806,6 +887,30 @@ impl Detector {
         parts
     }
 
+    /// The blob's pixel positions in full-frame px, every k-th pixel in raster order so that
+    /// at most [`Detection::MAX_POINTS`] remain.
+    fn blob_points(&self, b: &Blob, to_full: &impl Fn(f64) -> f32) -> Vec<[f32; 2]> {
+        let Some(g) = self.geom else {
+            return Vec::new();
+        };
+        let step = (b.n as usize).div_ceil(Detection::MAX_POINTS).max(1);
+        let labels = &self.labeller.labels;
+        let mut out = Vec::with_capacity((b.n as usize / step) + 1);
+        let mut k = 0usize;
+        for y in b.y0..=b.y1 {
+            for x in b.x0..=b.x1 {
+                if labels[y as usize * g.ww + x as usize] != b.label {
+                    continue;
+                }
+                if k % step == 0 {
+                    out.push([to_full(x as f64), to_full(y as f64)]);
+                }
+                k += 1;
+            }
+        }
+        out
+    }
+
     /// Detects fish in one frame (model ready) and adapts the background.
     fn detect(&mut self, frame: &Frame, cur: &[u8]) -> Vec<Detection> {
         self.segment(cur);
@@ -851,7 +956,7 @@ impl Detector {
         let polarity = m.polarity;
         let min_px = match (self.cfg.min_area, typical) {
             (Some(a), _) => a / f2,
-            (None, Some(t)) => (0.25 * t).max(NOISE_FLOOR_PX as f32),
+            (None, Some(t)) => (MIN_AREA_RATIO * t).max(NOISE_FLOOR_PX as f32),
             (None, None) => NOISE_FLOOR_PX as f32,
         };
         let max_px = match (self.cfg.max_area, typical) {
@@ -862,7 +967,10 @@ impl Detector {
         let to_full = |v: f64| (v as f32) * f + (f - 1.0) / 2.0;
         let mut dets = Vec::new();
         let mut kept: Vec<Blob> = Vec::new();
-        let blobs = std::mem::take(&mut self.blobs);
+        let mut blobs = std::mem::take(&mut self.blobs);
+        if let Some(t) = typical {
+            absorb_fragments(&mut blobs, FRAGMENT_RATIO * t, FRAGMENT_GAP_PX);
+        }
         for b in &blobs {
             let area = b.n as f32;
             if area < min_px || area > max_px {
@@ -887,6 +995,11 @@ impl Detector {
                 }
             }
             let mut d = blob_detection(b, f, count, &to_full);
+            if let Some(t) = typical
+                && area >= SPLIT_MIN_RATIO * t
+            {
+                d.points = self.blob_points(b, &to_full);
+            }
             if let Some(spec) = self.crops
                 && count == 1
             {
@@ -937,6 +1050,56 @@ impl Detector {
     }
 }
 
+/// Small blobs (under `small` px) whose box lies within `gap` px of a larger blob's box are
+/// parts of that fish (a tail fin cut off at the thin caudal peduncle, a fin): their pixels
+/// join the larger blob and they are dropped. A small blob far from others stays (a fish seen
+/// head-on while it turns).
+fn absorb_fragments(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
+    let big: Vec<usize> = (0..blobs.len())
+        .filter(|&i| blobs[i].n as f32 >= small)
+        .collect();
+    if big.is_empty() {
+        return;
+    }
+    let mut drop = vec![false; blobs.len()];
+    for i in 0..blobs.len() {
+        let s = blobs[i];
+        if s.n as f32 >= small || s.n < NOISE_FLOOR_PX / 2 {
+            continue;
+        }
+        let box_gap = |b: &Blob| {
+            let dx = (b.x0.saturating_sub(s.x1)).max(s.x0.saturating_sub(b.x1));
+            let dy = (b.y0.saturating_sub(s.y1)).max(s.y0.saturating_sub(b.y1));
+            dx.max(dy)
+        };
+        let host = big
+            .iter()
+            .copied()
+            .map(|j| (j, box_gap(&blobs[j])))
+            .filter(|&(_, g)| g <= gap)
+            .min_by_key(|&(_, g)| g);
+        if let Some((j, _)) = host {
+            let b = &mut blobs[j];
+            b.n += s.n;
+            b.sx += s.sx;
+            b.sy += s.sy;
+            b.sxx += s.sxx;
+            b.syy += s.syy;
+            b.sxy += s.sxy;
+            b.x0 = b.x0.min(s.x0);
+            b.y0 = b.y0.min(s.y0);
+            b.x1 = b.x1.max(s.x1);
+            b.y1 = b.y1.max(s.y1);
+            drop[i] = true;
+        }
+    }
+    let mut k = 0;
+    blobs.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
+}
+
 /// Quantile (`q` in 0..1) bin index of a histogram with `total` entries.
 fn hist_quantile(hist: &[u32], total: u32, q: f32) -> i32 {
     let target = ((total as f32) * q).ceil().max(1.0) as u32;
@@ -978,6 +1141,7 @@ fn blob_detection(b: &Blob, f: f32, count: u32, to_full: &impl Fn(f64) -> f32) -
         minor_axis: minor as f32 * f,
         fish_count: count,
         crop: None,
+        points: Vec::new(),
     }
 }
 

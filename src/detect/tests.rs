@@ -412,3 +412,63 @@ fn missing_background_file_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[test]
+fn a_ghost_of_a_fish_resting_while_learning_is_healed() {
+    // Fish A rests at (40, 30) for the first 80 frames (the whole first learning span), then
+    // swims off; fish B swims along y = 90 throughout. Without refinement A's resting place
+    // stays in the background and is detected for ever; with it (the default), the ghost goes.
+    let scene = |i: u64| {
+        let mut v = vec![Ell {
+            cx: 20.0 + (i % 120) as f32,
+            cy: 90.0,
+            a: 12.0,
+            b: 4.0,
+            angle: 0.0,
+            value: 60,
+        }];
+        if i < 80 {
+            v.push(Ell {
+                cx: 40.0,
+                cy: 30.0,
+                a: 12.0,
+                b: 4.0,
+                angle: 0.0,
+                value: 60,
+            });
+        }
+        v
+    };
+    let ghost_frames = |dets: &[Vec<Detection>], from: usize| {
+        dets[from..]
+            .iter()
+            .filter(|f| {
+                f.iter()
+                    .any(|d| (d.x - 40.0).abs() < 6.0 && (d.y - 30.0).abs() < 6.0)
+            })
+            .count()
+    };
+    // Polarity `both` (a side view): the ghost, lighter than the background that holds the
+    // fish, is foreground too.
+    let mut on = DetectConfig::default();
+    on.polarity = Polarity::Both;
+    let mut off = on.clone();
+    off.refine_stride = 0;
+    let dets = run(&off, 300, 200, scene, None);
+    assert!(
+        ghost_frames(&dets, 250) >= 45,
+        "without refinement the ghost stays (scenario check)"
+    );
+    let dets = run(&on, 300, 200, scene, None);
+    assert_eq!(
+        ghost_frames(&dets, 250),
+        0,
+        "the refined background has no ghost"
+    );
+    // The swimming fish is still found in every late frame.
+    assert!(
+        dets[250..]
+            .iter()
+            .all(|f| f.iter().any(|d| (d.y - 90.0).abs() < 3.0))
+    );
+}

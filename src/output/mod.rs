@@ -35,7 +35,8 @@
 //! in `unit`. An event is written (and flushed) as soon as it ends; the file of its end date.
 //!
 //! **`counts*.csv`** columns: `frame,t,camera,visible_fish,tracks,individuals_present,time` —
-//! one row per frame: fish detected (touching-fish estimates included), confirmed tracks
+//! one row per frame: fish in view by the tracker's account (each of several touching fish,
+//! and a fish hidden behind another for less than a second, included), confirmed tracks
 //! (coasting included), and individuals identified among this frame's observations.
 //!
 //! **`mot*.txt`** (MOTChallenge, for TrackEval): `frame,id,bb_left,bb_top,w,h,conf,x,y,z`

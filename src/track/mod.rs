@@ -216,6 +216,48 @@ fn gated_assignment(
         .collect()
 }
 
+/// A track lost on another fish's blob counts as in view (hidden behind it) this long, s.
+const OCCLUDED_IN_VIEW_S: f64 = 1.0;
+/// Measurement noise (body lengths) of a track's part of a shared blob.
+const SHARED_MEASUREMENT_BL: f32 = 0.15;
+/// Iterations of the k-means division of a shared blob.
+const SPLIT_ITERATIONS: usize = 8;
+
+/// Divides a shared blob's points between tracks by k-means seeded at the tracks' predicted
+/// positions: per seed, the centre of its points and the fraction of points it got (a seed
+/// that gets no point keeps its position, with fraction 0).
+fn split_points(points: &[[f32; 2]], seeds: &[(f64, f64)]) -> Vec<(f64, f64, f32)> {
+    let mut centres: Vec<(f64, f64)> = seeds.to_vec();
+    let mut counts = vec![0usize; seeds.len()];
+    for _ in 0..SPLIT_ITERATIONS {
+        let mut sums = vec![(0.0f64, 0.0f64); centres.len()];
+        counts.iter_mut().for_each(|c| *c = 0);
+        for p in points {
+            let (px, py) = (p[0] as f64, p[1] as f64);
+            let best = centres
+                .iter()
+                .enumerate()
+                .map(|(k, c)| (k, (c.0 - px).powi(2) + (c.1 - py).powi(2)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(0, |(k, _)| k);
+            sums[best].0 += px;
+            sums[best].1 += py;
+            counts[best] += 1;
+        }
+        for (k, c) in centres.iter_mut().enumerate() {
+            if counts[k] > 0 {
+                *c = (sums[k].0 / counts[k] as f64, sums[k].1 / counts[k] as f64);
+            }
+        }
+    }
+    let total = points.len().max(1) as f32;
+    centres
+        .into_iter()
+        .zip(counts)
+        .map(|(c, n)| (c.0, c.1, n as f32 / total))
+        .collect()
+}
+
 fn dist(a: (f64, f64), d: &Detection) -> f64 {
     ((a.0 - d.x as f64).powi(2) + (a.1 - d.y as f64).powi(2)).sqrt()
 }
@@ -245,9 +287,10 @@ impl Tracker {
         }
     }
 
-    /// Number of fish seen in the last frame, by the tracker's account: confirmed tracks
-    /// matched to a detection (touching fish counted per track), plus tentative ones while the
-    /// population is not complete; at most the population. More robust than summing
+    /// Number of fish in view in the last frame, by the tracker's account: confirmed tracks
+    /// matched to a detection (touching fish counted per track), confirmed tracks that lost
+    /// their detection less than a second ago on another fish's blob (hidden behind it), plus
+    /// tentative ones while the population is not complete; at most the population. More robust than summing
     /// `Detection::fish_count`, which cannot tell a large fish from two small touching ones.
     pub fn visible_fish(&self) -> u32 {
         self.visible
@@ -422,6 +465,31 @@ impl Tracker {
             }
         }
 
+        // A blob flagged as several fish by its area may be one large fish: the tracks that
+        // took its slots must fit in it together, else the farthest give it up (and coast).
+        let share_ratio = self.cfg.share_area_ratio;
+        for (di, d) in detections.iter().enumerate() {
+            let mut on: Vec<usize> = (0..self.tracks.len())
+                .filter(|&i| self.tracks[i].matched == Some(di))
+                .collect();
+            if on.len() < 2 {
+                continue;
+            }
+            on.sort_by(|&a, &b| {
+                dist(self.tracks[a].motion.position(), d)
+                    .total_cmp(&dist(self.tracks[b].motion.position(), d))
+            });
+            while on.len() >= 2 {
+                let sum: f32 = on.iter().map(|&i| self.tracks[i].area).sum();
+                if d.area >= share_ratio * sum {
+                    break;
+                }
+                if let Some(i) = on.pop() {
+                    self.tracks[i].matched = None;
+                }
+            }
+        }
+
         // Stage 4: a confirmed track left over may share a detection already taken when that
         // blob is large enough for all of them (touching fish the detector counted as fewer).
         let mut on_det: Vec<f32> = vec![0.0; detections.len()];
@@ -430,7 +498,6 @@ impl Tracker {
                 on_det[di] += tr.area;
             }
         }
-        let share_ratio = self.cfg.share_area_ratio;
         for i in 0..self.tracks.len() {
             let tr = &self.tracks[i];
             if !tr.confirmed || tr.dormant || tr.matched.is_some() {
@@ -459,12 +526,48 @@ impl Tracker {
             }
         }
 
+        // Shared blobs with pixel positions: divide them between their tracks.
+        let mut split: Vec<Option<(f64, f64, f32)>> = vec![None; self.tracks.len()];
+        for (di, d) in detections.iter().enumerate() {
+            if sharers[di] < 2 || d.points.is_empty() {
+                continue;
+            }
+            let members: Vec<usize> = (0..self.tracks.len())
+                .filter(|&i| self.tracks[i].matched == Some(di))
+                .collect();
+            let b = d.bbox;
+            let seeds: Vec<(f64, f64)> = members
+                .iter()
+                .map(|&i| {
+                    let (x, y) = self.tracks[i].motion.position();
+                    (
+                        x.clamp(b[0] as f64, (b[2] as f64).max(b[0] as f64)),
+                        y.clamp(b[1] as f64, (b[3] as f64).max(b[1] as f64)),
+                    )
+                })
+                .collect();
+            for (k, (cx, cy, frac)) in split_points(&d.points, &seeds).into_iter().enumerate() {
+                split[members[k]] = Some((cx, cy, frac));
+            }
+        }
+
         // Apply matches.
         let decay = (-dt / COAST_VELOCITY_DECAY_S).exp();
         let meas_noise = self.cfg.measurement_noise;
-        for tr in &mut self.tracks {
+        for (ti, tr) in self.tracks.iter_mut().enumerate() {
             let Some(di) = tr.matched else { continue };
             let d = &detections[di];
+            if sharers[di] >= 2
+                && let Some((cx, cy, _)) = split[ti]
+            {
+                // Its part of a shared blob: a coarser measurement than a blob of its own.
+                tr.motion
+                    .update(cx, cy, (SHARED_MEASUREMENT_BL * tr.body_length) as f64);
+                tr.hits = tr.hits.saturating_add(1);
+                tr.last_seen = t;
+                tr.dormant = false;
+                continue;
+            }
             if sharers[di] >= 2 {
                 // Several fish in one blob: its centroid is none of them. Keep each track's
                 // prediction, slowed down (fish in contact rarely keep their speed) and pulled
@@ -484,7 +587,9 @@ impl Tracker {
             }
             tr.motion
                 .update(d.x as f64, d.y as f64, (meas_noise * tr.body_length) as f64);
-            if d.fish_count == 1 && d.area.is_finite() && d.area > 0.0 {
+            // A blob of its own: its area is this fish's (unless the blob is far larger, i.e.
+            // an untracked fish touches it).
+            if d.area.is_finite() && d.area > 0.0 && (d.fish_count == 1 || d.area < 1.5 * tr.area) {
                 tr.area += 0.1 * (d.area - tr.area);
             }
             tr.hits = tr.hits.saturating_add(1);
@@ -567,10 +672,22 @@ impl Tracker {
                 self.tracks[i].confirmed = true;
                 continue;
             }
-            // Population full: take over the nearest lost (unmatched) track's id.
+            // Population full: take over the nearest lost (unmatched) track's id — or, once it
+            // has proven itself twice as long, the id of a track that only shares a blob with
+            // others (two tracks on one fish while this fish had none).
             let pos = tr.motion.position();
+            let proven = tr.hits >= 2 * self.cfg.min_hits;
             let victim = (0..self.tracks.len())
-                .filter(|&j| self.tracks[j].confirmed && self.tracks[j].matched.is_none())
+                .filter(|&j| {
+                    let v = &self.tracks[j];
+                    // id 0: already taken over by another new track this frame.
+                    v.confirmed
+                        && v.id != 0
+                        && match v.matched {
+                            None => true,
+                            Some(di) => proven && sharers.get(di).is_some_and(|&n| n >= 2),
+                        }
+                })
                 .min_by(|&a, &b| {
                     let da = self.tracks[a].motion.position();
                     let db = self.tracks[b].motion.position();
@@ -603,10 +720,27 @@ impl Tracker {
         let full = self
             .population
             .is_some_and(|n| self.confirmed_count() >= n as usize);
+        // A confirmed track that lost its detection within the last second while its prediction
+        // lies on another fish's blob is a fish hidden (partly) behind that one: still in view.
+        let hidden_behind = |tr: &Track| {
+            tr.confirmed
+                && !tr.dormant
+                && t - tr.last_seen <= OCCLUDED_IN_VIEW_S
+                && detections.iter().enumerate().any(|(di, d)| {
+                    let (x, y) = tr.motion.position();
+                    let b = d.bbox;
+                    sharers[di] > 0
+                        && (b[0] as f64..=b[2] as f64).contains(&x)
+                        && (b[1] as f64..=b[3] as f64).contains(&y)
+                })
+        };
         let seen = self
             .tracks
             .iter()
-            .filter(|tr| tr.matched.is_some() && (tr.confirmed || !full))
+            .filter(|tr| match tr.matched {
+                Some(_) => tr.confirmed || !full,
+                None => hidden_behind(tr),
+            })
             .count() as u32;
         self.visible = match self.population {
             Some(n) => seen.min(n),
@@ -615,10 +749,15 @@ impl Tracker {
 
         self.tracks
             .iter()
-            .filter(|tr| !tr.dormant)
-            .map(|tr| {
+            .enumerate()
+            .filter(|(_, tr)| !tr.dormant)
+            .map(|(ti, tr)| {
                 let (x, y) = tr.motion.position();
                 let (x, y, area) = match tr.matched {
+                    Some(di) if sharers[di] >= 2 && split[ti].is_some() => {
+                        let frac = split[ti].map_or(0.0, |s| s.2);
+                        (x as f32, y as f32, frac * detections[di].area)
+                    }
                     Some(di) if sharers[di] >= 2 => {
                         let b = detections[di].bbox;
                         (

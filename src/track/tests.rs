@@ -14,6 +14,7 @@ fn det(x: f32, y: f32) -> Detection {
         minor_axis: 6.0,
         fish_count: 1,
         crop: None,
+        points: Vec::new(),
     }
 }
 
@@ -222,4 +223,156 @@ fn config_validation_names_the_key() {
     assert_eq!(parsed.gate_px, Some(12.5));
     assert_eq!(parsed.min_hits, 3);
     assert!(toml::from_str::<TrackConfig>("gate = 3").is_err());
+}
+
+/// Points filling an axis-aligned 20×6 body centred at (x, y), one per pixel.
+fn body_points(x: f32, y: f32) -> Vec<[f32; 2]> {
+    let mut v = Vec::new();
+    for dy in -3..3 {
+        for dx in -10..10 {
+            v.push([x + dx as f32 + 0.5, y + dy as f32 + 0.5]);
+        }
+    }
+    v
+}
+
+#[test]
+fn shared_blob_with_points_is_divided_between_its_tracks() {
+    // Two fish swim towards each other along one row until their bodies overlap (12 px
+    // apart, bodies 20 px long), then apart again; while they overlap the detector sees one
+    // blob with its pixel positions. Each track must follow its own part of the blob, not sit
+    // at the blob's centroid, and keep its id.
+    let mut tr = Tracker::new(&TrackConfig::default(), Some(2));
+    let mut ids = None;
+    let mut merged_frames = 0;
+    for k in 0..40 {
+        let gap = if k <= 14 {
+            40.0 - 2.0 * k as f32
+        } else {
+            12.0 + 2.0 * (k - 14) as f32
+        };
+        let (ax, bx) = (140.0 - gap / 2.0, 140.0 + gap / 2.0);
+        let (ay, by) = (50.0, 53.0);
+        let dets = if gap < 20.0 {
+            merged_frames += 1;
+            let mut pts = body_points(ax, ay);
+            pts.extend(body_points(bx, by));
+            let mut m = det((ax + bx) / 2.0, (ay + by) / 2.0);
+            m.bbox = [ax - 10.0, ay - 3.0, bx + 10.0, by + 3.0];
+            m.area = pts.len() as f32;
+            m.fish_count = 2;
+            m.points = pts;
+            vec![m]
+        } else {
+            vec![det(ax, ay), det(bx, by)]
+        };
+        let reps = tr.update(k as f64 * DT, &dets);
+        if k < 3 {
+            continue;
+        }
+        let ia = id_near(&reps, ax, ay, 6.0).unwrap_or_else(|| panic!("A lost at {k}: {reps:?}"));
+        let ib = id_near(&reps, bx, by, 6.0).unwrap_or_else(|| panic!("B lost at {k}: {reps:?}"));
+        assert_ne!(ia, ib, "both tracks on one fish at frame {k}");
+        assert_eq!(
+            *ids.get_or_insert((ia, ib)),
+            (ia, ib),
+            "ids swapped at frame {k}"
+        );
+    }
+    assert!(merged_frames >= 5, "the scenario must merge the fish");
+}
+
+#[test]
+fn a_large_fish_is_not_shared_with_a_track_that_does_not_fit() {
+    // A big fish (area 400) is flagged as two fish by its area; a small fish (area 100) that
+    // vanished next to it must not be matched onto it (its track coasts instead).
+    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    let big = |x: f32| {
+        let mut d = det(x, 50.0);
+        d.area = 400.0;
+        d.major_axis = 40.0;
+        d.bbox = [x - 20.0, 44.0, x + 20.0, 56.0];
+        d
+    };
+    for k in 0..10 {
+        let mut dets = vec![big(100.0)];
+        dets[0].fish_count = 1;
+        dets.push(det(125.0, 58.0));
+        tr.update(k as f64 * DT, &dets);
+    }
+    let mut flagged = big(100.0);
+    flagged.fish_count = 2;
+    let reps = tr.update(10.0 * DT, &[flagged]);
+    let on_big = reps.iter().filter(|r| r.detection == Some(0)).count();
+    assert_eq!(
+        on_big, 1,
+        "only the big fish's track keeps its blob: {reps:?}"
+    );
+    let big_track = reps
+        .iter()
+        .find(|r| r.detection == Some(0))
+        .expect("big track");
+    assert!(
+        (big_track.x - 100.0).abs() < 1.0,
+        "the big fish is reported at its blob"
+    );
+}
+
+#[test]
+fn a_fish_hidden_behind_another_still_counts_in_view() {
+    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    for k in 0..10 {
+        tr.update(k as f64 * DT, &[det(100.0, 50.0), det(110.0, 52.0)]);
+    }
+    assert_eq!(tr.visible_fish(), 2);
+    // The second fish disappears behind the first (its blob only grows a little): still 2.
+    let mut front = det(100.0, 50.0);
+    front.bbox = [88.0, 45.0, 122.0, 56.0];
+    tr.update(10.0 * DT, &[front.clone()]);
+    assert_eq!(tr.visible_fish(), 2, "hidden fish counted");
+    // After more than a second out of sight it no longer counts.
+    for k in 11..45 {
+        tr.update(k as f64 * DT, &[front.clone()]);
+    }
+    assert_eq!(tr.visible_fish(), 1);
+}
+
+#[test]
+fn two_new_tracks_proving_themselves_in_one_frame_take_two_lost_ids() {
+    // Population 3: two fish vanish together and reappear far away together, so their new
+    // tracks are promoted in the same frame. Each must take over its own lost id (an id taken
+    // once must not be handed on, or the second new track would be deleted).
+    let mut tr = Tracker::new(&TrackConfig::default(), Some(3));
+    for k in 0..10 {
+        tr.update(
+            k as f64 * DT,
+            &[det(100.0, 100.0), det(300.0, 100.0), det(500.0, 100.0)],
+        );
+    }
+    for k in 10..20 {
+        tr.update(k as f64 * DT, &[det(100.0, 100.0)]);
+    }
+    let mut both = None;
+    for k in 20..30 {
+        let reps = tr.update(
+            k as f64 * DT,
+            &[det(100.0, 100.0), det(300.0, 400.0), det(340.0, 400.0)],
+        );
+        // Both newcomers are nearest to the same lost track (300, 100) and are promoted in the
+        // same frame: from then on both are confirmed, in every frame.
+        let a = id_near(&reps, 300.0, 400.0, 1.0);
+        let b = id_near(&reps, 340.0, 400.0, 1.0);
+        if both.is_some() || a.is_some() || b.is_some() {
+            let (a, b) = (a.expect("first newcomer"), b.expect("second newcomer"));
+            assert_eq!(
+                *both.get_or_insert((a, b)),
+                (a, b),
+                "ids stable (frame {k})"
+            );
+        }
+    }
+    let (a, b) = both.expect("newcomers confirmed");
+    assert_ne!(a, b);
+    assert!(a != 0 && b != 0);
+    assert_eq!(tr.confirmed_count(), 3);
 }
