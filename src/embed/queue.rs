@@ -182,6 +182,8 @@ mod tests {
         assert_eq!(done[0].tag, "a");
         assert_eq!(done[0].result.as_ref().unwrap(), &want);
         assert_eq!(q.in_flight(), 0);
+        // The service's workers end when every client is gone.
+        drop(q);
         svc.shutdown();
     }
 
@@ -204,6 +206,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(got, (0..MAX_IN_FLIGHT).collect::<Vec<_>>(), "in request order");
+        drop(q);
         svc.shutdown();
     }
 
