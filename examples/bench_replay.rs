@@ -132,7 +132,11 @@ fn full_replay(
     let s = p.wait()?;
     let secs = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&out);
-    Ok((s.iter().map(|c| c.frames).sum(), secs, stage_means(&metrics.encode())))
+    Ok((
+        s.iter().map(|c| c.frames).sum(),
+        secs,
+        stage_means(&metrics.encode()),
+    ))
 }
 
 /// `stage=mean_ms` for every `finprint_stage_latency_seconds` series of the exposition.
@@ -143,10 +147,15 @@ fn stage_means(text: &str) -> String {
         let Some(rest) = l.strip_prefix("finprint_stage_latency_seconds_sum{") else {
             continue;
         };
-        let Some(stage) = rest.split("stage=\"").nth(1).and_then(|s| s.split('"').next()) else {
+        let Some(stage) = rest
+            .split("stage=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        else {
             continue;
         };
-        let labels = &l["finprint_stage_latency_seconds_sum".len()..l.rfind(' ').unwrap_or(l.len())];
+        let labels =
+            &l["finprint_stage_latency_seconds_sum".len()..l.rfind(' ').unwrap_or(l.len())];
         let count = text
             .lines()
             .find(|c| c.starts_with(&format!("finprint_stage_latency_seconds_count{labels}")))

@@ -635,7 +635,9 @@ impl EmbedService {
             "encoder ready"
         );
         if service.assignment.is_empty() {
-            tracing::warn!("ONNX Runtime reported no execution-provider assignment for the encoder");
+            tracing::warn!(
+                "ONNX Runtime reported no execution-provider assignment for the encoder"
+            );
         }
         for (ep, nodes) in &service.assignment {
             tracing::info!(provider = %ep, nodes, "encoder nodes assigned by ONNX Runtime");
@@ -768,7 +770,12 @@ mod tests {
             lag_frames: 0,
             ..Default::default()
         };
-        assert!(bad.validate("embed").unwrap_err().to_string().contains("embed.lag_frames"));
+        assert!(
+            bad.validate("embed")
+                .unwrap_err()
+                .to_string()
+                .contains("embed.lag_frames")
+        );
     }
 
     #[test]

@@ -175,7 +175,10 @@ mod tests {
         assert!(q.submit("a", vec![crop(3), crop(7)]).unwrap());
         // Long enough for the tiny model to finish: the result is still not taken early.
         std::thread::sleep(Duration::from_millis(300));
-        assert!(q.next_frame().is_empty(), "taken one frame after the request");
+        assert!(
+            q.next_frame().is_empty(),
+            "taken one frame after the request"
+        );
         assert_eq!(q.in_flight(), 1);
         let done = q.next_frame();
         assert_eq!(done.len(), 1);
@@ -205,7 +208,11 @@ mod tests {
             }));
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(got, (0..MAX_IN_FLIGHT).collect::<Vec<_>>(), "in request order");
+        assert_eq!(
+            got,
+            (0..MAX_IN_FLIGHT).collect::<Vec<_>>(),
+            "in request order"
+        );
         drop(q);
         svc.shutdown();
     }
