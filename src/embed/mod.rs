@@ -518,6 +518,9 @@ pub struct EmbedService {
     model: PathBuf,
 }
 
+/// Where the result of one [`EmbedClient::submit`] arrives.
+pub type Reply = crossbeam_channel::Receiver<Result<Vec<Vec<f32>>, EmbedError>>;
+
 /// Cloneable, `Send` handle that cameras use to embed crops through the service.
 #[derive(Clone)]
 pub struct EmbedClient {
@@ -539,10 +542,7 @@ impl EmbedClient {
 
     /// Sends crops to the service without waiting; the result (one embedding per crop, in
     /// order) arrives on the returned channel. Checks the crops first.
-    pub fn submit(
-        &self,
-        crops: Vec<Crop>,
-    ) -> Result<crossbeam_channel::Receiver<Result<Vec<Vec<f32>>, EmbedError>>, EmbedError> {
+    pub fn submit(&self, crops: Vec<Crop>) -> Result<Reply, EmbedError> {
         for c in &crops {
             preprocess::check_crop(c)?;
         }

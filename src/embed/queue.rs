@@ -7,9 +7,9 @@
 
 use std::collections::VecDeque;
 
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::TryRecvError;
 
-use super::{EmbedClient, EmbedError};
+use super::{EmbedClient, EmbedError, Reply};
 use crate::messages::Crop;
 
 /// Requests in flight above which [`Collect::Ready`] skips new ones.
@@ -33,8 +33,6 @@ pub struct Done<T> {
     /// One embedding per crop, in order, or why there is none.
     pub result: Result<Vec<Vec<f32>>, EmbedError>,
 }
-
-type Reply = Receiver<Result<Vec<Vec<f32>>, EmbedError>>;
 
 struct InFlight<T> {
     frame: u64,
