@@ -80,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             height: ch,
             rgb: (0..(cw * ch * 3) as usize)
                 .map(|i| {
-                    if (i / 3 % cw as usize + k) / 6 % 2 == 0 {
+                    if ((i / 3 % cw as usize + k) / 6).is_multiple_of(2) {
                         next() / 2
                     } else {
                         128 + next() / 2

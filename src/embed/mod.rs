@@ -8,6 +8,7 @@
 
 pub mod card;
 pub mod preprocess;
+pub mod queue;
 pub mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::config::ConfigError;
 use crate::messages::Crop;
 
 pub use card::ModelCard;
+pub use queue::{Collect, Done, EmbedQueue};
 
 /// File name of the encoder shipped with finprint.
 pub const DEFAULT_MODEL: &str = "finprint-default.onnx";
@@ -59,12 +61,18 @@ pub struct EmbedConfig {
     /// Most crops per model run (default 32; 1..=1024). Requests of several cameras are merged
     /// up to this size.
     pub batch_size: usize,
-    /// Intra-op threads per session (default 0: ONNX Runtime's choice, one per core).
+    /// Intra-op threads per session. Default 0: automatic — 1 on machines with at most 2 cores
+    /// (the decoder and the camera workers need the others; ONNX Runtime's pool would compete
+    /// with them), else ONNX Runtime's choice (one per core).
     pub threads: usize,
     /// Worker threads, each owning one session (default 1; 1..=16).
     pub workers: usize,
     /// Check the model file's SHA-256 against the card's `onnx_sha256` at start (default true).
     pub verify_sha256: bool,
+    /// Recordings only (live cameras never wait for the encoder): a camera worker takes the
+    /// embeddings of a frame's crops this many frames later, waiting for them if needed, so
+    /// replays give the same identities on any machine (default 4; 1..=64).
+    pub lag_frames: u32,
 }
 
 impl Default for EmbedConfig {
@@ -78,6 +86,7 @@ impl Default for EmbedConfig {
             threads: 0,
             workers: 1,
             verify_sha256: true,
+            lag_frames: 4,
         }
     }
 }
@@ -103,6 +112,12 @@ impl EmbedConfig {
                 ),
             ));
         }
+        if !(1..=64).contains(&self.lag_frames) {
+            return Err(ConfigError::invalid(
+                format!("{key}.lag_frames"),
+                format!("{} is not allowed: use 1..=64 frames", self.lag_frames),
+            ));
+        }
         if !(1..=16).contains(&self.workers) {
             return Err(ConfigError::invalid(
                 format!("{key}.workers"),
@@ -125,6 +140,22 @@ impl EmbedConfig {
         }
         Ok(())
     }
+
+    /// Intra-op threads actually requested from ONNX Runtime for `cores` available cores
+    /// (0 = ONNX Runtime's default); see [`EmbedConfig::threads`].
+    pub fn intra_threads(&self, cores: usize) -> usize {
+        match self.threads {
+            0 if cores <= 2 => 1,
+            n => n,
+        }
+    }
+}
+
+/// Cores available to this process (1 when unknown).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Errors of the embed stage. Every message names the file or setting and what to do.
@@ -330,7 +361,8 @@ impl Embedder {
     /// Like [`Embedder::open`] with paths already resolved.
     pub fn open_resolved(r: &ResolvedModel, cfg: &EmbedConfig) -> Result<Embedder, EmbedError> {
         let (env, library) = runtime::environment(&r.library)?;
-        let opened = runtime::open_session(&env, &library, &r.model, cfg.provider, cfg.threads)?;
+        let threads = cfg.intra_threads(available_cores());
+        let opened = runtime::open_session(&env, &library, &r.model, cfg.provider, threads)?;
         runtime::check_session_against_card(&opened.session, &r.card, &r.model, &r.card_path)?;
         let batch_size = opened.fixed_batch.unwrap_or(cfg.batch_size.max(1));
         Ok(Embedder {
@@ -486,6 +518,9 @@ pub struct EmbedService {
     model: PathBuf,
 }
 
+/// Where the result of one [`EmbedClient::submit`] arrives.
+pub type Reply = crossbeam_channel::Receiver<Result<Vec<Vec<f32>>, EmbedError>>;
+
 /// Cloneable, `Send` handle that cameras use to embed crops through the service.
 #[derive(Clone)]
 pub struct EmbedClient {
@@ -500,6 +535,14 @@ impl EmbedClient {
         if crops.is_empty() {
             return Ok(Vec::new());
         }
+        self.submit(crops)?
+            .recv()
+            .map_err(|_| EmbedError::Stopped)?
+    }
+
+    /// Sends crops to the service without waiting; the result (one embedding per crop, in
+    /// order) arrives on the returned channel. Checks the crops first.
+    pub fn submit(&self, crops: Vec<Crop>) -> Result<Reply, EmbedError> {
         for c in &crops {
             preprocess::check_crop(c)?;
         }
@@ -507,7 +550,7 @@ impl EmbedClient {
         self.tx
             .send(Job { crops, reply })
             .map_err(|_| EmbedError::Stopped)?;
-        rx.recv().map_err(|_| EmbedError::Stopped)?
+        Ok(rx)
     }
 
     /// The model card.
@@ -588,8 +631,17 @@ impl EmbedService {
             provider = %service.provider,
             assignment = ?service.assignment,
             workers = service.workers.len(),
+            intra_threads = cfg.intra_threads(available_cores()),
             "encoder ready"
         );
+        if service.assignment.is_empty() {
+            tracing::warn!(
+                "ONNX Runtime reported no execution-provider assignment for the encoder"
+            );
+        }
+        for (ep, nodes) in &service.assignment {
+            tracing::info!(provider = %ep, nodes, "encoder nodes assigned by ONNX Runtime");
+        }
         Ok(service)
     }
 
@@ -700,6 +752,29 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("embed.workers")
+        );
+    }
+
+    #[test]
+    fn threads_default_to_one_on_small_machines() {
+        let auto = EmbedConfig::default();
+        assert_eq!(auto.intra_threads(1), 1);
+        assert_eq!(auto.intra_threads(2), 1);
+        assert_eq!(auto.intra_threads(16), 0, "ONNX Runtime's own choice");
+        let three = EmbedConfig {
+            threads: 3,
+            ..Default::default()
+        };
+        assert_eq!(three.intra_threads(2), 3);
+        let bad = EmbedConfig {
+            lag_frames: 0,
+            ..Default::default()
+        };
+        assert!(
+            bad.validate("embed")
+                .unwrap_err()
+                .to_string()
+                .contains("embed.lag_frames")
         );
     }
 

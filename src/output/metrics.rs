@@ -8,7 +8,8 @@
 //! `reconnects_total`, `embeddings_total` (counters by `camera`); `fps`, `detections`,
 //! `tracks`, `individuals_present` (gauges by `camera`); `stage_latency_seconds`
 //! (histogram by `camera`,`stage`); `embed_execution_provider` (info-style gauge by
-//! `provider`, 1 for the provider in use); `output_write_errors_total`,
+//! `provider`, 1 for the provider in use); `embed_nodes` (gauge by `provider`: graph nodes
+//! ONNX Runtime assigned to each execution provider); `output_write_errors_total`,
 //! `output_buffered_bytes`, `output_dropped_rows` (by `camera`).
 
 use std::sync::Arc;
@@ -69,6 +70,7 @@ pub struct Metrics {
     individuals: Family<CameraLabel, Gauge>,
     latency: Family<StageLabel, Histogram>,
     provider: Family<ProviderLabel, Gauge>,
+    nodes: Family<ProviderLabel, Gauge>,
     write_errors: Family<CameraLabel, Counter>,
     buffered: Family<CameraLabel, Gauge>,
     dropped_rows: Family<CameraLabel, Gauge>,
@@ -102,6 +104,7 @@ impl Metrics {
             individuals: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             provider: Family::default(),
+            nodes: Family::default(),
             write_errors: Family::default(),
             buffered: Family::default(),
             dropped_rows: Family::default(),
@@ -148,6 +151,11 @@ impl Metrics {
             "embed_execution_provider",
             "Execution provider of the appearance encoder (1 = in use)",
             m.provider.clone(),
+        );
+        r.register(
+            "embed_nodes",
+            "Encoder graph nodes per execution provider, as ONNX Runtime assigned them",
+            m.nodes.clone(),
         );
         r.register(
             "output_write_errors",
@@ -240,6 +248,19 @@ impl Metrics {
             .set(1);
     }
 
+    /// Sets the encoder's node count per execution provider (ONNX Runtime's assignment);
+    /// providers not listed disappear.
+    pub fn set_embed_nodes(&self, assignment: &[(String, usize)]) {
+        self.nodes.clear();
+        for (provider, n) in assignment {
+            self.nodes
+                .get_or_create(&ProviderLabel {
+                    provider: provider.clone(),
+                })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Convenience for the pipeline: sets the gauges `detections`, `tracks` (confirmed,
     /// including coasting) and `individuals_present` from a [`TrackedFrame`]. It does not
     /// count the frame: call [`Self::inc_frames`] for that.
@@ -326,5 +347,25 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("provider=\"CUDA\""), "{text}");
+    }
+
+    #[test]
+    fn embed_nodes_per_provider_replace_earlier_ones() {
+        let m = Metrics::new();
+        m.set_embed_nodes(&[("CUDAExecutionProvider".into(), 3)]);
+        m.set_embed_nodes(&[
+            ("CPUExecutionProvider".into(), 40),
+            ("CUDAExecutionProvider".into(), 2),
+        ]);
+        let text = m.encode();
+        assert!(
+            text.contains("finprint_embed_nodes{provider=\"CPUExecutionProvider\"} 40"),
+            "{text}"
+        );
+        assert!(
+            text.contains("finprint_embed_nodes{provider=\"CUDAExecutionProvider\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("} 3\n"), "{text}");
     }
 }

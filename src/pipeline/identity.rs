@@ -1,66 +1,88 @@
 //! The identity step of a camera worker: asks the identifier which tracks need an embedding
-//! (within its budget), embeds their crops through the shared encoder service, feeds the
-//! embeddings back, and lets the identifier fill `individual` in every track. Must never decide
-//! identity itself — that is `crate::identify`'s job.
+//! (within its budget), cuts and sends their crops to the shared encoder service without waiting,
+//! feeds embeddings back when they arrive (a few frames later), and lets the identifier fill
+//! `individual` in every track. Must never decide identity itself — that is
+//! `crate::identify`'s job.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::embed::EmbedClient;
+use crate::embed::EmbedQueue;
 use crate::identify::Identifier;
 use crate::messages::{Crop, Detection, TrackReport};
 use crate::output::metrics::Metrics;
 
+/// What an embedding request was for: the frame time and the track of each crop.
+pub(crate) type Request = (f64, Vec<u64>);
+
 /// Per-camera identity state owned by the camera's worker thread.
 pub(crate) struct IdentityStep {
     pub(crate) identifier: Identifier,
-    pub(crate) client: EmbedClient,
+    pub(crate) queue: EmbedQueue<Request>,
     pub(crate) save_every: Duration,
     pub(crate) last_save: Instant,
     pub(crate) failures: u64,
+    /// Last time each live track was seen in a multi-fish blob: an embedding of a crop cut
+    /// before that may show another fish now (identities can swap while fish touch).
+    pub(crate) occluded_at: HashMap<u64, f64>,
 }
 
 impl IdentityStep {
-    /// Fills `individual` in `tracks` for one frame.
+    /// Fills `individual` in `tracks` for one frame. `cut` cuts the encoder crop of a detection
+    /// (`None`: not usable); it is called only for the tracks chosen for an embedding.
     pub(crate) fn process(
         &mut self,
         camera: &str,
         t: f64,
         tracks: &mut [TrackReport],
         detections: &[Detection],
+        cut: &dyn Fn(&Detection) -> Option<Crop>,
         metrics: &Metrics,
     ) {
         let wanted = self.identifier.wants_embedding(t, tracks, detections);
-        let mut jobs: Vec<(u64, Crop)> = Vec::with_capacity(wanted.len());
+        let mut ids: Vec<u64> = Vec::with_capacity(wanted.len());
+        let mut crops: Vec<Crop> = Vec::with_capacity(wanted.len());
         for i in wanted {
             let Some(tr) = tracks.get(i) else { continue };
-            let crop = tr
-                .detection
-                .and_then(|d| detections.get(d))
-                .and_then(|d| d.crop.clone());
-            if let Some(c) = crop {
-                jobs.push((tr.track, c));
+            if let Some(c) = tr.detection.and_then(|d| detections.get(d)).and_then(cut) {
+                ids.push(tr.track);
+                crops.push(c);
             }
         }
-        if !jobs.is_empty() {
-            let t0 = Instant::now();
-            let (ids, crops): (Vec<u64>, Vec<Crop>) = jobs.into_iter().unzip();
-            match self.client.embed(crops) {
+        self.occluded_at
+            .retain(|track, _| tracks.iter().any(|tr| tr.track == *track));
+        for tr in tracks.iter() {
+            if tr
+                .detection
+                .and_then(|d| detections.get(d))
+                .is_some_and(|d| d.fish_count >= 2)
+            {
+                self.occluded_at.insert(tr.track, t);
+            }
+        }
+        let t0 = Instant::now();
+        if let Err(e) = self.queue.submit((t, ids), crops) {
+            self.failed(camera, &e);
+        }
+        for done in self.queue.next_frame() {
+            let (t_crop, ids) = done.tag;
+            match done.result {
                 Ok(embs) => {
                     metrics.inc_embeddings(camera, embs.len() as u64);
                     for (track, e) in ids.iter().zip(&embs) {
-                        self.identifier.observe(t, *track, e, 1.0);
+                        // A track that ended, or touched another fish, since the crop was cut
+                        // may not be this fish any more.
+                        let live = tracks.iter().any(|tr| tr.track == *track);
+                        let touched = self.occluded_at.get(track).is_some_and(|&o| o >= t_crop);
+                        if live && !touched {
+                            self.identifier.observe(t_crop, *track, e, 1.0);
+                        }
                     }
                 }
-                Err(e) => {
-                    // Identity degrades (tracks keep their last individual); tracking goes on.
-                    self.failures += 1;
-                    if self.failures == 1 || self.failures.is_power_of_two() {
-                        tracing::error!(camera, failures = self.failures, "embedding failed: {e}");
-                    }
-                }
+                Err(e) => self.failed(camera, &e),
             }
-            metrics.observe_latency(camera, "embed", t0.elapsed().as_secs_f64());
         }
+        metrics.observe_latency(camera, "embed", t0.elapsed().as_secs_f64());
         let t0 = Instant::now();
         self.identifier.assign(t, tracks);
         metrics.observe_latency(camera, "identify", t0.elapsed().as_secs_f64());
@@ -70,6 +92,14 @@ impl IdentityStep {
             if let Err(e) = self.identifier.save() {
                 tracing::error!(camera, "cannot save identity state (will retry): {e}");
             }
+        }
+    }
+
+    /// Identity degrades (tracks keep their last individual); tracking goes on.
+    fn failed(&mut self, camera: &str, e: &crate::embed::EmbedError) {
+        self.failures += 1;
+        if self.failures == 1 || self.failures.is_power_of_two() {
+            tracing::error!(camera, failures = self.failures, "embedding failed: {e}");
         }
     }
 

@@ -20,11 +20,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 pub use replay::{ReplayArgs, replay, replay_config};
 
 use crate::config::{CameraConfig, Config};
-use crate::detect::{CropSpec, DetectError, Detector};
-use crate::embed::{EmbedError, EmbedService};
+use crate::detect::{CropSpec, DetectError, Detector, oriented_crop};
+use crate::embed::{Collect, EmbedError, EmbedQueue, EmbedService};
 use crate::identify::{Identifier, IdentifyError, IdentityApi};
 use crate::ingest::{self, IngestError, IngestEvent, SourceHandle};
-use crate::messages::{DetectedFrame, TrackedFrame};
+use crate::messages::{Crop, DetectedFrame, Detection, Frame, TrackedFrame};
 use crate::output::http::{LiveCamera, LiveState};
 use crate::output::metrics::Metrics;
 use crate::output::{CameraOutputInfo, OutputError, Sinks};
@@ -187,6 +187,7 @@ impl Pipeline {
         let embed = start_embedder(cfg)?;
         if let Some(e) = &embed {
             metrics.set_execution_provider(e.provider());
+            metrics.set_embed_nodes(e.assignment());
         }
         let mut identities = Vec::new();
         for cam in &cfg.cameras {
@@ -236,10 +237,18 @@ impl Pipeline {
                 identity: match (identifier, &embed) {
                     (Some(identifier), Some(e)) => Some(IdentityStep {
                         identifier,
-                        client: e.client(),
+                        queue: EmbedQueue::new(
+                            e.client(),
+                            if cam.source.is_live() {
+                                Collect::Ready
+                            } else {
+                                Collect::AfterFrames(cfg.embed.lag_frames)
+                            },
+                        ),
                         save_every,
                         last_save: Instant::now(),
                         failures: 0,
+                        occluded_at: Default::default(),
                     }),
                     _ => None,
                 },
@@ -340,6 +349,7 @@ struct CameraWorker {
     detector: Detector,
     tracker: Tracker,
     identity: Option<IdentityStep>,
+    /// The encoder's crop size (identity on).
     crops: Option<CropSpec>,
     rx: Receiver<IngestEvent>,
     out: Sender<TrackedFrame>,
@@ -359,7 +369,7 @@ impl CameraWorker {
             camera: name.clone(),
             ..Default::default()
         };
-        let crops = self.crops;
+        let crops = self.crops.map(|_| MARKER_CROP);
         let mut fps_window = (Instant::now(), 0u64);
         let mut seen_drops = 0u64;
         let mut seen_reconnects = 0u64;
@@ -466,7 +476,9 @@ impl CameraWorker {
         self.metrics
             .observe_latency(name, "track", t0.elapsed().as_secs_f64());
         if let Some(id) = &mut self.identity {
-            id.process(name, t, &mut tracks, &df.detections, &self.metrics);
+            let (spec, margin) = (self.crops, self.cam.detect.crop_margin);
+            let cut = |d: &Detection| cut_crop(frame, d, spec?, margin);
+            id.process(name, t, &mut tracks, &df.detections, &cut, &self.metrics);
         }
         for tr in &tracks {
             *max_track = (*max_track).max(tr.track + 1);
@@ -495,6 +507,29 @@ impl CameraWorker {
         let _ = self.out.send(tf);
         Ok(())
     }
+}
+
+/// The detector is asked for 1×1 crops: one sample each, and they mark exactly the detections
+/// it would cut a crop for (a single fish, not a part of a split blob). The encoder-sized crop is
+/// then cut only for the few tracks the identifier chooses to embed (see [`cut_crop`]).
+const MARKER_CROP: CropSpec = CropSpec {
+    width: 1,
+    height: 1,
+};
+
+/// The encoder crop of a detection the detector marked (`None` for unmarked ones), cut exactly as
+/// the detector would (same centre, axis and `crop_margin`), colour read from the frame's own
+/// layout (I420 planes: no whole-frame conversion).
+fn cut_crop(frame: &Frame, d: &Detection, spec: CropSpec, margin: f32) -> Option<Crop> {
+    d.crop.as_ref()?;
+    Some(oriented_crop(
+        frame,
+        d.x,
+        d.y,
+        d.axis_angle,
+        d.major_axis * margin,
+        spec,
+    ))
 }
 
 /// Starts the shared encoder service when identity is on. A configured model that is missing or
