@@ -323,7 +323,8 @@ impl Identifier {
 
     /// Chooses which tracks to embed in this frame, within the per-second budget: new tracklets,
     /// just-unoccluded ones and uncertain ones first, then confident ones due for a refresh
-    /// (every `refresh_s`). Only tracks matched to a single-fish detection with a crop qualify.
+    /// (every `refresh_s`). Only tracks matched to a single-fish detection with a crop, moving
+    /// clearly left or right (a known flank), qualify.
     /// Returns indices into `tracks`.
     pub fn wants_embedding(
         &mut self,
@@ -344,6 +345,11 @@ impl Identifier {
                 continue;
             };
             if det.fish_count != 1 || det.crop.is_none() {
+                continue;
+            }
+            // Moving up or down (turning): which flank shows is unknown and the crop is
+            // foreshortened, alike for every fish.
+            if View::from_heading(tr.heading) == View::Unknown {
                 continue;
             }
             let Some(tl) = self.tracklets.get(&tr.track) else {

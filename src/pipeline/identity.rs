@@ -30,25 +30,25 @@ impl IdentityStep {
         metrics: &Metrics,
     ) {
         let wanted = self.identifier.wants_embedding(t, tracks, detections);
-        let mut jobs: Vec<(u64, Crop)> = Vec::with_capacity(wanted.len());
+        let mut jobs: Vec<(u64, f32, Crop)> = Vec::with_capacity(wanted.len());
         for i in wanted {
             let Some(tr) = tracks.get(i) else { continue };
-            let crop = tr
-                .detection
-                .and_then(|d| detections.get(d))
-                .and_then(|d| d.crop.clone());
-            if let Some(c) = crop {
-                jobs.push((tr.track, c));
+            let Some(det) = tr.detection.and_then(|d| detections.get(d)) else {
+                continue;
+            };
+            if let Some(c) = det.crop.clone() {
+                jobs.push((tr.track, crop_quality(det), c));
             }
         }
         if !jobs.is_empty() {
             let t0 = Instant::now();
-            let (ids, crops): (Vec<u64>, Vec<Crop>) = jobs.into_iter().unzip();
+            let (ids, crops): (Vec<(u64, f32)>, Vec<Crop>) =
+                jobs.into_iter().map(|(id, q, c)| ((id, q), c)).unzip();
             match self.client.embed(crops) {
                 Ok(embs) => {
                     metrics.inc_embeddings(camera, embs.len() as u64);
-                    for (track, e) in ids.iter().zip(&embs) {
-                        self.identifier.observe(t, *track, e, 1.0);
+                    for ((track, quality), e) in ids.iter().zip(&embs) {
+                        self.identifier.observe(t, *track, e, *quality);
                     }
                 }
                 Err(e) => {
@@ -78,5 +78,44 @@ impl IdentityStep {
         if let Err(e) = self.identifier.save() {
             tracing::error!(camera, "cannot save identity state at shutdown: {e}");
         }
+    }
+}
+
+/// How usable a crop is for identity, from the blob's elongation: a fish seen broadside is
+/// long and thin (quality 1 from 3:1), a fish turning towards or away from the camera is
+/// foreshortened and shows little pattern (quality 0 at 1.5:1 and below).
+fn crop_quality(det: &Detection) -> f32 {
+    if !(det.minor_axis.is_finite() && det.major_axis.is_finite() && det.minor_axis > 0.0) {
+        return 0.0;
+    }
+    ((det.major_axis / det.minor_axis - 1.5) / 1.5).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(major: f32, minor: f32) -> Detection {
+        Detection {
+            x: 0.0,
+            y: 0.0,
+            bbox: [0.0; 4],
+            area: 0.0,
+            axis_angle: 0.0,
+            major_axis: major,
+            minor_axis: minor,
+            fish_count: 1,
+            crop: None,
+        }
+    }
+
+    #[test]
+    fn broadside_fish_are_good_crops_and_foreshortened_ones_are_not() {
+        assert_eq!(crop_quality(&det(120.0, 30.0)), 1.0);
+        assert_eq!(crop_quality(&det(40.0, 30.0)), 0.0);
+        let mid = crop_quality(&det(67.5, 30.0));
+        assert!((mid - 0.5).abs() < 1e-6, "{mid}");
+        assert_eq!(crop_quality(&det(50.0, 0.0)), 0.0);
+        assert_eq!(crop_quality(&det(f32::NAN, 10.0)), 0.0);
     }
 }
