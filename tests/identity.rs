@@ -1555,3 +1555,54 @@ fn sixteen_look_alike_fish_identity_figure() {
         "identity IDF1 {idf1_ind} of 16 look-alike fish"
     );
 }
+
+/// A fish first seen on one flank, then (on a new track, after a gap) on its other flank, is
+/// enrolled twice in an open population; when that track turns and shows the first flank, the
+/// two identities are merged into the older one.
+#[test]
+fn one_fish_enrolled_once_per_flank_is_merged_when_a_track_shows_both() {
+    let mut rng = ident::rng(11);
+    let a = Fish::random(&mut rng);
+    let mut id =
+        finprint::identify::Identifier::build(&ident::cfg(), "tank", None, &ident::card()).unwrap();
+    let mut t = 0.0;
+    let mut run = |id: &mut finprint::identify::Identifier,
+                   t: &mut f64,
+                   track: u64,
+                   right: bool,
+                   n: usize| {
+        let mut l = None;
+        for _ in 0..n {
+            *t += 0.1;
+            l = frame(
+                id,
+                *t,
+                &[Seen {
+                    track,
+                    fish: &a,
+                    facing_right: right,
+                    merged: false,
+                }],
+                &mut rng,
+            )[0]
+            .clone();
+        }
+        l
+    };
+    let first = run(&mut id, &mut t, 1, true, 30).expect("right flank not enrolled");
+    t += 10.0;
+    let second = run(&mut id, &mut t, 2, false, 30).expect("left flank not enrolled");
+    assert_ne!(first, second, "the unseen flank cannot be recognised yet");
+    assert_eq!(id.api().list().len(), 2);
+    // Track 2 turns: its right flank is the first individual's.
+    let after = run(&mut id, &mut t, 2, true, 10);
+    assert_eq!(after.as_deref(), Some(first.as_str()));
+    let list = id.api().list();
+    let merged = list.iter().find(|i| i.id == second).unwrap();
+    assert_eq!(merged.merged_into.as_deref(), Some(first.as_str()));
+    assert_eq!(list.iter().filter(|i| i.merged_into.is_none()).count(), 1);
+    // Both flanks now belong to it: a new track on the left flank is recognised.
+    t += 10.0;
+    let again = run(&mut id, &mut t, 3, false, 5);
+    assert_eq!(again.as_deref(), Some(first.as_str()));
+}

@@ -51,8 +51,13 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// `(frame, true individual, x, y)`.
+type TruthRow = (u32, String, f32, f32);
+/// `(frame, individual or None, x, y)`.
+type PredRow = (u32, Option<String>, f32, f32);
+
 /// `(frame, individual, x, y)` of the simulator's `truth.csv`.
-fn read_truth(path: &Path) -> Vec<(u32, String, f32, f32)> {
+fn read_truth(path: &Path) -> Vec<TruthRow> {
     let mut r = csv::Reader::from_path(path).unwrap();
     let h = r.headers().unwrap().clone();
     let col = |n: &str| h.iter().position(|c| c == n).unwrap();
@@ -71,7 +76,7 @@ fn read_truth(path: &Path) -> Vec<(u32, String, f32, f32)> {
 }
 
 /// `(frame, individual or None, x, y)` of the daemon's trajectories file(s) of `camera`.
-fn read_pred(out: &Path, camera: &str) -> Vec<(u32, Option<String>, f32, f32)> {
+fn read_pred(out: &Path, camera: &str) -> Vec<PredRow> {
     let dir = out.join(camera);
     let mut rows = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -112,16 +117,12 @@ fn read_pred(out: &Path, camera: &str) -> Vec<(u32, Option<String>, f32, f32)> {
 /// Labelled predictions matched to true fish (greedy by distance within `GATE`, one-to-one per
 /// frame): `(true fish, individual)` per matched labelled row. `offset` is added to the
 /// prediction's frame numbers to get the truth's.
-fn matched_labels(
-    truth: &[(u32, String, f32, f32)],
-    pred: &[(u32, Option<String>, f32, f32)],
-    offset: u32,
-) -> Vec<(String, String)> {
-    let mut gt_by_frame: HashMap<u32, Vec<&(u32, String, f32, f32)>> = HashMap::new();
+fn matched_labels(truth: &[TruthRow], pred: &[PredRow], offset: u32) -> Vec<(String, String)> {
+    let mut gt_by_frame: HashMap<u32, Vec<&TruthRow>> = HashMap::new();
     for g in truth {
         gt_by_frame.entry(g.0).or_default().push(g);
     }
-    let mut pr_by_frame: BTreeMap<u32, Vec<&(u32, Option<String>, f32, f32)>> = BTreeMap::new();
+    let mut pr_by_frame: BTreeMap<u32, Vec<&PredRow>> = BTreeMap::new();
     for p in pred {
         pr_by_frame.entry(p.0 + offset).or_default().push(p);
     }
