@@ -10,8 +10,15 @@
 //! individual only after consistent evidence (enough embeddings, over enough time, mostly unlike
 //! everyone, and alike each other). A tracklet that vanishes and a new one that appears later get
 //! the same individual when the embeddings say so; after an occlusion (merged blob) a tracklet's
-//! window is reset so that evidence decides again. Confident tracklets teach the gallery new views
-//! (flank turns) under the bounded, diverse prototype policy.
+//! window is set aside and given back only when the new embeddings show the same fish, otherwise
+//! evidence decides again. Confident tracklets teach the gallery new views (flank turns) under the
+//! bounded, diverse prototype policy.
+//!
+//! A fish's two flanks look unrelated, so an embedding is compared only with prototypes seen from
+//! the same side (heading left/right); an individual never seen from that side gets no evidence
+//! for or against (a turning tracklet keeps its individual). Tracks moving up or down (side
+//! unknown) are not embedded. One fish enrolled twice, once per flank, is merged into the older
+//! identity when one continuously tracked tracklet shows both sides.
 //!
 //! Must never read pixels or run the model.
 
