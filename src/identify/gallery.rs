@@ -39,6 +39,12 @@ impl View {
             View::Unknown
         }
     }
+
+    /// True when a prototype seen from `other` can be compared with an embedding seen from
+    /// `self`: the same side, or either side unknown.
+    pub fn compatible(self, other: View) -> bool {
+        self == View::Unknown || other == View::Unknown || self == other
+    }
 }
 
 /// Where a prototype came from.
@@ -295,6 +301,27 @@ impl Gallery {
             }
         }
         out
+    }
+
+    /// Highest similarity of `v`, seen from `view`, to a live prototype of `individual` seen
+    /// from a compatible side (see [`View::compatible`]). `None` when it has no such prototype:
+    /// that side of the fish was never seen, so the embedding says nothing about it.
+    pub fn max_similarity_in_view(&self, individual: &str, v: &[f32], view: View) -> Option<f32> {
+        self.of(individual)
+            .filter(|(_, p)| view.compatible(p.view))
+            .map(|(_, p)| cosine(&p.vector, v))
+            .max_by(f32::total_cmp)
+    }
+
+    /// The sides (`FacingRight`, `FacingLeft`) from which `individual` has live prototypes;
+    /// unknown-view prototypes are not counted.
+    pub fn sides_of(&self, individual: &str) -> (bool, bool) {
+        self.of(individual)
+            .fold((false, false), |(r, l), (_, p)| match p.view {
+                View::FacingRight => (true, l),
+                View::FacingLeft => (r, true),
+                View::Unknown => (r, l),
+            })
     }
 
     /// Highest similarity of `v` to a live prototype of `individual` (brute force over that

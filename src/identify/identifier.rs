@@ -10,8 +10,15 @@
 //! individual only after consistent evidence (enough embeddings, over enough time, mostly unlike
 //! everyone, and alike each other). A tracklet that vanishes and a new one that appears later get
 //! the same individual when the embeddings say so; after an occlusion (merged blob) a tracklet's
-//! window is reset so that evidence decides again. Confident tracklets teach the gallery new views
-//! (flank turns) under the bounded, diverse prototype policy.
+//! window is set aside and given back only when the new embeddings show the same fish, otherwise
+//! evidence decides again. Confident tracklets teach the gallery new views (flank turns) under the
+//! bounded, diverse prototype policy.
+//!
+//! A fish's two flanks look unrelated, so an embedding is compared only with prototypes seen from
+//! the same side (heading left/right); an individual never seen from that side gets no evidence
+//! for or against (a turning tracklet keeps its individual). Tracks moving up or down (side
+//! unknown) are not embedded. One fish enrolled twice, once per flank, is merged into the older
+//! identity when one continuously tracked tracklet shows both sides.
 //!
 //! Must never read pixels or run the model.
 
@@ -34,8 +41,12 @@ struct Obs {
     quality: f32,
     view: View,
     emb: Vec<f32>,
-    /// Candidate individuals (raw ids at observation time) and exact best similarity.
+    /// Candidate individuals (raw ids at observation time) and exact best similarity to their
+    /// prototypes seen from a compatible side.
     sims: Vec<(String, f32)>,
+    /// Candidate individuals never seen from this side (no compatible prototype): this
+    /// embedding is no evidence for or against them (a fish's other flank looks different).
+    blind: Vec<String>,
 }
 
 #[derive(Default)]
@@ -44,6 +55,10 @@ struct Tracklet {
     occluded: bool,
     just_unoccluded: bool,
     obs: VecDeque<Obs>,
+    /// The window from before the last occlusion, with its anchor: given back when the new
+    /// embeddings show the same fish (no swap in the merged blob), dropped otherwise.
+    held: VecDeque<Obs>,
+    held_anchor: Option<String>,
     /// Observations at the back not yet offered to the gallery.
     pending: usize,
     individual: Option<String>,
@@ -58,8 +73,14 @@ struct Tracklet {
 struct Scores {
     n: usize,
     span: f64,
+    /// Individuals with enough comparable evidence, best first: mean similarity over the
+    /// window's embeddings seen from sides the individual is known from.
     by: Vec<(String, f32)>,
 }
+
+/// Up to this many individuals, every embedding is scored against all of them (not only the
+/// ANN candidates), so that "never seen from this side" is told apart from "dissimilar".
+const EXHAUSTIVE_INDIVIDUALS: usize = 256;
 
 /// Similarity thresholds in effect (config, else model card, else built-in defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -292,7 +313,10 @@ impl Identifier {
                     .is_some_and(|d| d.fish_count >= 2);
                 if tl.occluded && !occluded_now && tr.detection.is_some() {
                     tl.just_unoccluded = true;
-                    tl.obs.clear();
+                    if !tl.obs.is_empty() {
+                        tl.held = std::mem::take(&mut tl.obs);
+                        tl.held_anchor = tl.anchor.take();
+                    }
                     tl.pending = 0;
                     tl.anchor = None;
                     tl.confident = false;
@@ -306,7 +330,8 @@ impl Identifier {
 
     /// Chooses which tracks to embed in this frame, within the per-second budget: new tracklets,
     /// just-unoccluded ones and uncertain ones first, then confident ones due for a refresh
-    /// (every `refresh_s`). Only tracks matched to a single-fish detection with a crop qualify.
+    /// (every `refresh_s`). Only tracks matched to a single-fish detection with a crop, moving
+    /// clearly left or right (a known flank), qualify.
     /// Returns indices into `tracks`.
     pub fn wants_embedding(
         &mut self,
@@ -327,6 +352,11 @@ impl Identifier {
                 continue;
             };
             if det.fish_count != 1 || det.crop.is_none() {
+                continue;
+            }
+            // Moving up or down (turning): which flank shows is unknown and the crop is
+            // foreshortened, alike for every fish.
+            if View::from_heading(tr.heading) == View::Unknown {
                 continue;
             }
             let Some(tl) = self.tracklets.get(&tr.track) else {
@@ -400,24 +430,58 @@ impl Identifier {
                 cands.push(st.registry.resolve(i).to_string());
             }
         }
+        let active: Vec<String> = st.registry.active().map(|i| i.id.clone()).collect();
+        if active.len() <= EXHAUSTIVE_INDIVIDUALS {
+            cands.extend(active);
+        }
         cands.sort();
         cands.dedup();
-        let mut sims: Vec<(String, f32)> = cands
-            .into_iter()
-            .filter_map(|c| st.gallery.max_similarity_to(&c, &emb).map(|s| (c, s)))
-            .collect();
+        let view = self
+            .tracklets
+            .get(&track)
+            .map_or(View::Unknown, |tl| View::from_heading(tl.heading));
+        let mut sims: Vec<(String, f32)> = Vec::with_capacity(cands.len());
+        let mut blind: Vec<String> = Vec::new();
+        for c in cands {
+            match st.gallery.max_similarity_in_view(&c, &emb, view) {
+                Some(s) => sims.push((c, s)),
+                None if st.gallery.of(&c).next().is_some() => blind.push(c),
+                None => {}
+            }
+        }
         sims.sort_by(|a, b| b.1.total_cmp(&a.1));
         drop(st);
         let tl = self.tracklets.entry(track).or_default();
-        let view = View::from_heading(tl.heading);
         tl.obs.push_back(Obs {
             t,
             quality,
             view,
             emb,
             sims,
+            blind,
         });
         tl.pending = (tl.pending + 1).min(tl.obs.len());
+        if !tl.held.is_empty() {
+            match continuity(&tl.held, &tl.obs) {
+                // Same fish as before the occlusion: its evidence and anchor come back.
+                Some(true) => {
+                    let mut held = std::mem::take(&mut tl.held);
+                    held.extend(tl.obs.drain(..));
+                    tl.obs = held;
+                    tl.anchor = tl.held_anchor.take();
+                }
+                // Another fish (a swap in the blob): evidence decides afresh.
+                Some(false) => {
+                    tl.held.clear();
+                    tl.held_anchor = None;
+                }
+                None if tl.obs.len() >= self.cfg.new_min_observations => {
+                    tl.held.clear();
+                    tl.held_anchor = None;
+                }
+                None => {}
+            }
+        }
         while tl.obs.len() > self.cfg.window {
             tl.obs.pop_front();
             tl.pending = tl.pending.min(tl.obs.len());
@@ -425,24 +489,50 @@ impl Identifier {
     }
 
     fn scores(&self, st: &TankState, tl: &Tracklet) -> Scores {
-        let mut sum: HashMap<String, f32> = HashMap::new();
-        let mut wsum = 0f32;
-        for o in &tl.obs {
-            let w = o.quality.max(0.05);
-            wsum += w;
-            let mut best_here: HashMap<&str, f32> = HashMap::new();
-            for (raw, s) in &o.sims {
-                let r = st.registry.resolve(raw);
-                let e = best_here.entry(r).or_insert(f32::NEG_INFINITY);
-                *e = e.max(*s);
-            }
-            for (r, s) in best_here {
-                *sum.entry(r.to_string()).or_insert(0.0) += w * s.max(0.0);
-            }
-        }
-        let mut by: Vec<(String, f32)> = sum
+        // Per embedding: best similarity per (resolved) individual, and the individuals it
+        // cannot speak about (never seen from that side).
+        let per_obs: Vec<(f32, HashMap<&str, f32>, Vec<&str>)> = tl
+            .obs
+            .iter()
+            .map(|o| {
+                let mut best_here: HashMap<&str, f32> = HashMap::new();
+                for (raw, s) in &o.sims {
+                    let r = st.registry.resolve(raw);
+                    let e = best_here.entry(r).or_insert(f32::NEG_INFINITY);
+                    *e = e.max(*s);
+                }
+                let blind: Vec<&str> = o
+                    .blind
+                    .iter()
+                    .map(|raw| st.registry.resolve(raw))
+                    .filter(|r| !best_here.contains_key(r))
+                    .collect();
+                (o.quality.max(0.05), best_here, blind)
+            })
+            .collect();
+        let mut universe: Vec<&str> = per_obs
+            .iter()
+            .flat_map(|(_, b, _)| b.keys().copied())
+            .collect();
+        universe.sort_unstable();
+        universe.dedup();
+        // An individual's score: weighted mean over the embeddings comparable with it (an
+        // embedding that did not retrieve it counts as 0); it needs enough of them.
+        let need = self.cfg.min_observations.min(tl.obs.len()).max(1);
+        let mut by: Vec<(String, f32)> = universe
             .into_iter()
-            .map(|(k, v)| (k, if wsum > 0.0 { v / wsum } else { 0.0 }))
+            .filter_map(|r| {
+                let (mut sum, mut wsum, mut support) = (0f32, 0f32, 0usize);
+                for (w, best, blind) in &per_obs {
+                    if blind.contains(&r) {
+                        continue;
+                    }
+                    support += 1;
+                    wsum += w;
+                    sum += w * best.get(r).copied().unwrap_or(0.0).max(0.0);
+                }
+                (support >= need && wsum > 0.0).then(|| (r.to_string(), sum / wsum))
+            })
             .collect();
         by.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let span = match (tl.obs.front(), tl.obs.back()) {
@@ -505,13 +595,17 @@ impl Identifier {
                     }
                     continue;
                 }
-                let s = sc
-                    .by
-                    .iter()
-                    .find(|(i, _)| i == ind)
-                    .map(|(_, s)| *s)
-                    .unwrap_or(0.0);
-                let allowed = s >= th.accept || (full && s > 0.0) || (is_cur && s >= th.new);
+                let (s, allowed) = match sc.by.iter().find(|(i, _)| i == ind) {
+                    Some((_, s)) => (
+                        *s,
+                        *s >= th.accept || (full && *s > 0.0) || (is_cur && *s >= th.new),
+                    ),
+                    // The window shows only sides this individual was never seen from: no
+                    // evidence against it. The current one is kept (a flank turn); a full
+                    // population may still place a tracklet there, after any seen match.
+                    None if is_cur => (th.accept, true),
+                    None => (0.5 * th.new, full),
+                };
                 if allowed {
                     w[r][c] = (((s + bonus) * 1000.0) as i64).max(1);
                 }
@@ -539,6 +633,34 @@ impl Identifier {
             };
             let sc = &scores[r];
             let mut chosen = assignment[r].clone();
+            // One fish enrolled twice, once per flank (its track broke while it showed the side
+            // never seen before): a continuously tracked, anchored tracklet of one of them
+            // strongly matches the other, and the two were seen from opposite sides only.
+            let prev = tl
+                .individual
+                .as_deref()
+                .map(|i| st.registry.resolve(i).to_string());
+            if let Some(prev) = prev.as_deref()
+                && tl.anchor.as_deref().map(|a| st.registry.resolve(a)) == Some(prev)
+                && let Some(other) =
+                    flank_twin(&st, sc, prev, th.accept, cfg.margin, &assignment, r)
+            {
+                let pos = |id: &str| st.registry.individuals.iter().position(|i| i.id == id);
+                let (from, into) = if pos(&other) < pos(prev) {
+                    (prev.to_string(), other)
+                } else {
+                    (other, prev.to_string())
+                };
+                match st.merge(&from, &into) {
+                    Ok(m) => {
+                        tracing::info!(tank = %self.tank, track = tr.track, from = %from, into = %into, merge = m.id, "one fish enrolled once per flank: merged");
+                        count = count.saturating_sub(1);
+                        dirty = true;
+                        chosen = Some(into);
+                    }
+                    Err(e) => tracing::warn!(tank = %self.tank, "flank merge refused: {e}"),
+                }
+            }
             // Newcomer: consistent evidence and room in the population.
             if chosen.is_none()
                 && sc.n >= cfg.new_min_observations
@@ -579,8 +701,9 @@ impl Identifier {
                 st.gallery.prune(&id, cfg.max_prototypes_per_individual);
                 // The window's observations predate the new individual: score them against it.
                 for o in tl.obs.iter_mut() {
-                    if let Some(s) = st.gallery.max_similarity_to(&id, &o.emb) {
-                        o.sims.push((id.clone(), s));
+                    match st.gallery.max_similarity_in_view(&id, &o.emb, o.view) {
+                        Some(s) => o.sims.push((id.clone(), s)),
+                        None => o.blind.push(id.clone()),
                     }
                 }
                 tracing::info!(tank = %self.tank, track = tr.track, individual = %id, prototypes = kept.len(), "new individual enrolled");
@@ -660,6 +783,18 @@ impl Identifier {
                 }
             }
             if chosen.is_none() {
+                if sc.n >= cfg.min_observations {
+                    tracing::debug!(
+                        tank = %self.tank,
+                        track = tr.track,
+                        n = sc.n,
+                        span = sc.span,
+                        best = ?sc.by.first(),
+                        second = ?sc.by.get(1),
+                        consistent = self_consistent(tl, th.consistency),
+                        "tracklet without individual"
+                    );
+                }
                 tl.unassigned_since.get_or_insert(t);
             } else {
                 tl.unassigned_since = None;
@@ -773,20 +908,80 @@ impl Identifier {
     }
 }
 
-fn self_consistent(tl: &Tracklet, min_mean: f32) -> bool {
-    let v: Vec<&Vec<f32>> = tl.obs.iter().map(|o| &o.emb).collect();
-    if v.len() < 2 {
-        return true;
+/// The individual that a tracklet anchored on `cur` also matches (score ≥ `accept`, ahead of
+/// everyone else but `cur` by `margin`), when the two were only ever seen from opposite sides
+/// and no other tracklet of this frame holds it: the same fish enrolled once per flank.
+fn flank_twin(
+    st: &TankState,
+    sc: &Scores,
+    cur: &str,
+    accept: f32,
+    margin: f32,
+    assignment: &[Option<String>],
+    row: usize,
+) -> Option<String> {
+    let (other, s) = sc.by.iter().find(|(i, _)| i != cur)?;
+    if *s < accept {
+        return None;
     }
+    let third = sc
+        .by
+        .iter()
+        .filter(|(i, _)| i != cur && i != other)
+        .map(|(_, s)| *s)
+        .fold(0.0f32, f32::max);
+    if s - third < margin {
+        return None;
+    }
+    let held_elsewhere = assignment.iter().enumerate().any(|(r, a)| {
+        r != row
+            && a.as_deref()
+                .is_some_and(|a| st.registry.resolve(a) == other)
+    });
+    if held_elsewhere {
+        return None;
+    }
+    let (cr, cl) = st.gallery.sides_of(cur);
+    let (or, ol) = st.gallery.sides_of(other);
+    let opposite = (cr && !cl && ol && !or) || (cl && !cr && or && !ol);
+    opposite.then(|| other.clone())
+}
+
+/// Embedding pairs across a merged-blob occlusion needed before deciding continuity.
+const CONTINUITY_PAIRS: usize = 3;
+/// Mean same-side similarity across an occlusion above which it is the same fish.
+const CONTINUITY_SIMILARITY: f32 = 0.5;
+
+/// Is the fish after an occlusion (`now`) the one before it (`held`)? `None`: too few
+/// comparable embeddings yet (e.g. it turned to its other flank).
+fn continuity(held: &VecDeque<Obs>, now: &VecDeque<Obs>) -> Option<bool> {
     let mut sum = 0f32;
     let mut n = 0usize;
-    for i in 0..v.len() {
-        for j in i + 1..v.len() {
-            sum += cosine(v[i], v[j]);
-            n += 1;
+    for a in held {
+        for b in now {
+            if a.view.compatible(b.view) {
+                sum += cosine(&a.emb, &b.emb);
+                n += 1;
+            }
         }
     }
-    sum / n as f32 >= min_mean
+    (n >= CONTINUITY_PAIRS).then(|| sum / n as f32 >= CONTINUITY_SIMILARITY)
+}
+
+/// A newcomer's embeddings must be alike (one fish, not a track hopping between fish); only
+/// embeddings seen from compatible sides are compared.
+fn self_consistent(tl: &Tracklet, min_mean: f32) -> bool {
+    let mut sum = 0f32;
+    let mut n = 0usize;
+    for (i, a) in tl.obs.iter().enumerate() {
+        for b in tl.obs.iter().skip(i + 1) {
+            if a.view.compatible(b.view) {
+                sum += cosine(&a.emb, &b.emb);
+                n += 1;
+            }
+        }
+    }
+    n == 0 || sum / n as f32 >= min_mean
 }
 
 impl Drop for Identifier {

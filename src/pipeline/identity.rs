@@ -12,8 +12,9 @@ use crate::identify::Identifier;
 use crate::messages::{Crop, Detection, TrackReport};
 use crate::output::metrics::Metrics;
 
-/// What an embedding request was for: the frame time and the track of each crop.
-pub(crate) type Request = (f64, Vec<u64>);
+/// What an embedding request was for: the frame time, and the track and crop quality of each
+/// crop.
+pub(crate) type Request = (f64, Vec<(u64, f32)>);
 
 /// Per-camera identity state owned by the camera's worker thread.
 pub(crate) struct IdentityStep {
@@ -40,23 +41,31 @@ impl IdentityStep {
         metrics: &Metrics,
     ) {
         let wanted = self.identifier.wants_embedding(t, tracks, detections);
-        let mut ids: Vec<u64> = Vec::with_capacity(wanted.len());
+        // A detection matched by several tracks (touching fish the tracker divided) shows
+        // more than one fish: never embedded, and it counts as contact.
+        let shared = |di: usize| tracks.iter().filter(|tr| tr.detection == Some(di)).count() >= 2;
+        let mut ids: Vec<(u64, f32)> = Vec::with_capacity(wanted.len());
         let mut crops: Vec<Crop> = Vec::with_capacity(wanted.len());
         for i in wanted {
             let Some(tr) = tracks.get(i) else { continue };
-            if let Some(c) = tr.detection.and_then(|d| detections.get(d)).and_then(cut) {
-                ids.push(tr.track);
+            let Some(di) = tr.detection else { continue };
+            let Some(det) = detections.get(di) else {
+                continue;
+            };
+            if shared(di) {
+                continue;
+            }
+            if let Some(c) = cut(det) {
+                ids.push((tr.track, crop_quality(det)));
                 crops.push(c);
             }
         }
         self.occluded_at
             .retain(|track, _| tracks.iter().any(|tr| tr.track == *track));
         for tr in tracks.iter() {
-            if tr
-                .detection
-                .and_then(|d| detections.get(d))
-                .is_some_and(|d| d.fish_count >= 2)
-            {
+            if tr.detection.is_some_and(|di| {
+                shared(di) || detections.get(di).is_some_and(|d| d.fish_count >= 2)
+            }) {
                 self.occluded_at.insert(tr.track, t);
             }
         }
@@ -69,13 +78,13 @@ impl IdentityStep {
             match done.result {
                 Ok(embs) => {
                     metrics.inc_embeddings(camera, embs.len() as u64);
-                    for (track, e) in ids.iter().zip(&embs) {
+                    for ((track, quality), e) in ids.iter().zip(&embs) {
                         // A track that ended, or touched another fish, since the crop was cut
                         // may not be this fish any more.
                         let live = tracks.iter().any(|tr| tr.track == *track);
                         let touched = self.occluded_at.get(track).is_some_and(|&o| o >= t_crop);
                         if live && !touched {
-                            self.identifier.observe(t_crop, *track, e, 1.0);
+                            self.identifier.observe(t_crop, *track, e, *quality);
                         }
                     }
                 }
@@ -108,5 +117,45 @@ impl IdentityStep {
         if let Err(e) = self.identifier.save() {
             tracing::error!(camera, "cannot save identity state at shutdown: {e}");
         }
+    }
+}
+
+/// How usable a crop is for identity, from the blob's elongation: a fish seen broadside is
+/// long and thin (quality 1 from 3:1), a fish turning towards or away from the camera is
+/// foreshortened and shows little pattern (quality 0 at 1.5:1 and below).
+fn crop_quality(det: &Detection) -> f32 {
+    if !(det.minor_axis.is_finite() && det.major_axis.is_finite() && det.minor_axis > 0.0) {
+        return 0.0;
+    }
+    ((det.major_axis / det.minor_axis - 1.5) / 1.5).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(major: f32, minor: f32) -> Detection {
+        Detection {
+            x: 0.0,
+            y: 0.0,
+            bbox: [0.0; 4],
+            area: 0.0,
+            axis_angle: 0.0,
+            major_axis: major,
+            minor_axis: minor,
+            fish_count: 1,
+            crop: None,
+            points: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn broadside_fish_are_good_crops_and_foreshortened_ones_are_not() {
+        assert_eq!(crop_quality(&det(120.0, 30.0)), 1.0);
+        assert_eq!(crop_quality(&det(40.0, 30.0)), 0.0);
+        let mid = crop_quality(&det(67.5, 30.0));
+        assert!((mid - 0.5).abs() < 1e-6, "{mid}");
+        assert_eq!(crop_quality(&det(50.0, 0.0)), 0.0);
+        assert_eq!(crop_quality(&det(f32::NAN, 10.0)), 0.0);
     }
 }

@@ -1,0 +1,341 @@
+//! End-to-end restart of the daemon: `finprint run` (the real binary, the real identity
+//! persistence of `[identity] state_dir`) processes the first half of a simulated recording and
+//! exits, then a second `finprint run` with the same state folder processes the second half. The
+//! individual each true fish carries after the restart must be the one it carried before (mapped
+//! through the simulator's ground truth) for at least 99% of the labelled track-frames.
+//!
+//! The scene is small (3 fish) so that identity within each run is mostly settled and the
+//! figure measures what the restart keeps; the identity accuracy itself is measured by
+//! `tests/identity.rs` and the issue's replay figures.
+//!
+//! Needs the ONNX Runtime library (the repo's `.venv` wheel or ORT_DYLIB_PATH), the shipped
+//! encoder in `models/`, and `gst-launch-1.0` (GStreamer tools) to cut the video into frames.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_finprint");
+
+/// Fish in the simulated tank (known population) and its seed; the shipped encoder was trained
+/// on the individuals of seed 1 (`models/finprint-default.json`), so these fish are new to it.
+const FISH: u32 = 3;
+const SEED: u32 = 23;
+/// Frames per half.
+const HALF: u32 = 300;
+/// Ground truth and prediction centres match when at most this far apart, px.
+const GATE: f32 = 10.0;
+
+fn run_ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let log = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{what} failed: {}\n{log}", out.status);
+    log
+}
+
+/// The log without terminal colour codes (`ESC [ … m`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `(frame, true individual, x, y)`.
+type TruthRow = (u32, String, f32, f32);
+/// `(frame, individual or None, x, y)`.
+type PredRow = (u32, Option<String>, f32, f32);
+
+/// `(frame, individual, x, y)` of the simulator's `truth.csv`.
+fn read_truth(path: &Path) -> Vec<TruthRow> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let h = r.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (f, i, x, y) = (col("frame"), col("individual"), col("x"), col("y"));
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            (
+                rec[f].parse().unwrap(),
+                rec[i].to_string(),
+                rec[x].parse().unwrap(),
+                rec[y].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `(frame, individual or None, x, y)` of the daemon's trajectories file(s) of `camera`.
+fn read_pred(out: &Path, camera: &str) -> Vec<PredRow> {
+    let dir = out.join(camera);
+    let mut rows = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("trajectories") && n.ends_with(".csv"))
+        })
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no trajectories file in {}",
+        dir.display()
+    );
+    for p in files {
+        let mut r = csv::Reader::from_path(&p).unwrap();
+        let h = r.headers().unwrap().clone();
+        let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+        let (f, i, x, y) = (col("frame"), col("individual"), col("x"), col("y"));
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            let ind = (!rec[i].is_empty()).then(|| rec[i].to_string());
+            rows.push((
+                rec[f].parse().unwrap(),
+                ind,
+                rec[x].parse().unwrap(),
+                rec[y].parse().unwrap(),
+            ));
+        }
+    }
+    rows
+}
+
+/// Labelled predictions matched to true fish (greedy by distance within `GATE`, one-to-one per
+/// frame): `(true fish, individual)` per matched labelled row. `offset` is added to the
+/// prediction's frame numbers to get the truth's.
+fn matched_labels(truth: &[TruthRow], pred: &[PredRow], offset: u32) -> Vec<(String, String)> {
+    let mut gt_by_frame: HashMap<u32, Vec<&TruthRow>> = HashMap::new();
+    for g in truth {
+        gt_by_frame.entry(g.0).or_default().push(g);
+    }
+    let mut pr_by_frame: BTreeMap<u32, Vec<&PredRow>> = BTreeMap::new();
+    for p in pred {
+        pr_by_frame.entry(p.0 + offset).or_default().push(p);
+    }
+    let mut out = Vec::new();
+    for (frame, ps) in pr_by_frame {
+        let Some(gs) = gt_by_frame.get(&frame) else {
+            continue;
+        };
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (a, g) in gs.iter().enumerate() {
+            for (b, p) in ps.iter().enumerate() {
+                let d = (g.2 - p.2).hypot(g.3 - p.3);
+                if d <= GATE {
+                    pairs.push((d, a, b));
+                }
+            }
+        }
+        pairs.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let (mut ga, mut pb) = (vec![false; gs.len()], vec![false; ps.len()]);
+        for (_, a, b) in pairs {
+            if ga[a] || pb[b] {
+                continue;
+            }
+            ga[a] = true;
+            pb[b] = true;
+            if let Some(l) = &ps[b].1 {
+                out.push((gs[a].1.clone(), l.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn write_config(path: &Path, frames: &Path, start: u32, stop: u32, state: &Path, out: &Path) {
+    std::fs::write(
+        path,
+        format!(
+            r#"
+[[cameras]]
+name = "tank"
+population = {FISH}
+[cameras.source]
+kind = "image_sequence"
+pattern = "{frames}/frame_%06d.jpg"
+start_index = {start}
+stop_index = {stop}
+framerate = 30
+
+[identity]
+state_dir = "{state}"
+
+[output]
+dir = "{out}"
+rotate = "never"
+
+[http]
+enabled = false
+"#,
+            frames = frames.display(),
+            state = state.display(),
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+}
+
+/// Majority individual of each true fish.
+fn majority(labels: &[(String, String)]) -> HashMap<String, String> {
+    let mut counts: HashMap<&str, HashMap<&str, usize>> = HashMap::new();
+    for (fish, l) in labels {
+        *counts.entry(fish).or_default().entry(l).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .filter_map(|(fish, c)| {
+            c.into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+                .map(|(l, _)| (fish.to_string(), l.to_string()))
+        })
+        .collect()
+}
+
+/// Of the `after` rows of fish that had an individual before: how many carry that one, and
+/// how many there are.
+fn kept(before: &HashMap<String, String>, after: &[(String, String)]) -> (usize, usize) {
+    let known: Vec<&(String, String)> = after
+        .iter()
+        .filter(|(fish, _)| before.contains_key(fish))
+        .collect();
+    let same = known
+        .iter()
+        .filter(|(fish, l)| before.get(fish) == Some(l))
+        .count();
+    (same, known.len())
+}
+
+#[test]
+#[ignore = "issue 5 (c) not met yet: 0.966 of the labelled track-frames keep their individual \
+            (3 fish, seed 23); labels still follow a track swap for a few frames. Run with \
+            `cargo test --test restart -- --ignored --nocapture`"]
+fn restart_keeps_the_individuals_of_every_fish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tank = tmp.path().join("tank");
+    run_ok(
+        Command::new(BIN)
+            .args(["synth", "--fish", &FISH.to_string(), "--seed"])
+            .args([
+                SEED.to_string(),
+                "--width".into(),
+                "1280".into(),
+                "--height".into(),
+                "720".into(),
+                "--frames".into(),
+                (2 * HALF).to_string(),
+                "--crops-per-flank".into(),
+                "1".into(),
+                "--out".into(),
+            ])
+            .arg(&tank),
+        "finprint synth",
+    );
+    // The recording as numbered frames, so that each run can take one half of it.
+    let frames = tmp.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    run_ok(
+        Command::new("gst-launch-1.0").args([
+            "-q",
+            "filesrc",
+            &format!("location={}", tank.join("video.mkv").display()),
+            "!",
+            "decodebin",
+            "!",
+            "videoconvert",
+            "!",
+            "jpegenc",
+            "quality=95",
+            "!",
+            "multifilesink",
+            &format!("location={}/frame_%06d.jpg", frames.display()),
+        ]),
+        "gst-launch-1.0 (cut the video into frames)",
+    );
+    assert!(
+        frames
+            .join(format!("frame_{:06}.jpg", 2 * HALF - 1))
+            .exists(),
+        "the video did not give {} frames",
+        2 * HALF
+    );
+    let truth = read_truth(&tank.join("truth.csv"));
+    let state = tmp.path().join("identity");
+
+    let run = |name: &str, start: u32, stop: u32, state: &Path| {
+        let out = tmp.path().join(format!("out-{name}"));
+        let cfg = tmp.path().join(format!("{name}.toml"));
+        write_config(&cfg, &frames, start, stop, state, &out);
+        let log = run_ok(
+            Command::new(BIN)
+                .args(["run", "--log", "finprint=info,ort=warn", "--config"])
+                .arg(&cfg),
+            &format!("finprint run ({name})"),
+        );
+        (read_pred(&out, "tank"), log)
+    };
+
+    let (pred1, _) = run("before", 0, HALF - 1, &state);
+    let state_file = state.join("tank.identity.json");
+    assert!(
+        state_file.exists(),
+        "no identity state saved at {}",
+        state_file.display()
+    );
+    let (pred2, log2) = run("after", HALF, 2 * HALF - 1, &state);
+    assert!(
+        log2.contains("identity state loaded") && log2.contains(&format!("individuals={FISH}")),
+        "the restarted daemon did not load the {FISH} saved individuals:\n{log2}"
+    );
+    // Labels after the restart come from the saved state, not from enrolling the fish again.
+    assert!(
+        !log2.contains("new individual enrolled"),
+        "the restarted daemon enrolled new individuals:\n{log2}"
+    );
+    // Frame numbers of a run count from its first image, or carry the image index.
+    let offset = if pred2.iter().all(|r| r.0 >= HALF) {
+        0
+    } else {
+        HALF
+    };
+
+    let before_rows = matched_labels(&truth, &pred1, 0);
+    let before = majority(&before_rows);
+    let after_rows = matched_labels(&truth, &pred2, offset);
+    let (same, total) = kept(&before, &after_rows);
+    let share = same as f64 / total.max(1) as f64;
+    let (b_same, b_total) = kept(&before, &before_rows);
+    println!(
+        "restart ({FISH} fish, seed {SEED}, {HALF}+{HALF} frames, side view): before the restart \
+         {b_same}/{b_total} labelled track-frames carry their fish's majority individual; after \
+         it {same}/{total} = {share:.4} carry the same individual as before ({} of {FISH} fish \
+         labelled before)",
+        before.len()
+    );
+    assert!(
+        before.len() as u32 == FISH,
+        "only {} of {FISH} fish got an individual before the restart",
+        before.len()
+    );
+    assert!(
+        total as f64 >= 0.5 * (HALF * FISH) as f64,
+        "too few labelled track-frames after the restart: {total}"
+    );
+    assert!(
+        share >= 0.99,
+        "only {share:.4} of the labelled track-frames kept their individual across the restart"
+    );
+}
