@@ -3,7 +3,6 @@
 //! degraded meanwhile), SIGTERM with every output file complete and parseable; and an
 //! unreachable camera that is retried (logged) without the daemon dying.
 
-#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, BufReader};

@@ -202,7 +202,6 @@ fn fasttrack_zebrafish14_defaults_population_14() {
 /// drift, noise): the same built-in defaults must find the fish. Scored against the
 /// simulator's truth for fish at least half visible, gate ¼ body length (≥ 10 px).
 #[test]
-#[ignore = "slow (renders 150 1080p frames); run with --ignored"]
 fn synth_side_view_1080p_defaults() {
     use finprint::synth::SynthConfig;
     use finprint::synth::tank::TankSim;
@@ -215,7 +214,8 @@ fn synth_side_view_1080p_defaults() {
     let mut sim = TankSim::new(&cfg);
     let mut det = Detector::build(&DetectConfig::default()).expect("detector");
     let mut tracker = Tracker::new(&TrackConfig::default(), Some(n_fish));
-    let mut truth: HashMap<u64, Vec<(usize, f32, f32, f32, f32)>> = HashMap::new();
+    type Row = (usize, f32, f32, f32, f32);
+    let mut truth: HashMap<u64, Vec<Row>> = HashMap::new();
     let mut detected = Vec::new();
     let mut detect_time = std::time::Duration::ZERO;
     let frames = 150u64;

@@ -710,7 +710,7 @@ impl Detector {
             return;
         }
         self.refine_tick += 1;
-        if self.refine_tick % stride != 0 {
+        if !self.refine_tick.is_multiple_of(stride) {
             return;
         }
         self.refine_samples.push(luma.to_vec());
@@ -902,7 +902,7 @@ impl Detector {
                 if labels[y as usize * g.ww + x as usize] != b.label {
                     continue;
                 }
-                if k % step == 0 {
+                if k.is_multiple_of(step) {
                     out.push([to_full(x as f64), to_full(y as f64)]);
                 }
                 k += 1;

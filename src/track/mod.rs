@@ -57,6 +57,13 @@ pub struct TrackConfig {
     /// (touching fish counted as fewer by the detector). Default 0.8. Allowed: 0.1..=10
     /// (large values disable sharing).
     pub share_area_ratio: f32,
+    /// A blob shared by several tracks (touching fish the detector could not split) is divided
+    /// between them by k-means on its pixels; a track's part updates the track only when it
+    /// lies at least this many body lengths from the other parts, else the track keeps its
+    /// prediction. Default 1.0, which suits top views, where touching fish cross and a closer
+    /// division swaps them; side views, where fish pass in front of each other at different
+    /// depths, do better with 0 (always divide). Allowed: 0..=10 (10: never).
+    pub split_apart_body_lengths: f32,
     /// Time step assumed when the stream time does not advance (missing or repeated
     /// timestamps), seconds. Default 0.04 (25 fps). Allowed: 0.0001..=10.
     pub frame_interval_s: f64,
@@ -74,6 +81,7 @@ impl Default for TrackConfig {
             accel_noise: 30.0,
             measurement_noise: 0.05,
             share_area_ratio: 0.8,
+            split_apart_body_lengths: 1.0,
             frame_interval_s: 0.04,
         }
     }
@@ -118,6 +126,12 @@ impl TrackConfig {
         )?;
         range("share_area_ratio", self.share_area_ratio as f64, 0.1, 10.0)?;
         range("frame_interval_s", self.frame_interval_s, 0.0001, 10.0)?;
+        range(
+            "split_apart_body_lengths",
+            self.split_apart_body_lengths as f64,
+            0.0,
+            10.0,
+        )?;
         Ok(())
     }
 }
@@ -546,8 +560,22 @@ impl Tracker {
                     )
                 })
                 .collect();
-            for (k, (cx, cy, frac)) in split_points(&d.points, &seeds).into_iter().enumerate() {
-                split[members[k]] = Some((cx, cy, frac));
+            let parts = split_points(&d.points, &seeds);
+            for (k, &(cx, cy, frac)) in parts.iter().enumerate() {
+                // Trusted only when the parts lie apart (fish side by side or end to end);
+                // fish crossing over each other give parts near the crossing point, where
+                // the predictions are the better guess.
+                let apart = parts
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != k)
+                    .map(|(_, p)| ((p.0 - cx).powi(2) + (p.1 - cy).powi(2)).sqrt())
+                    .fold(f64::INFINITY, f64::min);
+                let need = self.cfg.split_apart_body_lengths as f64;
+                let bl = self.tracks[members[k]].body_length as f64;
+                if frac > 0.0 && apart >= need * bl {
+                    split[members[k]] = Some((cx, cy, frac));
+                }
             }
         }
 
@@ -708,10 +736,9 @@ impl Tracker {
                 tr.confirmed = true;
                 tr.hits = tr.hits.saturating_add(hits);
                 self.tracks[j].id = 0; // mark for removal
-            } else {
-                // Keep it tentative (an extra detection while all N fish are tracked).
-                self.tracks[i].hits = self.cfg.min_hits;
             }
+            // Otherwise it stays tentative (an extra detection while all N fish are tracked),
+            // its hits counting on towards taking over a shared track's id.
         }
         self.tracks.retain(|tr| tr.id != 0);
 
