@@ -220,8 +220,9 @@ fn kept(before: &HashMap<String, String>, after: &[(String, String)]) -> (usize,
 }
 
 #[test]
-#[ignore = "issue 5 (c) not met yet: 0.966 of the labelled track-frames keep their individual \
-            (3 fish, seed 23); labels still follow a track swap for a few frames. Run with \
+#[ignore = "issue 5 (c) not met: the share of labelled track-frames that keep their individual \
+            (3 fish, seed 23) was 0.966 on a loaded machine but 0.24-0.27 on an idle one (same \
+            code), so it is unstable as well as short of 0.99. Run with \
             `cargo test --test restart -- --ignored --nocapture`"]
 fn restart_keeps_the_individuals_of_every_fish() {
     let tmp = tempfile::tempdir().unwrap();
