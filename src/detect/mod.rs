@@ -587,17 +587,7 @@ impl Detector {
                 // At end of a short stream use everything rather than too few samples.
                 if picked.len() < 3 { usable } else { picked }
             };
-            let mut vals = vec![0u8; samples.len()];
-            let mut bg = vec![0u8; n];
-            for (i, b) in bg.iter_mut().enumerate() {
-                for (v, s) in vals.iter_mut().zip(&samples) {
-                    *v = s[i];
-                }
-                let mid = vals.len() / 2;
-                let (_, m, _) = vals.select_nth_unstable(mid);
-                *b = *m;
-            }
-            bg
+            pixel_median(&samples, n)
         };
         let bg16: Vec<u16> = bg8.iter().map(|&v| (v as u16) << 8).collect();
 
@@ -723,19 +713,14 @@ impl Detector {
         if samples.iter().any(|s| s.len() != m.bg.len()) {
             return;
         }
-        let mut vals = vec![0u8; samples.len()];
+        let refs: Vec<&Vec<u8>> = samples.iter().collect();
+        let median = pixel_median(&refs, m.bg.len());
         let mut changed = 0usize;
-        for (i, b) in m.bg.iter_mut().enumerate() {
-            for (v, s) in vals.iter_mut().zip(&samples) {
-                *v = s[i];
-            }
-            let mid = vals.len() / 2;
-            let (_, med, _) = vals.select_nth_unstable(mid);
-            let new = (*med as u16) << 8;
-            if (((*b + 128) >> 8) as i16 - *med as i16).abs() > m.threshold {
+        for (b, med) in m.bg.iter_mut().zip(median) {
+            if (((*b + 128) >> 8) as i16 - med as i16).abs() > m.threshold {
                 changed += 1;
             }
-            *b = new;
+            *b = (med as u16) << 8;
         }
         tracing::info!(
             samples = samples.len(),
@@ -1098,6 +1083,22 @@ fn absorb_fragments(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
         k += 1;
         !drop[k - 1]
     });
+}
+
+/// Per-pixel median of `n`-pixel images (the upper median for an even count); `samples` must
+/// not be empty.
+fn pixel_median(samples: &[&Vec<u8>], n: usize) -> Vec<u8> {
+    let mut vals = vec![0u8; samples.len()];
+    let mut out = vec![0u8; n];
+    for (i, o) in out.iter_mut().enumerate() {
+        for (v, s) in vals.iter_mut().zip(samples) {
+            *v = s[i];
+        }
+        let mid = vals.len() / 2;
+        let (_, m, _) = vals.select_nth_unstable(mid);
+        *o = *m;
+    }
+    out
 }
 
 /// Quantile (`q` in 0..1) bin index of a histogram with `total` entries.
