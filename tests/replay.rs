@@ -6,40 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_finprint");
+mod support;
+use support::run_finprint as run;
 
 fn shared(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/data")
         .join(rel)
-}
-
-/// Runs the binary with a time limit, so a hang fails the test instead of blocking CI.
-fn run(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn finprint");
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(_status) = child.try_wait().expect("wait") {
-            return child.wait_with_output().expect("output");
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "finprint {:?} did not finish within {:?} (hang). stderr:\n{}",
-                args,
-                limit,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn stderr(o: &Output) -> String {

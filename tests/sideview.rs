@@ -9,13 +9,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use pathfinding::matrix::Matrix;
 use pathfinding::prelude::kuhn_munkres_min;
 
-const BIN: &str = env!("CARGO_BIN_EXE_finprint");
+mod support;
 
 /// Fully visible: the simulator's visible fraction of the silhouette.
 const FULLY_VISIBLE: f32 = 0.99;
@@ -23,31 +23,15 @@ const FULLY_VISIBLE: f32 = 0.99;
 /// lengths from its true body centre.
 const GATE_BODY_LENGTHS: f32 = 0.3;
 
+/// Runs the binary (time limit: a hang fails) and requires it to succeed.
 fn run(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn finprint");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            let out = child.wait_with_output().expect("output");
-            assert!(
-                out.status.success(),
-                "finprint {args:?} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return out;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("finprint {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let out = support::run_finprint(args, limit);
+    assert!(
+        out.status.success(),
+        "finprint {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Rows of a CSV file as maps from column name to value.
