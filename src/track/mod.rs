@@ -272,6 +272,14 @@ fn split_points(points: &[[f32; 2]], seeds: &[(f64, f64)]) -> Vec<(f64, f64, f32
         .collect()
 }
 
+/// The point moved to the nearest point of the box `[left, top, right, bottom]`.
+fn clamp_to_box(p: (f64, f64), b: [f32; 4]) -> (f64, f64) {
+    (
+        p.0.clamp(b[0] as f64, (b[2] as f64).max(b[0] as f64)),
+        p.1.clamp(b[1] as f64, (b[3] as f64).max(b[1] as f64)),
+    )
+}
+
 fn dist(a: (f64, f64), d: &Detection) -> f64 {
     ((a.0 - d.x as f64).powi(2) + (a.1 - d.y as f64).powi(2)).sqrt()
 }
@@ -549,16 +557,9 @@ impl Tracker {
             let members: Vec<usize> = (0..self.tracks.len())
                 .filter(|&i| self.tracks[i].matched == Some(di))
                 .collect();
-            let b = d.bbox;
             let seeds: Vec<(f64, f64)> = members
                 .iter()
-                .map(|&i| {
-                    let (x, y) = self.tracks[i].motion.position();
-                    (
-                        x.clamp(b[0] as f64, (b[2] as f64).max(b[0] as f64)),
-                        y.clamp(b[1] as f64, (b[3] as f64).max(b[1] as f64)),
-                    )
-                })
+                .map(|&i| clamp_to_box(self.tracks[i].motion.position(), d.bbox))
                 .collect();
             let parts = split_points(&d.points, &seeds);
             for (k, &(cx, cy, frac)) in parts.iter().enumerate() {
@@ -602,9 +603,7 @@ impl Tracker {
                 // inside the blob's box; learn no size or heading from it.
                 tr.motion.damp_velocity(decay);
                 let (px, py) = tr.motion.position();
-                let b = d.bbox;
-                let cx = px.clamp(b[0] as f64, (b[2] as f64).max(b[0] as f64));
-                let cy = py.clamp(b[1] as f64, (b[3] as f64).max(b[1] as f64));
+                let (cx, cy) = clamp_to_box((px, py), d.bbox);
                 if cx != px || cy != py {
                     tr.motion.update(cx, cy, (0.25 * tr.body_length) as f64);
                 }
@@ -786,12 +785,8 @@ impl Tracker {
                         (x as f32, y as f32, frac * detections[di].area)
                     }
                     Some(di) if sharers[di] >= 2 => {
-                        let b = detections[di].bbox;
-                        (
-                            (x as f32).clamp(b[0], b[2].max(b[0])),
-                            (y as f32).clamp(b[1], b[3].max(b[1])),
-                            detections[di].area,
-                        )
+                        let (cx, cy) = clamp_to_box((x, y), detections[di].bbox);
+                        (cx as f32, cy as f32, detections[di].area)
                     }
                     Some(di) => (detections[di].x, detections[di].y, detections[di].area),
                     None => (x as f32, y as f32, 0.0),
