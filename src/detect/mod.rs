@@ -1064,17 +1064,7 @@ fn absorb_fragments(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
             .filter(|&(_, g)| g <= gap)
             .min_by_key(|&(_, g)| g);
         if let Some((j, _)) = host {
-            let b = &mut blobs[j];
-            b.n += s.n;
-            b.sx += s.sx;
-            b.sy += s.sy;
-            b.sxx += s.sxx;
-            b.syy += s.syy;
-            b.sxy += s.sxy;
-            b.x0 = b.x0.min(s.x0);
-            b.y0 = b.y0.min(s.y0);
-            b.x1 = b.x1.max(s.x1);
-            b.y1 = b.y1.max(s.y1);
+            blobs[j].absorb(&s);
             drop[i] = true;
         }
     }

@@ -244,6 +244,20 @@ impl Blob {
         self.y1 = self.y1.max(y);
     }
 
+    /// Adds another blob's pixels (statistics and box; its label is dropped).
+    pub fn absorb(&mut self, o: &Blob) {
+        self.n += o.n;
+        self.sx += o.sx;
+        self.sy += o.sy;
+        self.sxx += o.sxx;
+        self.syy += o.syy;
+        self.sxy += o.sxy;
+        self.x0 = self.x0.min(o.x0);
+        self.y0 = self.y0.min(o.y0);
+        self.x1 = self.x1.max(o.x1);
+        self.y1 = self.y1.max(o.y1);
+    }
+
     /// Centroid and central second moments `(mx, my, cxx, cyy, cxy)`; the variances include
     /// the 1/12 of a unit pixel so that a one-pixel-wide bar has a non-zero width.
     pub fn moments(&self) -> (f64, f64, f64, f64, f64) {
