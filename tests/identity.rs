@@ -1607,3 +1607,141 @@ fn one_fish_enrolled_once_per_flank_is_merged_when_a_track_shows_both() {
     let again = run(&mut id, &mut t, 3, false, 5);
     assert_eq!(again.as_deref(), Some(first.as_str()));
 }
+
+/// Known population: nobody is enrolled one by one at the start (one fish could be enrolled
+/// twice, once per flank); the fish are enrolled together at a moment when they are all in view
+/// and apart, each under its own individual, and keep it.
+#[test]
+fn known_population_is_enrolled_at_once_when_the_fish_are_apart() {
+    let mut rng = ident::rng(41);
+    let fish: Vec<Fish> = (0..4).map(|_| Fish::random(&mut rng)).collect();
+    let mut id =
+        finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(4), &ident::card())
+            .unwrap();
+    let mut t = 0.0;
+    // Two fish touch (a merged blob) for a while: the four are not all apart, nobody enrolls.
+    for _ in 0..20 {
+        t += 0.1;
+        let seen: Vec<Seen> = (0..4)
+            .map(|k| Seen {
+                track: k as u64 + 1,
+                fish: &fish[k],
+                facing_right: true,
+                merged: k >= 2,
+            })
+            .collect();
+        frame(&mut id, t, &seen, &mut rng);
+    }
+    assert_eq!(
+        id.api().list().len(),
+        0,
+        "individuals enrolled before the known population was in view and apart"
+    );
+    // Apart: all four enrolled together, each track under its own individual, kept.
+    let mut first: Option<Vec<Option<String>>> = None;
+    for _ in 0..30 {
+        t += 0.1;
+        let seen: Vec<Seen> = (0..4)
+            .map(|k| Seen {
+                track: k as u64 + 1,
+                fish: &fish[k],
+                facing_right: true,
+                merged: false,
+            })
+            .collect();
+        let labels = frame(&mut id, t, &seen, &mut rng);
+        if labels.iter().any(|l| l.is_some()) {
+            assert!(
+                labels.iter().all(|l| l.is_some()),
+                "enrolled one by one: {labels:?}"
+            );
+            match &first {
+                None => first = Some(labels),
+                Some(f) => assert_eq!(&labels, f, "labels changed"),
+            }
+        }
+    }
+    let first = first.expect("the four fish were never enrolled");
+    let mut distinct: Vec<&String> = first.iter().flatten().collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "{first:?}");
+    assert_eq!(id.api().list().len(), 4);
+}
+
+/// Known population, everyone enrolled from one side: a new track showing a side nobody was
+/// seen from, while every other individual but one is visible elsewhere, is that one (it is
+/// the only fish it can be), and the new side is learned: a later track of that side is
+/// recognised by its embeddings, with no elimination possible.
+#[test]
+fn unseen_flank_is_placed_by_elimination_and_learned() {
+    use rand_chacha::ChaCha8Rng;
+    let mut rng = ident::rng(42);
+    let fish: Vec<Fish> = (0..3).map(|_| Fish::random(&mut rng)).collect();
+    let mut id =
+        finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(3), &ident::card())
+            .unwrap();
+    let mut t = 0.0;
+    let run = |id: &mut finprint::identify::Identifier,
+               t: &mut f64,
+               seen: &[(u64, usize, bool)],
+               n: usize,
+               rng: &mut ChaCha8Rng| {
+        let mut last = Vec::new();
+        for _ in 0..n {
+            *t += 0.1;
+            let s: Vec<Seen> = seen
+                .iter()
+                .map(|&(track, k, right)| Seen {
+                    track,
+                    fish: &fish[k],
+                    facing_right: right,
+                    merged: false,
+                })
+                .collect();
+            last = frame(id, *t, &s, rng);
+        }
+        last
+    };
+    // All three facing right: enrolled.
+    let start = run(
+        &mut id,
+        &mut t,
+        &[(1, 0, true), (2, 1, true), (3, 2, true)],
+        20,
+        &mut rng,
+    );
+    assert!(start.iter().all(|l| l.is_some()), "{start:?}");
+    let ind0 = start[0].clone();
+    // Fish 0 comes back on a new track facing left (never seen from there); fish 1 and 2 are in
+    // view on their tracks.
+    let after = run(
+        &mut id,
+        &mut t,
+        &[(11, 0, false), (2, 1, true), (3, 2, true)],
+        20,
+        &mut rng,
+    );
+    assert_eq!(
+        after[0], ind0,
+        "the unseen flank was not placed by elimination"
+    );
+    // Later fish 1 and fish 0, both facing left, on new tracks (fish 2 out of view): no
+    // elimination can place them (two individuals were never seen from the left); only the
+    // learned left flank of fish 0 names it, and fish 1 does not take fish 0's individual.
+    let later = run(
+        &mut id,
+        &mut t,
+        &[(21, 1, false), (22, 0, false)],
+        20,
+        &mut rng,
+    );
+    assert_eq!(
+        later[1], ind0,
+        "the learned flank did not recognise the fish"
+    );
+    assert_ne!(
+        later[0], ind0,
+        "another fish took the individual: {later:?}"
+    );
+}

@@ -99,6 +99,9 @@ pub struct Hit {
 const HNSW_M: usize = 16;
 const HNSW_LAYERS: usize = 16;
 const HNSW_EF_C: usize = 200;
+/// Prototypes whose similarities are averaged when an embedding is scored against an
+/// individual (see [`Gallery::max_similarity_in_view`]).
+const TOP_K: usize = 3;
 
 /// Cosine k-NN gallery with tombstones and rebuild.
 pub struct Gallery {
@@ -303,14 +306,24 @@ impl Gallery {
         out
     }
 
-    /// Highest similarity of `v`, seen from `view`, to a live prototype of `individual` seen
-    /// from a compatible side (see [`View::compatible`]). `None` when it has no such prototype:
+    /// Similarity of `v`, seen from `view`, to `individual`: the mean of its best `TOP_K`
+    /// similarities to live prototypes seen from a compatible side (see [`View::compatible`]). `None` when it has no such prototype:
     /// that side of the fish was never seen, so the embedding says nothing about it.
     pub fn max_similarity_in_view(&self, individual: &str, v: &[f32], view: View) -> Option<f32> {
-        self.of(individual)
-            .filter(|(_, p)| view.compatible(p.view))
-            .map(|(_, p)| cosine(&p.vector, v))
-            .max_by(f32::total_cmp)
+        // Mean of the best TOP_K similarities: one stray prototype (taught by a track that
+        // had swapped fish) does not make an individual match another fish, and the best of
+        // many prototypes of other fish scores lower than with the single best.
+        let mut top = [f32::NEG_INFINITY; TOP_K];
+        for (_, p) in self.of(individual).filter(|(_, p)| view.compatible(p.view)) {
+            let s = cosine(&p.vector, v);
+            if let Some(k) = (0..TOP_K).min_by(|&a, &b| top[a].total_cmp(&top[b]))
+                && s > top[k]
+            {
+                top[k] = s;
+            }
+        }
+        let kept: Vec<f32> = top.into_iter().filter(|s| s.is_finite()).collect();
+        (!kept.is_empty()).then(|| kept.iter().sum::<f32>() / kept.len() as f32)
     }
 
     /// The sides (`FacingRight`, `FacingLeft`) from which `individual` has live prototypes;

@@ -51,6 +51,9 @@ struct Obs {
 
 #[derive(Default)]
 struct Tracklet {
+    /// Current fragment: a stretch of the track with no contact with another fish, so one fish
+    /// throughout (see [`Identifier::fragment_of`]).
+    fragment: u64,
     heading: f32,
     occluded: bool,
     just_unoccluded: bool,
@@ -130,6 +133,8 @@ pub struct Identifier {
     last_save: Instant,
     seen: HashMap<String, f64>,
     warned_dim: bool,
+    /// Last fragment number handed out.
+    fragments: u64,
 }
 
 /// Handle on one tank's registry and gallery for the HTTP API and `finprint enroll`.
@@ -256,6 +261,7 @@ impl Identifier {
             last_save: Instant::now(),
             seen: HashMap::new(),
             warned_dim: false,
+            fragments: 0,
         })
     }
 
@@ -303,15 +309,26 @@ impl Identifier {
         self.last_t = Some(t);
         let live: std::collections::HashSet<u64> = tracks.iter().map(|tr| tr.track).collect();
         self.tracklets.retain(|id, _| live.contains(id));
-        for tr in tracks {
-            let tl = self.tracklets.entry(tr.track).or_default();
+        let contact = detections.map(|dets| contacts(tracks, dets, self.cfg.contact_margin));
+        for (i, tr) in tracks.iter().enumerate() {
+            let tl = match self.tracklets.entry(tr.track) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    self.fragments += 1;
+                    e.insert(Tracklet {
+                        fragment: self.fragments,
+                        ..Default::default()
+                    })
+                }
+            };
             tl.heading = tr.heading;
-            if let Some(dets) = detections {
-                let occluded_now = tr
-                    .detection
-                    .and_then(|d| dets.get(d))
-                    .is_some_and(|d| d.fish_count >= 2);
+            if let Some(contact) = &contact {
+                let occluded_now = contact[i];
                 if tl.occluded && !occluded_now && tr.detection.is_some() {
+                    // Out of contact with another fish: a new fragment, which may be another
+                    // fish than before (the tracker can swap fish that touched).
+                    self.fragments += 1;
+                    tl.fragment = self.fragments;
                     tl.just_unoccluded = true;
                     if !tl.obs.is_empty() {
                         tl.held = std::mem::take(&mut tl.obs);
@@ -326,6 +343,13 @@ impl Identifier {
                 }
             }
         }
+    }
+
+    /// The fragment `track` is in now: a number that changes whenever the track comes out of
+    /// contact with another fish (after which it may follow another fish). Outputs written
+    /// with a delay label each frame with its fragment's latest individual.
+    pub fn fragment_of(&self, track: u64) -> Option<u64> {
+        self.tracklets.get(&track).map(|tl| tl.fragment)
     }
 
     /// Chooses which tracks to embed in this frame, within the per-second budget: new tracklets,
@@ -585,6 +609,11 @@ impl Identifier {
                 .and_then(|tl| tl.individual.as_deref())
                 .map(|i| st.registry.resolve(i).to_string());
             let sc = &scores[r];
+            let anchored = self
+                .tracklets
+                .get(&tr.track)
+                .and_then(|tl| tl.anchor.as_deref())
+                .is_some_and(|a| Some(st.registry.resolve(a)) == cur.as_deref());
             for (c, ind) in active.iter().enumerate() {
                 let is_cur = cur.as_deref() == Some(ind.as_str());
                 let bonus = if is_cur { cfg.stickiness } else { 0.0 };
@@ -596,15 +625,14 @@ impl Identifier {
                     continue;
                 }
                 let (s, allowed) = match sc.by.iter().find(|(i, _)| i == ind) {
-                    Some((_, s)) => (
-                        *s,
-                        *s >= th.accept || (full && *s > 0.0) || (is_cur && *s >= th.new),
-                    ),
+                    Some((_, s)) => (*s, *s >= th.accept || ((full || is_cur) && *s >= th.new)),
                     // The window shows only sides this individual was never seen from: no
-                    // evidence against it. The current one is kept (a flank turn); a full
+                    // evidence against it. The current one is kept when it was confirmed in
+                    // this fragment (a flank turn with no contact since); after a contact the
+                    // track may follow another fish, so blindness keeps nothing. A full
                     // population may still place a tracklet there, after any seen match.
-                    None if is_cur => (th.accept, true),
-                    None => (0.5 * th.new, full),
+                    None if is_cur && anchored => (th.accept, true),
+                    None => (0.5 * th.new, full && is_cur),
                 };
                 if allowed {
                     w[r][c] = (((s + bonus) * 1000.0) as i64).max(1);
@@ -624,6 +652,55 @@ impl Identifier {
                 }
                 Err(_) => vec![None; n_rows],
             }
+        };
+        // Known population, nobody enrolled yet: wait for a moment when (nearly) all N fish are in view,
+        // apart from each other, each tracklet with consistent evidence of its own — N fish
+        // that are certainly distinct — and enrol them together. Enrolling them one at a time
+        // can enrol one fish twice (once per flank) and leave another without an identity.
+        let bootstrap: Vec<usize> = match self.population {
+            Some(n) if active.is_empty() && n > 0 => {
+                let mut ready: Vec<(usize, usize)> = tracks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(r, tr)| {
+                        let tl = self.tracklets.get(&tr.track)?;
+                        let ok = tr.detection.is_some()
+                            && !tl.occluded
+                            && tl.obs.len() >= cfg.min_observations.max(BOOTSTRAP_OBSERVATIONS)
+                            && self_consistent(tl, th.consistency);
+                        ok.then_some((r, tl.obs.len()))
+                    })
+                    .collect();
+                ready.sort_by_key(|x| std::cmp::Reverse(x.1));
+                tracing::trace!(tank = %self.tank, t, ready = ready.len(), "waiting for all fish to enrol them at once");
+                // All N, or all but a quarter (fish turning towards the camera cannot be
+                // embedded); the rest enrol one by one once everyone else is placed.
+                let need = (n as usize - n as usize / 4).max(1);
+                if ready.len() >= need {
+                    ready.into_iter().take(n as usize).map(|x| x.0).collect()
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
+        let bootstrapping = self.population.is_some() && active.is_empty();
+        // More fish in view (tracks with a detection) than individuals exist: some fish in
+        // view certainly have none yet.
+        let in_view = tracks
+            .iter()
+            .filter(|tr| tr.detection.is_some() && tr.status != TrackStatus::Lost)
+            .count();
+        let more_fish_than_individuals = self.population.is_some() && in_view > active.len();
+        // Then a fragment that matches nobody needs less evidence to be enrolled (fragments
+        // between contacts are short).
+        let (new_need, new_span) = if more_fish_than_individuals {
+            (
+                cfg.new_min_observations.min(ELIMINATION_OBSERVATIONS),
+                cfg.new_min_span_s.min(0.5),
+            )
+        } else {
+            (cfg.new_min_observations, cfg.new_min_span_s)
         };
         let mut dirty = false;
         let mut count = active.len();
@@ -661,20 +738,43 @@ impl Identifier {
                     Err(e) => tracing::warn!(tank = %self.tank, "flank merge refused: {e}"),
                 }
             }
-            // Newcomer: consistent evidence and room in the population.
-            if chosen.is_none()
-                && sc.n >= cfg.new_min_observations
-                && sc.span >= cfg.new_min_span_s
-                && sc.by.first().is_none_or(|(_, s)| {
-                    // Clearly unlike everyone, or long unplaceable and not a match for anyone.
-                    *s < th.new
-                        || (*s < th.accept
-                            && tl
-                                .unassigned_since
-                                .is_some_and(|u| t - u >= 2.0 * cfg.new_min_span_s.max(0.5)))
-                })
-                && self.population.is_none_or(|n| count < n as usize)
+            let mut placed: Option<String> = None;
+            // Known population, all enrolled: a fragment that shows a side matching nobody seen
+            // from it is the unseen flank of an individual never seen from that side. When
+            // exactly one such individual is not placed elsewhere in this frame, it is that one:
+            // the fragment takes it and teaches it the new side.
+            if full
+                && tl.anchor.is_none()
+                && sc.n >= cfg.new_min_observations.min(ELIMINATION_OBSERVATIONS)
+                && sc.by.first().is_none_or(|(_, s)| *s < th.new)
                 && self_consistent(tl, th.consistency)
+                && let Some(only) = sole_unseen_side(&st, tl, &active, &assignment, r)
+            {
+                tracing::debug!(tank = %self.tank, t, track = tr.track, individual = %only, "unseen flank placed by elimination");
+                chosen = Some(only.clone());
+                placed = Some(only);
+            }
+            // Newcomer: consistent evidence and room in the population.
+            let boot = bootstrap.contains(&r);
+            if chosen.is_none()
+                && (boot || !bootstrapping)
+                && (boot || sc.n >= new_need)
+                && (boot || sc.span >= new_span)
+                && (boot
+                    || sc.by.first().is_none_or(|(_, s)| {
+                        // Clearly unlike everyone, or long unplaceable and not a match for anyone.
+                        *s < th.new
+                            || (*s < th.accept
+                                && tl
+                                    .unassigned_since
+                                    .is_some_and(|u| t - u >= 2.0 * cfg.new_min_span_s.max(0.5)))
+                    }))
+                && self.population.is_none_or(|n| count < n as usize)
+                && (boot || self_consistent(tl, th.consistency))
+                && (boot
+                    || self.population.is_none()
+                    || more_fish_than_individuals
+                    || !unseen_side_free(&st, tl, &active, &assignment, r))
             {
                 let id = st.registry.create();
                 let mut kept: Vec<usize> = Vec::new();
@@ -722,6 +822,11 @@ impl Identifier {
             {
                 tl.anchor = None;
                 tl.confident = false;
+            }
+            if let Some(p) = placed {
+                tl.anchor = Some(p);
+                tl.confident = true;
+                tl.pending = tl.obs.len();
             }
             if let Some(ind) = &chosen {
                 let s1 = sc
@@ -798,6 +903,19 @@ impl Identifier {
                 tl.unassigned_since.get_or_insert(t);
             } else {
                 tl.unassigned_since = None;
+            }
+            if chosen.as_deref() != prev.as_deref() {
+                tracing::debug!(
+                    tank = %self.tank,
+                    t,
+                    track = tr.track,
+                    fragment = tl.fragment,
+                    from = ?prev,
+                    to = ?chosen,
+                    n = sc.n,
+                    by = ?sc.by.iter().take(3).collect::<Vec<_>>(),
+                    "individual of a track changed"
+                );
             }
             tl.individual = chosen.clone();
             tr.individual = chosen.as_deref().map(|i| st.registry.label(i));
@@ -908,6 +1026,105 @@ impl Identifier {
     }
 }
 
+/// Known population: can this tracklet be the unseen flank of an individual already known?
+/// True when some individual was never seen from a side this tracklet shows and no other
+/// track holds it in this frame's assignment (a fish's two flanks look unrelated, so only
+/// being elsewhere at the same time proves it is another fish).
+fn unseen_side_free(
+    st: &TankState,
+    tl: &Tracklet,
+    active: &[String],
+    assignment: &[Option<String>],
+    row: usize,
+) -> bool {
+    let (shows_r, shows_l) = tl
+        .obs
+        .iter()
+        .fold((false, false), |(r, l), o| match o.view {
+            View::FacingRight => (true, l),
+            View::FacingLeft => (r, true),
+            View::Unknown => (r, l),
+        });
+    active.iter().any(|ind| {
+        let (r, l) = st.gallery.sides_of(ind);
+        let unseen = (shows_r && !r) || (shows_l && !l);
+        let held_elsewhere = assignment.iter().enumerate().any(|(k, a)| {
+            k != row
+                && a.as_deref()
+                    .is_some_and(|a| st.registry.resolve(a) == ind.as_str())
+        });
+        unseen && !held_elsewhere
+    })
+}
+
+/// The one individual never seen from a side this tracklet shows (and seen from no side
+/// that it shows) that no other track holds in this frame's assignment, if exactly one.
+fn sole_unseen_side(
+    st: &TankState,
+    tl: &Tracklet,
+    active: &[String],
+    assignment: &[Option<String>],
+    row: usize,
+) -> Option<String> {
+    let (shows_r, shows_l) = tl
+        .obs
+        .iter()
+        .fold((false, false), |(r, l), o| match o.view {
+            View::FacingRight => (true, l),
+            View::FacingLeft => (r, true),
+            View::Unknown => (r, l),
+        });
+    if !(shows_r || shows_l) {
+        return None;
+    }
+    let mut free = active.iter().filter(|ind| {
+        let (r, l) = st.gallery.sides_of(ind);
+        let blind = !((shows_r && r) || (shows_l && l));
+        let held_elsewhere = assignment.iter().enumerate().any(|(k, a)| {
+            k != row
+                && a.as_deref()
+                    .is_some_and(|a| st.registry.resolve(a) == ind.as_str())
+        });
+        blind && !held_elsewhere
+    });
+    let first = free.next()?;
+    free.next().is_none().then(|| first.clone())
+}
+
+/// Which tracks are in contact with another fish: matched to a blob of several fish, sharing a
+/// blob with another track, or with a box overlapping another matched track's box grown by
+/// `margin` × its height (fish passing in front of each other, which the tracker may swap).
+fn contacts(tracks: &[TrackReport], dets: &[Detection], margin: f32) -> Vec<bool> {
+    let grown = |b: [f32; 4]| {
+        let m = margin * (b[3] - b[1]).max(0.0);
+        [b[0] - m, b[1] - m, b[2] + m, b[3] + m]
+    };
+    let boxes: Vec<Option<[f32; 4]>> = tracks
+        .iter()
+        .map(|tr| {
+            let d = tr.detection.and_then(|d| dets.get(d))?;
+            d.bbox.iter().all(|v| v.is_finite()).then(|| grown(d.bbox))
+        })
+        .collect();
+    let overlap =
+        |a: [f32; 4], b: [f32; 4]| a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+    (0..tracks.len())
+        .map(|i| {
+            let Some(di) = tracks[i].detection else {
+                return false;
+            };
+            if dets.get(di).is_some_and(|d| d.fish_count >= 2) {
+                return true;
+            }
+            (0..tracks.len()).any(|j| {
+                j != i
+                    && (tracks[j].detection == Some(di)
+                        || matches!((boxes[i], boxes[j]), (Some(a), Some(b)) if overlap(a, b)))
+            })
+        })
+        .collect()
+}
+
 /// The individual that a tracklet anchored on `cur` also matches (score ≥ `accept`, ahead of
 /// everyone else but `cur` by `margin`), when the two were only ever seen from opposite sides
 /// and no other tracklet of this frame holds it: the same fish enrolled once per flank.
@@ -946,6 +1163,12 @@ fn flank_twin(
     let opposite = (cr && !cl && ol && !or) || (cl && !cr && or && !ol);
     opposite.then(|| other.clone())
 }
+
+/// Embeddings a fragment needs before it is placed by elimination (see `sole_unseen_side`).
+const ELIMINATION_OBSERVATIONS: usize = 4;
+
+/// Embeddings each tracklet needs before a known population is enrolled at once.
+const BOOTSTRAP_OBSERVATIONS: usize = 3;
 
 /// Embedding pairs across a merged-blob occlusion needed before deciding continuity.
 const CONTINUITY_PAIRS: usize = 3;
@@ -1097,5 +1320,115 @@ impl IdentityApi {
             }
         }
         (ok, total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::TrackStatus;
+
+    fn report(track: u64, det: Option<usize>) -> TrackReport {
+        TrackReport {
+            track,
+            individual: None,
+            status: TrackStatus::Confirmed,
+            x: 0.0,
+            y: 0.0,
+            bbox: [0.0; 4],
+            heading: 0.0,
+            area: 1.0,
+            detection: det,
+            body_length: 10.0,
+        }
+    }
+
+    fn det(bbox: [f32; 4], fish_count: u32) -> Detection {
+        Detection {
+            x: 0.5 * (bbox[0] + bbox[2]),
+            y: 0.5 * (bbox[1] + bbox[3]),
+            bbox,
+            area: 1.0,
+            axis_angle: 0.0,
+            major_axis: 10.0,
+            minor_axis: 3.0,
+            fish_count,
+            crop: None,
+            points: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn contacts_are_overlapping_boxes_shared_blobs_and_merged_blobs() {
+        let dets = vec![
+            det([0.0, 0.0, 30.0, 10.0], 1),
+            // 2 px right of the first box: within 0.2 × its 10 px height.
+            det([31.0, 0.0, 60.0, 10.0], 1),
+            det([200.0, 0.0, 230.0, 10.0], 1),
+            det([400.0, 0.0, 450.0, 20.0], 2),
+            det([600.0, 0.0, 630.0, 10.0], 1),
+        ];
+        let tracks = vec![
+            report(1, Some(0)),
+            report(2, Some(1)),
+            report(3, Some(2)),
+            report(4, Some(3)),
+            report(5, Some(4)),
+            report(6, Some(4)),
+            report(7, None),
+        ];
+        assert_eq!(
+            contacts(&tracks, &dets, 0.2),
+            vec![true, true, false, true, true, true, false]
+        );
+        // Without a margin the first two boxes do not touch.
+        assert_eq!(
+            contacts(&tracks, &dets, 0.0),
+            vec![false, false, false, true, true, true, false]
+        );
+    }
+
+    #[test]
+    fn a_track_gets_a_new_fragment_when_a_contact_ends() {
+        let card: ModelCard = serde_json::from_value(serde_json::json!({
+            "format": "finprint-encoder/1",
+            "name": "t",
+            "onnx": "t.onnx",
+            "input": {"name": "input", "layout": "NCHW", "channels": 3, "color": "RGB",
+                      "height": 4, "width": 12, "scale": 255.0,
+                      "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
+            "output": {"name": "embedding", "dim": 4, "l2_normalized": true},
+            "crop": {"aspect": 3.0, "length_margin": 1.3, "orientation": "x"}
+        }))
+        .expect("card");
+        let mut id =
+            Identifier::build(&IdentityConfig::default(), "tank", None, &card).expect("identifier");
+        let apart = vec![
+            det([0.0, 0.0, 30.0, 10.0], 1),
+            det([100.0, 0.0, 130.0, 10.0], 1),
+        ];
+        let touching = vec![
+            det([0.0, 0.0, 30.0, 10.0], 1),
+            det([25.0, 0.0, 55.0, 10.0], 1),
+        ];
+        let tracks = vec![report(1, Some(0)), report(2, Some(1))];
+        id.wants_embedding(0.0, &tracks, &apart);
+        let (a, b) = (id.fragment_of(1).unwrap(), id.fragment_of(2).unwrap());
+        assert_ne!(a, b);
+        id.wants_embedding(0.1, &tracks, &apart);
+        assert_eq!(id.fragment_of(1), Some(a), "no contact, same fragment");
+        id.wants_embedding(0.2, &tracks, &touching);
+        assert_eq!(
+            id.fragment_of(1),
+            Some(a),
+            "the fragment lasts through the contact"
+        );
+        id.wants_embedding(0.3, &tracks, &apart);
+        let (a2, b2) = (id.fragment_of(1).unwrap(), id.fragment_of(2).unwrap());
+        assert!(
+            a2 != a && b2 != b && a2 != b2,
+            "new fragments after the contact"
+        );
+        assert_eq!(id.fragment_of(9), None);
     }
 }

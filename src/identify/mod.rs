@@ -60,7 +60,8 @@ pub struct IdentityConfig {
     /// `thresholds.consistency_similarity`, else 0.35.
     pub consistency_similarity: Option<f32>,
     /// Required lead of the best individual over the second for a confident assignment that
-    /// also teaches the gallery (default 0.05).
+    /// also teaches the gallery (default 0.15: with many prototypes per individual the runner-up
+    /// often scores 0.5–0.65, and a confident mistake teaches the gallery another fish).
     pub margin: f32,
     /// A track keeps its current individual unless another scores higher by this much
     /// (default 0.05).
@@ -74,10 +75,12 @@ pub struct IdentityConfig {
     pub new_min_span_s: f64,
     /// Embeddings kept per tracklet for its vote (default 24).
     pub window: usize,
-    /// Embeddings per second per tank (default 30): new, uncertain and just-unoccluded
-    /// tracklets go first, confident ones are refreshed with what is left.
+    /// Embeddings per second of stream time per tank (default 120, about a quarter of one CPU
+    /// core with the shipped encoder): new, uncertain and just-unoccluded tracklets go first,
+    /// confident ones are refreshed with what is left.
     pub budget_per_s: f64,
-    /// Confident tracklets are re-embedded at most this often, seconds (default 2).
+    /// Confident tracklets are re-embedded at most this often, seconds (default 0.3: a swap
+    /// the contact rule missed shows within a few frames).
     pub refresh_s: f64,
     /// Most prototypes kept per individual (default 48): the most redundant, oldest ones go first.
     pub max_prototypes_per_individual: usize,
@@ -93,6 +96,15 @@ pub struct IdentityConfig {
     /// An individual counts as present when one of its tracks matched a detection within this
     /// many seconds (default 2).
     pub present_window_s: f64,
+    /// Trajectories and interaction logs are written this many seconds (stream time) after
+    /// their frame, so that each stretch of a track between contacts with other fish is
+    /// labelled with the individual its evidence settles on, from its first frame (default 3;
+    /// 0 writes at once with the labels known then). Live counts are not delayed.
+    pub label_lag_s: f64,
+    /// Tracks whose boxes come closer than this fraction of a box's height count as in contact
+    /// (the tracker may swap them), as do tracks sharing a blob of several fish (default 0.2).
+    /// After a contact a track's identity is decided afresh from new embeddings.
+    pub contact_margin: f32,
 }
 
 impl Default for IdentityConfig {
@@ -105,20 +117,22 @@ impl Default for IdentityConfig {
             accept_similarity: None,
             new_similarity: None,
             consistency_similarity: None,
-            margin: 0.05,
+            margin: 0.15,
             stickiness: 0.05,
             min_observations: 2,
             new_min_observations: 8,
             new_min_span_s: 1.5,
             window: 24,
-            budget_per_s: 30.0,
-            refresh_s: 2.0,
+            budget_per_s: 120.0,
+            refresh_s: 0.3,
             max_prototypes_per_individual: 48,
             novelty_similarity: 0.92,
             min_quality: 0.3,
             rebuild_fraction: 0.25,
             api_token: None,
             present_window_s: 2.0,
+            label_lag_s: 3.0,
+            contact_margin: 0.2,
         }
     }
 }
@@ -171,6 +185,18 @@ impl IdentityConfig {
                 return bad(f, format!("{v} is not allowed: use 0..=1"));
             }
         }
+        if self.label_lag_s > 600.0 {
+            return bad(
+                "label_lag_s",
+                format!("{} is not allowed: use 0..=600 seconds", self.label_lag_s),
+            );
+        }
+        if !(self.contact_margin.is_finite() && (-0.5..=5.0).contains(&self.contact_margin)) {
+            return bad(
+                "contact_margin",
+                format!("{} is not allowed: use -0.5..=5", self.contact_margin),
+            );
+        }
         if !(0.0..=1.0).contains(&self.min_quality) {
             return bad(
                 "min_quality",
@@ -211,6 +237,7 @@ impl IdentityConfig {
             ("new_min_span_s", self.new_min_span_s),
             ("refresh_s", self.refresh_s),
             ("present_window_s", self.present_window_s),
+            ("label_lag_s", self.label_lag_s),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(

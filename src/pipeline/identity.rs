@@ -4,12 +4,12 @@
 //! `individual` in every track. Must never decide identity itself — that is
 //! `crate::identify`'s job.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::embed::EmbedQueue;
 use crate::identify::Identifier;
-use crate::messages::{Crop, Detection, TrackReport};
+use crate::messages::{Crop, Detection, TrackReport, TrackedFrame};
 use crate::output::metrics::Metrics;
 
 /// What an embedding request was for: the frame time, and the track and crop quality of each
@@ -26,7 +26,92 @@ pub(crate) struct IdentityStep {
     /// Last time each live track was seen in a multi-fish blob: an embedding of a crop cut
     /// before that may show another fish now (identities can swap while fish touch).
     pub(crate) occluded_at: HashMap<u64, f64>,
+    /// Frames waiting for their labels (`[identity] label_lag_s`).
+    pub(crate) labels: LabelDelay,
 }
+
+/// Holds tracked frames back for `lag_s` of stream time and labels each track report with the
+/// latest individual of its fragment (a stretch of a track between contacts with other fish,
+/// which is one fish throughout), so the evidence gathered after a frame names that frame's
+/// fish too.
+#[derive(Debug, Default)]
+pub(crate) struct LabelDelay {
+    /// How long frames wait, seconds of stream time.
+    pub(crate) lag_s: f64,
+    /// Frames waiting for their labels, with the fragment of each track report.
+    delayed: VecDeque<(TrackedFrame, Vec<Option<u64>>)>,
+    /// Latest individual (label) of each fragment still referenced by a waiting frame.
+    fragment_labels: HashMap<u64, String>,
+}
+
+impl LabelDelay {
+    /// A delay of `lag_s` seconds (0: frames pass at once).
+    pub(crate) fn new(lag_s: f64) -> LabelDelay {
+        LabelDelay {
+            lag_s,
+            ..Default::default()
+        }
+    }
+
+    /// Adds `tf`, whose track reports are in fragments `frags` (same order), and returns the
+    /// frames whose wait is over, oldest first.
+    pub(crate) fn push(&mut self, tf: TrackedFrame, frags: Vec<Option<u64>>) -> Vec<TrackedFrame> {
+        for (tr, f) in tf.tracks.iter().zip(&frags) {
+            if let (Some(f), Some(l)) = (f, &tr.individual) {
+                self.fragment_labels.insert(*f, l.clone());
+            }
+        }
+        // Time went backwards (a restarted stream): what waits belongs to the old timeline.
+        let restarted = self.delayed.back().is_some_and(|(b, _)| tf.t < b.t);
+        let mut out = if restarted { self.flush() } else { Vec::new() };
+        let now = tf.t;
+        self.delayed.push_back((tf, frags));
+        while let Some((front, _)) = self.delayed.front() {
+            let due = now - front.t >= self.lag_s || self.delayed.len() > MAX_DELAYED;
+            if !due {
+                break;
+            }
+            if let Some(f) = self.pop() {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    /// Every waiting frame, labelled as far as known (end of stream, shutdown).
+    pub(crate) fn flush(&mut self) -> Vec<TrackedFrame> {
+        let mut out = Vec::with_capacity(self.delayed.len());
+        while let Some(f) = self.pop() {
+            out.push(f);
+        }
+        out
+    }
+
+    fn pop(&mut self) -> Option<TrackedFrame> {
+        let (mut tf, frags) = self.delayed.pop_front()?;
+        for (tr, f) in tf.tracks.iter_mut().zip(&frags) {
+            if let Some(l) = f.and_then(|f| self.fragment_labels.get(&f)) {
+                tr.individual = Some(l.clone());
+            }
+        }
+        // Forget fragments no waiting frame refers to any more.
+        if self.delayed.is_empty() {
+            self.fragment_labels.clear();
+        } else if self.fragment_labels.len() > 64 {
+            let live: std::collections::HashSet<u64> = self
+                .delayed
+                .iter()
+                .flat_map(|(_, fs)| fs.iter().flatten().copied())
+                .collect();
+            self.fragment_labels.retain(|f, _| live.contains(f));
+        }
+        Some(tf)
+    }
+}
+
+/// Most frames held back for labelling, whatever the lag (bounds memory on a stream whose
+/// timestamps stall).
+const MAX_DELAYED: usize = 4096;
 
 impl IdentityStep {
     /// Fills `individual` in `tracks` for one frame. `cut` cuts the encoder crop of a detection
@@ -104,6 +189,22 @@ impl IdentityStep {
         }
     }
 
+    /// Holds `tf` back for `label_lag_s` of stream time (see [`LabelDelay`]); returns the
+    /// frames whose wait is over.
+    pub(crate) fn delay(&mut self, tf: TrackedFrame) -> Vec<TrackedFrame> {
+        let frags = tf
+            .tracks
+            .iter()
+            .map(|tr| self.identifier.fragment_of(tr.track))
+            .collect();
+        self.labels.push(tf, frags)
+    }
+
+    /// Every waiting frame (end of stream, shutdown).
+    pub(crate) fn flush(&mut self) -> Vec<TrackedFrame> {
+        self.labels.flush()
+    }
+
     /// Identity degrades (tracks keep their last individual); tracking goes on.
     fn failed(&mut self, camera: &str, e: &crate::embed::EmbedError) {
         self.failures += 1;
@@ -147,6 +248,92 @@ mod tests {
             crop: None,
             points: Vec::new(),
         }
+    }
+
+    fn frame(t: f64, tracks: &[(u64, Option<&str>)]) -> TrackedFrame {
+        TrackedFrame {
+            camera: "cam".into(),
+            index: (t * 10.0) as u64,
+            t,
+            captured: std::time::SystemTime::UNIX_EPOCH,
+            width: 10,
+            height: 10,
+            visible_fish: tracks.len() as u32,
+            tracks: tracks
+                .iter()
+                .map(|&(track, ind)| TrackReport {
+                    track,
+                    individual: ind.map(str::to_string),
+                    status: crate::messages::TrackStatus::Confirmed,
+                    x: 0.0,
+                    y: 0.0,
+                    bbox: [0.0; 4],
+                    heading: 0.0,
+                    area: 1.0,
+                    detection: None,
+                    body_length: 1.0,
+                })
+                .collect(),
+        }
+    }
+
+    fn labels(tf: &TrackedFrame) -> Vec<Option<String>> {
+        tf.tracks.iter().map(|t| t.individual.clone()).collect()
+    }
+
+    #[test]
+    fn delayed_frames_take_their_fragments_latest_individual() {
+        let mut d = LabelDelay::new(1.0);
+        // Track 1: fragment 10 unlabelled, then labelled "a" at t=0.5; fragment 11 from t=0.7
+        // labelled "b" (a swap after a contact).
+        let mut out = Vec::new();
+        out.extend(d.push(frame(0.0, &[(1, None)]), vec![Some(10)]));
+        out.extend(d.push(frame(0.2, &[(1, Some("b"))]), vec![Some(10)]));
+        assert!(out.is_empty(), "frames left before their lag");
+        out.extend(d.push(frame(0.5, &[(1, Some("a"))]), vec![Some(10)]));
+        out.extend(d.push(frame(0.7, &[(1, Some("b"))]), vec![Some(11)]));
+        out.extend(d.push(frame(1.1, &[(1, Some("b"))]), vec![Some(11)]));
+        // t=0.0 and t=0.2 are due (1.1 − t ≥ 1): fragment 10's latest label is "a".
+        assert_eq!(out.len(), 1);
+        assert_eq!(labels(&out[0]), vec![Some("a".to_string())]);
+        out.extend(d.push(frame(1.2, &[(1, None)]), vec![None]));
+        assert_eq!(out.len(), 2);
+        assert_eq!(labels(&out[1]), vec![Some("a".to_string())]);
+        let rest = d.flush();
+        let got: Vec<_> = rest.iter().map(labels).collect();
+        assert_eq!(
+            got,
+            vec![
+                vec![Some("a".to_string())],
+                vec![Some("b".to_string())],
+                vec![Some("b".to_string())],
+                // No fragment: the frame's own label stays.
+                vec![None],
+            ]
+        );
+        assert!(d.flush().is_empty());
+    }
+
+    #[test]
+    fn no_lag_passes_frames_at_once_and_a_restarted_stream_flushes() {
+        let mut d = LabelDelay::new(0.0);
+        assert_eq!(
+            d.push(frame(5.0, &[(1, Some("a"))]), vec![Some(1)]).len(),
+            1
+        );
+        let mut d = LabelDelay::new(10.0);
+        assert!(
+            d.push(frame(5.0, &[(1, Some("a"))]), vec![Some(1)])
+                .is_empty()
+        );
+        assert!(
+            d.push(frame(6.0, &[(1, Some("a"))]), vec![Some(1)])
+                .is_empty()
+        );
+        // Time went backwards: the old timeline's frames come out, in order.
+        let out = d.push(frame(0.0, &[(2, None)]), vec![Some(2)]);
+        assert_eq!(out.iter().map(|f| f.t).collect::<Vec<_>>(), vec![5.0, 6.0]);
+        assert_eq!(d.flush().len(), 1);
     }
 
     #[test]

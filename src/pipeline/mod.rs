@@ -249,6 +249,7 @@ impl Pipeline {
                         last_save: Instant::now(),
                         failures: 0,
                         occluded_at: Default::default(),
+                        labels: identity::LabelDelay::new(cfg.identity.label_lag_s),
                     }),
                     _ => None,
                 },
@@ -432,7 +433,10 @@ impl CameraWorker {
         for df in self.detector.flush(crops) {
             self.track_and_send(df, &mut summary, &mut max_track)?;
         }
-        if let Some(id) = &self.identity {
+        if let Some(id) = &mut self.identity {
+            for tf in id.flush() {
+                let _ = self.out.send(tf);
+            }
             id.close(&name);
         }
         self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
@@ -503,8 +507,15 @@ impl CameraWorker {
         if let Some(h) = &self.hook {
             h(&tf);
         }
-        // The writer only disappears when it failed; its error is reported by `wait`.
-        let _ = self.out.send(tf);
+        // Identity labels each frame once the evidence after it is in (`label_lag_s`).
+        let ready = match &mut self.identity {
+            Some(id) => id.delay(tf),
+            None => vec![tf],
+        };
+        for tf in ready {
+            // The writer only disappears when it failed; its error is reported by `wait`.
+            let _ = self.out.send(tf);
+        }
         Ok(())
     }
 }
