@@ -1,5 +1,15 @@
 //! Assignment of tracklets to individuals for one tank.
 //!
+//! A track is cut into fragments at every contact with another fish (boxes within
+//! `contact_margin`, a blob of several fish, a shared blob) and after a long coast: the motion
+//! tracker can swap fish there, but between contacts a track follows one fish, so a fragment's
+//! evidence is its own (outputs written after `label_lag_s` take each fragment's latest
+//! individual, see `Identifier::fragment_of`). With a known population the fish are enrolled
+//! together once (nearly) all N are in view and apart, the rest while more fish are in view
+//! than individuals exist; a fragment showing a side that matches nobody takes the only
+//! individual never seen from that side that is not in view elsewhere (elimination), and
+//! teaches it that side.
+//!
 //! Per tracklet (a track id of the motion tracker) a window of recent embeddings is kept; each
 //! embedding retrieves its nearest prototypes through the HNSW gallery (candidates), which are
 //! then scored exactly (best similarity to each candidate individual's prototypes). A tracklet's
@@ -56,6 +66,8 @@ struct Tracklet {
     fragment: u64,
     heading: f32,
     occluded: bool,
+    /// Stream time since which the track has had no detection (coasting).
+    coasting_since: Option<f64>,
     just_unoccluded: bool,
     obs: VecDeque<Obs>,
     /// The window from before the last occlusion, with its anchor: given back when the new
@@ -324,7 +336,20 @@ impl Identifier {
             tl.heading = tr.heading;
             if let Some(contact) = &contact {
                 let occluded_now = contact[i];
-                if tl.occluded && !occluded_now && tr.detection.is_some() {
+                // A track that coasted a while (the fish hidden behind a plant or another
+                // fish) may pick up another fish when it is matched again.
+                let long_coast = match (tr.detection, tl.coasting_since) {
+                    (None, None) => {
+                        tl.coasting_since = Some(t);
+                        false
+                    }
+                    (None, Some(_)) => false,
+                    (Some(_), since) => {
+                        tl.coasting_since = None;
+                        since.is_some_and(|s| t - s >= COAST_FRAGMENT_S)
+                    }
+                };
+                if (tl.occluded || long_coast) && !occluded_now && tr.detection.is_some() {
                     // Out of contact with another fish: a new fragment, which may be another
                     // fish than before (the tracker can swap fish that touched).
                     self.fragments += 1;
@@ -1164,6 +1189,10 @@ fn flank_twin(
     opposite.then(|| other.clone())
 }
 
+/// A track that coasted at least this long (seconds) starts a new fragment when it is matched
+/// again.
+const COAST_FRAGMENT_S: f64 = 0.2;
+
 /// Embeddings a fragment needs before it is placed by elimination (see `sole_unseen_side`).
 const ELIMINATION_OBSERVATIONS: usize = 4;
 
@@ -1389,7 +1418,7 @@ mod tests {
     }
 
     #[test]
-    fn a_track_gets_a_new_fragment_when_a_contact_ends() {
+    fn a_track_gets_a_new_fragment_when_a_contact_or_a_long_coast_ends() {
         let card: ModelCard = serde_json::from_value(serde_json::json!({
             "format": "finprint-encoder/1",
             "name": "t",
@@ -1430,5 +1459,25 @@ mod tests {
             "new fragments after the contact"
         );
         assert_eq!(id.fragment_of(9), None);
+        // Track 1 loses its detection for one frame (0.1 s): same fragment; for 0.3 s (hidden,
+        // maybe behind another fish): a new fragment when it is matched again.
+        let coasting = vec![report(1, None), report(2, Some(1))];
+        id.wants_embedding(0.4, &coasting, &apart);
+        id.wants_embedding(0.5, &tracks, &apart);
+        assert_eq!(
+            id.fragment_of(1),
+            Some(a2),
+            "a short coast keeps the fragment"
+        );
+        for k in 0..3 {
+            id.wants_embedding(0.6 + 0.1 * k as f64, &coasting, &apart);
+        }
+        id.wants_embedding(0.9, &tracks, &apart);
+        assert_ne!(
+            id.fragment_of(1),
+            Some(a2),
+            "a long coast starts a fragment"
+        );
+        assert_eq!(id.fragment_of(2), Some(b2));
     }
 }
