@@ -1051,6 +1051,17 @@ impl Identifier {
     }
 }
 
+/// The sides (facing right, facing left) that a tracklet's window shows.
+fn sides_shown(tl: &Tracklet) -> (bool, bool) {
+    tl.obs
+        .iter()
+        .fold((false, false), |(r, l), o| match o.view {
+            View::FacingRight => (true, l),
+            View::FacingLeft => (r, true),
+            View::Unknown => (r, l),
+        })
+}
+
 /// Known population: can this tracklet be the unseen flank of an individual already known?
 /// True when some individual was never seen from a side this tracklet shows and no other
 /// track holds it in this frame's assignment (a fish's two flanks look unrelated, so only
@@ -1062,14 +1073,7 @@ fn unseen_side_free(
     assignment: &[Option<String>],
     row: usize,
 ) -> bool {
-    let (shows_r, shows_l) = tl
-        .obs
-        .iter()
-        .fold((false, false), |(r, l), o| match o.view {
-            View::FacingRight => (true, l),
-            View::FacingLeft => (r, true),
-            View::Unknown => (r, l),
-        });
+    let (shows_r, shows_l) = sides_shown(tl);
     active.iter().any(|ind| {
         let (r, l) = st.gallery.sides_of(ind);
         let unseen = (shows_r && !r) || (shows_l && !l);
@@ -1091,14 +1095,7 @@ fn sole_unseen_side(
     assignment: &[Option<String>],
     row: usize,
 ) -> Option<String> {
-    let (shows_r, shows_l) = tl
-        .obs
-        .iter()
-        .fold((false, false), |(r, l), o| match o.view {
-            View::FacingRight => (true, l),
-            View::FacingLeft => (r, true),
-            View::Unknown => (r, l),
-        });
+    let (shows_r, shows_l) = sides_shown(tl);
     if !(shows_r || shows_l) {
         return None;
     }
