@@ -1,8 +1,9 @@
 //! The identity step of a camera worker: asks the identifier which tracks need an embedding
 //! (within its budget), cuts and sends their crops to the shared encoder service without waiting,
-//! feeds embeddings back when they arrive (a few frames later), and lets the identifier fill
-//! `individual` in every track. Must never decide identity itself — that is
-//! `crate::identify`'s job.
+//! feeds embeddings back when they arrive (a few frames later), lets the identifier fill
+//! `individual` in every track, and holds frames back `[identity] label_lag_s` so that each is
+//! written with the individual its fragment settled on ([`LabelDelay`]). Must never decide
+//! identity itself — that is `crate::identify`'s job.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
