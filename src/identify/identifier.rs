@@ -664,7 +664,7 @@ impl Identifier {
                 }
             }
         }
-        let assignment: Vec<Option<String>> = if n_rows == 0 {
+        let mut assignment: Vec<Option<String>> = if n_rows == 0 {
             Vec::new()
         } else {
             match pathfinding::matrix::Matrix::from_rows(w.clone()) {
@@ -942,6 +942,8 @@ impl Identifier {
                     "individual of a track changed"
                 );
             }
+            // Later rows of this frame see this decision (elimination, flank twins).
+            assignment[r] = chosen.clone();
             tl.individual = chosen.clone();
             tr.individual = chosen.as_deref().map(|i| st.registry.label(i));
         }
