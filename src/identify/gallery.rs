@@ -100,7 +100,7 @@ const HNSW_M: usize = 16;
 const HNSW_LAYERS: usize = 16;
 const HNSW_EF_C: usize = 200;
 /// Prototypes whose similarities are averaged when an embedding is scored against an
-/// individual (see [`Gallery::max_similarity_in_view`]).
+/// individual (see [`Gallery::similarity_in_view`]).
 const TOP_K: usize = 3;
 
 /// Cosine k-NN gallery with tombstones and rebuild.
@@ -307,9 +307,10 @@ impl Gallery {
     }
 
     /// Similarity of `v`, seen from `view`, to `individual`: the mean of its best `TOP_K`
-    /// similarities to live prototypes seen from a compatible side (see [`View::compatible`]). `None` when it has no such prototype:
-    /// that side of the fish was never seen, so the embedding says nothing about it.
-    pub fn max_similarity_in_view(&self, individual: &str, v: &[f32], view: View) -> Option<f32> {
+    /// similarities to live prototypes seen from a compatible side (see [`View::compatible`]).
+    /// `None` when it has no such prototype: that side of the fish was never seen, so the
+    /// embedding says nothing about it.
+    pub fn similarity_in_view(&self, individual: &str, v: &[f32], view: View) -> Option<f32> {
         // Mean of the best TOP_K similarities: one stray prototype (taught by a track that
         // had swapped fish) does not make an individual match another fish, and the best of
         // many prototypes of other fish scores lower than with the single best.
@@ -322,8 +323,11 @@ impl Gallery {
                 top[k] = s;
             }
         }
-        let kept: Vec<f32> = top.into_iter().filter(|s| s.is_finite()).collect();
-        (!kept.is_empty()).then(|| kept.iter().sum::<f32>() / kept.len() as f32)
+        let (sum, n) = top
+            .iter()
+            .filter(|s| s.is_finite())
+            .fold((0f32, 0usize), |(sum, n), s| (sum + s, n + 1));
+        (n > 0).then(|| sum / n as f32)
     }
 
     /// The sides (`FacingRight`, `FacingLeft`) from which `individual` has live prototypes;

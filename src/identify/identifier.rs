@@ -492,7 +492,7 @@ impl Identifier {
         let mut sims: Vec<(String, f32)> = Vec::with_capacity(cands.len());
         let mut blind: Vec<String> = Vec::new();
         for c in cands {
-            match st.gallery.max_similarity_in_view(&c, &emb, view) {
+            match st.gallery.similarity_in_view(&c, &emb, view) {
                 Some(s) => sims.push((c, s)),
                 None if st.gallery.of(&c).next().is_some() => blind.push(c),
                 None => {}
@@ -826,7 +826,7 @@ impl Identifier {
                 st.gallery.prune(&id, cfg.max_prototypes_per_individual);
                 // The window's observations predate the new individual: score them against it.
                 for o in tl.obs.iter_mut() {
-                    match st.gallery.max_similarity_in_view(&id, &o.emb, o.view) {
+                    match st.gallery.similarity_in_view(&id, &o.emb, o.view) {
                         Some(s) => o.sims.push((id.clone(), s)),
                         None => o.blind.push(id.clone()),
                     }
@@ -1064,6 +1064,15 @@ fn sides_shown(tl: &Tracklet) -> (bool, bool) {
         })
 }
 
+/// Does a row of this frame's `assignment` other than `row` hold individual `ind` (resolved
+/// through merges)?
+fn held_elsewhere(st: &TankState, assignment: &[Option<String>], row: usize, ind: &str) -> bool {
+    assignment
+        .iter()
+        .enumerate()
+        .any(|(k, a)| k != row && a.as_deref().is_some_and(|a| st.registry.resolve(a) == ind))
+}
+
 /// Known population: can this tracklet be the unseen flank of an individual already known?
 /// True when some individual was never seen from a side this tracklet shows and no other
 /// track holds it in this frame's assignment (a fish's two flanks look unrelated, so only
@@ -1079,12 +1088,7 @@ fn unseen_side_free(
     active.iter().any(|ind| {
         let (r, l) = st.gallery.sides_of(ind);
         let unseen = (shows_r && !r) || (shows_l && !l);
-        let held_elsewhere = assignment.iter().enumerate().any(|(k, a)| {
-            k != row
-                && a.as_deref()
-                    .is_some_and(|a| st.registry.resolve(a) == ind.as_str())
-        });
-        unseen && !held_elsewhere
+        unseen && !held_elsewhere(st, assignment, row, ind)
     })
 }
 
@@ -1104,12 +1108,7 @@ fn sole_unseen_side(
     let mut free = active.iter().filter(|ind| {
         let (r, l) = st.gallery.sides_of(ind);
         let blind = !((shows_r && r) || (shows_l && l));
-        let held_elsewhere = assignment.iter().enumerate().any(|(k, a)| {
-            k != row
-                && a.as_deref()
-                    .is_some_and(|a| st.registry.resolve(a) == ind.as_str())
-        });
-        blind && !held_elsewhere
+        blind && !held_elsewhere(st, assignment, row, ind)
     });
     let first = free.next()?;
     free.next().is_none().then(|| first.clone())
@@ -1174,12 +1173,7 @@ fn flank_twin(
     if s - third < margin {
         return None;
     }
-    let held_elsewhere = assignment.iter().enumerate().any(|(r, a)| {
-        r != row
-            && a.as_deref()
-                .is_some_and(|a| st.registry.resolve(a) == other)
-    });
-    if held_elsewhere {
+    if held_elsewhere(st, assignment, row, other) {
         return None;
     }
     let (cr, cl) = st.gallery.sides_of(cur);
