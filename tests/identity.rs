@@ -1770,3 +1770,50 @@ fn unseen_flank_is_placed_by_elimination_and_learned() {
         "another fish took the individual: {later:?}"
     );
 }
+
+#[test]
+fn a_fragment_seen_beside_every_individual_in_turn_is_a_newcomer() {
+    // Population 4; fish 0-2 enrolled facing right. Fish 3 shows its left flank, which no
+    // individual was seen from, so any of them could own it — until each has been in view
+    // elsewhere during fish 3's fragment (never all three in the same frame).
+    let mut rng = ident::rng(7);
+    let fish: Vec<Fish> = (0..4).map(|_| Fish::random(&mut rng)).collect();
+    let mut id =
+        finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(4), &ident::card())
+            .unwrap();
+    let mut t = 0.0;
+    let mut run = |seen: &[(u64, usize, bool)], n: usize| {
+        let mut last = Vec::new();
+        for _ in 0..n {
+            t += 0.1;
+            let s: Vec<Seen> = seen
+                .iter()
+                .map(|&(track, k, right)| Seen {
+                    track,
+                    fish: &fish[k],
+                    facing_right: right,
+                    merged: false,
+                })
+                .collect();
+            last = frame(&mut id, t, &s, &mut rng);
+        }
+        last
+    };
+    let start = run(&[(1, 0, true), (2, 1, true), (3, 2, true)], 20);
+    assert!(start.iter().all(|l| l.is_some()), "{start:?}");
+    // Fish 2 out of view: its individual could still be fish 3's unseen left flank.
+    let mid = run(&[(1, 0, true), (2, 1, true), (4, 3, false)], 20);
+    assert_eq!(
+        mid[2], None,
+        "enrolled while it could be fish 2's left flank"
+    );
+    // Fish 0 leaves, fish 2 comes back on a new track: every individual has now been seen
+    // elsewhere while fish 3's fragment lasted.
+    let end = run(&[(2, 1, true), (5, 2, true), (4, 3, false)], 20);
+    assert_eq!(end[1], start[2], "fish 2 not recognised on its new track");
+    let newcomer = end[2].clone().expect("fish 3 got no individual");
+    assert!(
+        !start.contains(&Some(newcomer.clone())),
+        "fish 3 took an enrolled individual: {newcomer} in {start:?}"
+    );
+}

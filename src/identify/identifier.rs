@@ -4,10 +4,15 @@
 //! `contact_margin`, a blob of several fish, a shared blob) and after a long coast: the motion
 //! tracker can swap fish there, but between contacts a track follows one fish, so a fragment's
 //! evidence is its own (outputs written after `label_lag_s` take each fragment's latest
-//! individual, see `Identifier::fragment_of`). With a known population the fish are enrolled
-//! together once (nearly) all N are in view and apart, the rest while more fish are in view
-//! than individuals exist; a fragment showing a side that matches nobody takes the only
-//! individual never seen from that side that is not in view elsewhere (elimination), and
+//! individual, see `Identifier::fragment_of`). A fragment that is confirmed (anchored: enrolled
+//! from it, placed by elimination, or matched clearly) keeps its individual to its end, and
+//! while it is in view every other fragment in view is another fish: each fragment collects
+//! the individuals so held elsewhere during its life and can be none of them. With a known
+//! population the fish are enrolled together once (nearly) all N are in view and apart; the
+//! rest one at a time, each from a fragment that matches nobody and either was in view while
+//! every individual was held elsewhere or shows a side whose every possible owner is in view
+//! elsewhere. A fragment showing a side that matches nobody takes the only individual never
+//! seen from that side that is neither in view elsewhere nor excluded (elimination), and
 //! teaches it that side.
 //!
 //! Per tracklet (a track id of the motion tracker) a window of recent embeddings is kept; each
@@ -32,7 +37,7 @@
 //!
 //! Must never read pixels or run the model.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -82,6 +87,9 @@ struct Tracklet {
     confident: bool,
     /// Stream time since which the tracklet has had no individual.
     unassigned_since: Option<f64>,
+    /// Individuals (raw ids) held by another anchored track at some moment of this fragment:
+    /// they were elsewhere while this fragment's one fish was here, so it is none of them.
+    excluded: HashSet<String>,
 }
 
 /// Per-individual scores of one tracklet.
@@ -354,6 +362,7 @@ impl Identifier {
                     // fish than before (the tracker can swap fish that touched).
                     self.fragments += 1;
                     tl.fragment = self.fragments;
+                    tl.excluded.clear();
                     tl.just_unoccluded = true;
                     if !tl.obs.is_empty() {
                         tl.held = std::mem::take(&mut tl.obs);
@@ -606,6 +615,41 @@ impl Identifier {
         let cfg = self.cfg.clone();
         let th = self.th;
         let mut st = write(&self.shared);
+        // An anchored track in view holds its individual: every other fragment in view now
+        // is another fish.
+        let holders: Vec<(u64, String)> = tracks
+            .iter()
+            .filter(|tr| tr.detection.is_some())
+            .filter_map(|tr| {
+                let tl = self.tracklets.get(&tr.track)?;
+                let a = tl.anchor.as_deref()?;
+                (tl.individual.as_deref().map(|i| st.registry.resolve(i))
+                    == Some(st.registry.resolve(a)))
+                .then(|| (tr.track, st.registry.resolve(a).to_string()))
+            })
+            .collect();
+        for tr in tracks.iter().filter(|tr| tr.detection.is_some()) {
+            if let Some(tl) = self.tracklets.get_mut(&tr.track) {
+                for (k, ind) in &holders {
+                    if *k != tr.track {
+                        tl.excluded.insert(ind.clone());
+                    }
+                }
+            }
+        }
+        let excluded: Vec<HashSet<String>> = tracks
+            .iter()
+            .map(|tr| {
+                self.tracklets
+                    .get(&tr.track)
+                    .map_or_else(HashSet::new, |tl| {
+                        tl.excluded
+                            .iter()
+                            .map(|i| st.registry.resolve(i).to_string())
+                            .collect()
+                    })
+            })
+            .collect();
         // Score every tracklet.
         let ids: Vec<u64> = tracks.iter().map(|tr| tr.track).collect();
         let scores: Vec<Scores> = ids
@@ -620,6 +664,10 @@ impl Identifier {
             })
             .collect();
         let active: Vec<String> = st.registry.active().map(|i| i.id.clone()).collect();
+        let certainly_new: Vec<bool> = excluded
+            .iter()
+            .map(|e| !active.is_empty() && active.iter().all(|i| e.contains(i)))
+            .collect();
         let full = self.population.is_some_and(|n| active.len() >= n as usize);
         // Hungarian: rows = tracks, columns = active individuals + one "none" per track.
         let n_rows = tracks.len();
@@ -641,6 +689,11 @@ impl Identifier {
                 .is_some_and(|a| Some(st.registry.resolve(a)) == cur.as_deref());
             for (c, ind) in active.iter().enumerate() {
                 let is_cur = cur.as_deref() == Some(ind.as_str());
+                // Elsewhere at the same time as this fragment's fish: not this one (unless it is
+                // this track's own individual through a merge an operator made).
+                if excluded[r].contains(ind) && !is_cur {
+                    continue;
+                }
                 let bonus = if is_cur { cfg.stickiness } else { 0.0 };
                 if sc.n < cfg.min_observations {
                     if is_cur {
@@ -650,6 +703,9 @@ impl Identifier {
                     continue;
                 }
                 let (s, allowed) = match sc.by.iter().find(|(i, _)| i == ind) {
+                    // Confirmed in this fragment (one fish since): weak later crops do not
+                    // undo it; only a clearly better individual can take the row.
+                    Some((_, s)) if is_cur && anchored => (s.max(th.accept), true),
                     Some((_, s)) => (*s, *s >= th.accept || ((full || is_cur) && *s >= th.new)),
                     // The window shows only sides this individual was never seen from: no
                     // evidence against it. The current one is kept when it was confirmed in
@@ -764,6 +820,7 @@ impl Identifier {
                 }
             }
             let mut placed: Option<String> = None;
+            let mut enrolled: Option<String> = None;
             // Known population, all enrolled: a fragment that shows a side matching nobody seen
             // from it is the unseen flank of an individual never seen from that side. When
             // exactly one such individual is not placed elsewhere in this frame, it is that one:
@@ -773,7 +830,7 @@ impl Identifier {
                 && sc.n >= cfg.new_min_observations.min(ELIMINATION_OBSERVATIONS)
                 && sc.by.first().is_none_or(|(_, s)| *s < th.new)
                 && self_consistent(tl, th.consistency)
-                && let Some(only) = sole_unseen_side(&st, tl, &active, &assignment, r)
+                && let Some(only) = sole_unseen_side(&st, tl, &active, &assignment, r, &excluded[r])
             {
                 tracing::debug!(tank = %self.tank, t, track = tr.track, individual = %only, "unseen flank placed by elimination");
                 chosen = Some(only.clone());
@@ -798,7 +855,7 @@ impl Identifier {
                 && (boot || self_consistent(tl, th.consistency))
                 && (boot
                     || self.population.is_none()
-                    || more_fish_than_individuals
+                    || certainly_new[r]
                     || !unseen_side_free(&st, tl, &active, &assignment, r))
             {
                 let id = st.registry.create();
@@ -833,11 +890,11 @@ impl Identifier {
                 }
                 tracing::info!(tank = %self.tank, track = tr.track, individual = %id, prototypes = kept.len(), "new individual enrolled");
                 count += 1;
-                tl.anchor = Some(id.clone());
-                tl.confident = true;
                 tl.pending = 0;
                 dirty = true;
-                chosen = Some(id);
+                chosen = Some(id.clone());
+                // Anchored below, after the change of individual has reset the anchor.
+                enrolled = Some(id);
             }
             if chosen
                 != tl
@@ -852,6 +909,10 @@ impl Identifier {
                 tl.anchor = Some(p);
                 tl.confident = true;
                 tl.pending = tl.obs.len();
+            }
+            if let Some(e) = enrolled {
+                tl.anchor = Some(e);
+                tl.confident = true;
             }
             if let Some(ind) = &chosen {
                 let s1 = sc
@@ -1100,6 +1161,7 @@ fn sole_unseen_side(
     active: &[String],
     assignment: &[Option<String>],
     row: usize,
+    excluded: &HashSet<String>,
 ) -> Option<String> {
     let (shows_r, shows_l) = sides_shown(tl);
     if !(shows_r || shows_l) {
@@ -1108,7 +1170,7 @@ fn sole_unseen_side(
     let mut free = active.iter().filter(|ind| {
         let (r, l) = st.gallery.sides_of(ind);
         let blind = !((shows_r && r) || (shows_l && l));
-        blind && !held_elsewhere(st, assignment, row, ind)
+        blind && !excluded.contains(ind.as_str()) && !held_elsewhere(st, assignment, row, ind)
     });
     let first = free.next()?;
     free.next().is_none().then(|| first.clone())
