@@ -112,6 +112,9 @@ pub struct Gallery {
     /// Rebuild when tombstones exceed this fraction of indexed points.
     rebuild_fraction: f32,
     rebuilds: u64,
+    /// Bumped by every change of the live prototypes or their owners (see
+    /// [`Gallery::generation`]).
+    generation: u64,
 }
 
 impl std::fmt::Debug for Gallery {
@@ -149,6 +152,7 @@ impl Gallery {
             dead: 0,
             rebuild_fraction,
             rebuilds: 0,
+            generation: 0,
         }
     }
 
@@ -208,6 +212,12 @@ impl Gallery {
         self.rebuilds
     }
 
+    /// A number that changes whenever a live prototype is added or removed or changes owner:
+    /// similarities computed at one generation stay valid while it does not change.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Live prototypes.
     pub fn live(&self) -> impl Iterator<Item = (usize, &Prototype)> {
         self.prototypes.iter().enumerate().filter(|(_, p)| p.alive)
@@ -227,6 +237,7 @@ impl Gallery {
         let id = self.prototypes.len();
         self.index.insert((&p.vector, id));
         self.prototypes.push(Prototype { alive: true, ..p });
+        self.generation += 1;
         Some(id)
     }
 
@@ -237,6 +248,7 @@ impl Gallery {
         {
             p.alive = false;
             self.dead += 1;
+            self.generation += 1;
         }
         self.maybe_rebuild();
     }
@@ -266,6 +278,9 @@ impl Gallery {
                 p.owner = owner.to_string();
                 n += 1;
             }
+        }
+        if n > 0 {
+            self.generation += 1;
         }
         n
     }
@@ -396,6 +411,7 @@ impl Gallery {
             }
         }
         if removed > 0 {
+            self.generation += 1;
             self.maybe_rebuild();
         }
         removed
@@ -471,6 +487,41 @@ mod tests {
             (h[0].similarity - 1.0).abs() < 1e-4,
             "a live vector is lost after rebuild"
         );
+    }
+
+    #[test]
+    fn generation_changes_with_every_change_of_live_prototypes_only() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut g = Gallery::new(16, 0.25);
+        let mut last = g.generation();
+        let mut changed = |g: &Gallery| {
+            let c = g.generation() != last;
+            last = g.generation();
+            c
+        };
+        g.add(proto("a", unit(&mut rng, 16), 0)).unwrap();
+        assert!(changed(&g), "add");
+        assert!(g.add(proto("a", vec![f32::NAN; 16], 0)).is_none());
+        assert!(!changed(&g), "a refused vector");
+        g.add(proto("a", unit(&mut rng, 16), 1)).unwrap();
+        let _ = changed(&g);
+        let _ = g.search(&unit(&mut rng, 16), 2);
+        let _ = g.similarity_in_view("a", &unit(&mut rng, 16), View::Unknown);
+        assert!(!changed(&g), "reads");
+        assert_eq!(g.reassign(|p| p.owner == "a", "b"), 2);
+        assert!(changed(&g), "reassign");
+        assert_eq!(g.reassign(|p| p.owner == "nobody", "b"), 0);
+        assert!(!changed(&g), "a reassign that moved nothing");
+        g.remove(0);
+        assert!(changed(&g), "remove");
+        g.remove(0);
+        assert!(!changed(&g), "removing a tombstone again");
+        for i in 0..4 {
+            g.add(proto("b", unit(&mut rng, 16), 10 + i)).unwrap();
+        }
+        let _ = changed(&g);
+        assert!(g.prune("b", 2) > 0);
+        assert!(changed(&g), "prune");
     }
 
     #[test]

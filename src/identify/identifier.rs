@@ -62,6 +62,8 @@ struct Obs {
     /// Candidate individuals never seen from this side (no compatible prototype): this
     /// embedding is no evidence for or against them (a fish's other flank looks different).
     blind: Vec<String>,
+    /// Gallery generation `sims` and `blind` were computed at (rescored when it changed).
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -508,6 +510,7 @@ impl Identifier {
             }
         }
         sims.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let generation = st.gallery.generation();
         drop(st);
         let tl = self.tracklets.entry(track).or_default();
         tl.obs.push_back(Obs {
@@ -517,6 +520,7 @@ impl Identifier {
             emb,
             sims,
             blind,
+            generation,
         });
         tl.pending = (tl.pending + 1).min(tl.obs.len());
         if !tl.held.is_empty() {
@@ -615,6 +619,29 @@ impl Identifier {
         let cfg = self.cfg.clone();
         let th = self.th;
         let mut st = write(&self.shared);
+        // Evidence against today's gallery: an embedding scored before an individual was taught
+        // a side (or enrolled, or merged) is scored again.
+        let active: Vec<String> = st.registry.active().map(|i| i.id.clone()).collect();
+        let generation = st.gallery.generation();
+        if active.len() <= EXHAUSTIVE_INDIVIDUALS {
+            for tr in tracks.iter() {
+                let Some(tl) = self.tracklets.get_mut(&tr.track) else {
+                    continue;
+                };
+                for o in tl.obs.iter_mut().filter(|o| o.generation != generation) {
+                    o.sims.clear();
+                    o.blind.clear();
+                    for ind in &active {
+                        match st.gallery.similarity_in_view(ind, &o.emb, o.view) {
+                            Some(s) => o.sims.push((ind.clone(), s)),
+                            None => o.blind.push(ind.clone()),
+                        }
+                    }
+                    o.sims.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    o.generation = generation;
+                }
+            }
+        }
         // An anchored track in view holds its individual: every other fragment in view now
         // is another fish.
         let holders: Vec<(u64, String)> = tracks
@@ -663,7 +690,6 @@ impl Identifier {
                 },
             })
             .collect();
-        let active: Vec<String> = st.registry.active().map(|i| i.id.clone()).collect();
         let certainly_new: Vec<bool> = excluded
             .iter()
             .map(|e| !active.is_empty() && active.iter().all(|i| e.contains(i)))
