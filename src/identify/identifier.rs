@@ -18,9 +18,9 @@
 //! Per tracklet (a track id of the motion tracker) a window of recent embeddings is kept; each
 //! embedding retrieves its nearest prototypes through the HNSW gallery (candidates), which are
 //! then scored exactly (best similarity to each candidate individual's prototypes). A tracklet's
-//! score for an individual is the quality-weighted mean over its window. Tracklets visible at the
-//! same time are assigned one-to-one (Hungarian, maximum total score, with a bonus for keeping the
-//! current individual). Known population (N): never more than N individuals; once N exist every
+//! score for an individual is the mean over its window weighted by crop quality⁴ (a fish turning
+//! shows little pattern). Tracklets visible at the same time are assigned one-to-one (Hungarian,
+//! maximum total score, with a bonus for keeping the current individual). Known population (N): never more than N individuals; once N exist every
 //! tracklet with evidence gets the best free one. Open population: a tracklet becomes a new
 //! individual only after consistent evidence (enough embeddings, over enough time, mostly unlike
 //! everyone, and alike each other). A tracklet that vanishes and a new one that appears later get
@@ -569,7 +569,9 @@ impl Identifier {
                     .map(|raw| st.registry.resolve(raw))
                     .filter(|r| !best_here.contains_key(r))
                     .collect();
-                (o.quality.max(0.05), best_here, blind)
+                // A foreshortened crop (a fish turning) shows little pattern and looks like
+                // every other fish's: it counts little next to broadside ones.
+                (o.quality.max(0.05).powi(4), best_here, blind)
             })
             .collect();
         let mut universe: Vec<&str> = per_obs
