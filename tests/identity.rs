@@ -426,6 +426,33 @@ mod ident {
         id.assign(t, &mut tracks);
         tracks.into_iter().map(|t| t.individual).collect()
     }
+
+    /// Runs `n` frames 0.1 s apart (advancing `t`), each showing `seen` = (track, index into
+    /// `fish`, facing right) unmerged; returns the last frame's labels.
+    pub fn frames(
+        id: &mut Identifier,
+        t: &mut f64,
+        fish: &[Fish],
+        seen: &[(u64, usize, bool)],
+        n: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Option<String>> {
+        let mut last = Vec::new();
+        for _ in 0..n {
+            *t += 0.1;
+            let s: Vec<Seen> = seen
+                .iter()
+                .map(|&(track, k, facing_right)| Seen {
+                    track,
+                    fish: &fish[k],
+                    facing_right,
+                    merged: false,
+                })
+                .collect();
+            last = frame(id, *t, &s, rng);
+        }
+        last
+    }
 }
 
 use ident::{Fish, Seen, frame};
@@ -1700,53 +1727,22 @@ fn known_population_is_enrolled_at_once_when_the_fish_are_apart() {
 /// recognised by its embeddings, with no elimination possible.
 #[test]
 fn unseen_flank_is_placed_by_elimination_and_learned() {
-    use rand_chacha::ChaCha8Rng;
     let mut rng = ident::rng(42);
     let fish: Vec<Fish> = (0..3).map(|_| Fish::random(&mut rng)).collect();
     let mut id =
         finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(3), &ident::card())
             .unwrap();
     let mut t = 0.0;
-    let run = |id: &mut finprint::identify::Identifier,
-               t: &mut f64,
-               seen: &[(u64, usize, bool)],
-               n: usize,
-               rng: &mut ChaCha8Rng| {
-        let mut last = Vec::new();
-        for _ in 0..n {
-            *t += 0.1;
-            let s: Vec<Seen> = seen
-                .iter()
-                .map(|&(track, k, right)| Seen {
-                    track,
-                    fish: &fish[k],
-                    facing_right: right,
-                    merged: false,
-                })
-                .collect();
-            last = frame(id, *t, &s, rng);
-        }
-        last
+    let mut run = |seen: &[(u64, usize, bool)], n: usize| {
+        ident::frames(&mut id, &mut t, &fish, seen, n, &mut rng)
     };
     // All three facing right: enrolled.
-    let start = run(
-        &mut id,
-        &mut t,
-        &[(1, 0, true), (2, 1, true), (3, 2, true)],
-        20,
-        &mut rng,
-    );
+    let start = run(&[(1, 0, true), (2, 1, true), (3, 2, true)], 20);
     assert!(start.iter().all(|l| l.is_some()), "{start:?}");
     let ind0 = start[0].clone();
     // Fish 0 comes back on a new track facing left (never seen from there); fish 1 and 2 are in
     // view on their tracks.
-    let after = run(
-        &mut id,
-        &mut t,
-        &[(11, 0, false), (2, 1, true), (3, 2, true)],
-        20,
-        &mut rng,
-    );
+    let after = run(&[(11, 0, false), (2, 1, true), (3, 2, true)], 20);
     assert_eq!(
         after[0], ind0,
         "the unseen flank was not placed by elimination"
@@ -1754,13 +1750,7 @@ fn unseen_flank_is_placed_by_elimination_and_learned() {
     // Later fish 1 and fish 0, both facing left, on new tracks (fish 2 out of view): no
     // elimination can place them (two individuals were never seen from the left); only the
     // learned left flank of fish 0 names it, and fish 1 does not take fish 0's individual.
-    let later = run(
-        &mut id,
-        &mut t,
-        &[(21, 1, false), (22, 0, false)],
-        20,
-        &mut rng,
-    );
+    let later = run(&[(21, 1, false), (22, 0, false)], 20);
     assert_eq!(
         later[1], ind0,
         "the learned flank did not recognise the fish"
@@ -1783,21 +1773,7 @@ fn a_fragment_seen_beside_every_individual_in_turn_is_a_newcomer() {
             .unwrap();
     let mut t = 0.0;
     let mut run = |seen: &[(u64, usize, bool)], n: usize| {
-        let mut last = Vec::new();
-        for _ in 0..n {
-            t += 0.1;
-            let s: Vec<Seen> = seen
-                .iter()
-                .map(|&(track, k, right)| Seen {
-                    track,
-                    fish: &fish[k],
-                    facing_right: right,
-                    merged: false,
-                })
-                .collect();
-            last = frame(&mut id, t, &s, &mut rng);
-        }
-        last
+        ident::frames(&mut id, &mut t, &fish, seen, n, &mut rng)
     };
     let start = run(&[(1, 0, true), (2, 1, true), (3, 2, true)], 20);
     assert!(start.iter().all(|l| l.is_some()), "{start:?}");

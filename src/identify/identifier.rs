@@ -20,8 +20,9 @@
 //! then scored exactly (best similarity to each candidate individual's prototypes). A tracklet's
 //! score for an individual is the mean over its window weighted by crop quality⁴ (a fish turning
 //! shows little pattern). Tracklets visible at the same time are assigned one-to-one (Hungarian,
-//! maximum total score, with a bonus for keeping the current individual). Known population (N): never more than N individuals; once N exist every
-//! tracklet with evidence gets the best free one. Open population: a tracklet becomes a new
+//! maximum total score, with a bonus for keeping the current individual). Known population (N):
+//! never more than N individuals; once N exist every tracklet with evidence gets the best free
+//! one. Open population: a tracklet becomes a new
 //! individual only after consistent evidence (enough embeddings, over enough time, mostly unlike
 //! everyone, and alike each other). A tracklet that vanishes and a new one that appears later get
 //! the same individual when the embeddings say so; after an occlusion (merged blob) a tracklet's
