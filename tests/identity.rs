@@ -1595,7 +1595,7 @@ fn sixteen_look_alike_fish_identity_figure() {
 /// shipped encoder never saw), known population, `finprint replay` with built-in defaults:
 /// prints the identity IDF1 next to the track-level IDF1 (`finprint eval`, default 10 px
 /// gate). The goal is 0.95; measured here 0.58–0.63 (x264's output differs run to run), and
-/// 0.49–0.84 over seeds 3/7/11/12/21 with a 20 px gate (`BENCHMARKS.md`), so the floor
+/// 0.56–0.81 over ten seeds (mean 0.68) with a 20 px gate (`BENCHMARKS.md`), so the floor
 /// asserted only catches a collapse.
 #[test]
 fn eight_fish_side_view_identity_figure() {
