@@ -882,6 +882,8 @@ impl Identifier {
                     }))
                 && self.population.is_none_or(|n| count < n as usize)
                 && (boot || self_consistent(tl, th.consistency))
+                // Something to recognise it by: a crop clear enough to become a prototype.
+                && (boot || tl.obs.iter().any(|o| o.quality >= cfg.min_quality))
                 && (boot
                     || self.population.is_none()
                     || certainly_new[r]
