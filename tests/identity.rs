@@ -352,6 +352,11 @@ mod ident {
         }
     }
 
+    /// An identifier for tank "tank" with [`cfg`], [`card`] and the known `population` (if any).
+    pub fn tank(population: Option<u32>) -> Identifier {
+        Identifier::build(&cfg(), "tank", population, &card()).unwrap()
+    }
+
     pub fn rng(seed: u64) -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(seed)
     }
@@ -461,8 +466,7 @@ use ident::{Fish, Seen, frame};
 fn open_population_needs_consistent_evidence_before_enrolling() {
     let mut rng = ident::rng(1);
     let a = Fish::random(&mut rng);
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", None, &ident::card()).unwrap();
+    let mut id = ident::tank(None);
     // A few frames: not enough evidence yet (default: 8 embeddings over ≥ 1.5 s).
     for f in 0..5 {
         let l = frame(
@@ -543,9 +547,7 @@ fn open_population_needs_consistent_evidence_before_enrolling() {
 fn known_population_never_exceeds_n_and_assigns_one_to_one() {
     let mut rng = ident::rng(2);
     let fish: Vec<Fish> = (0..5).map(|_| Fish::random(&mut rng)).collect();
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(3), &ident::card())
-            .unwrap();
+    let mut id = ident::tank(Some(3));
     let mut t = 0.0;
     // Five different fish appear in turn, three at a time (tracks 1..=5 then 6..=10).
     for round in 0..2u64 {
@@ -590,8 +592,7 @@ fn relink_after_gap_and_newcomer_gets_its_own_identity() {
     let a = Fish::random(&mut rng);
     let b = Fish::random(&mut rng);
     let newcomer = Fish::like(&a, 0.4, &mut rng);
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", None, &ident::card()).unwrap();
+    let mut id = ident::tank(None);
     let mut t = 0.0;
     let mut run =
         |id: &mut finprint::identify::Identifier, seen: &[Seen], n: usize, rng: &mut _| {
@@ -699,8 +700,7 @@ fn relink_after_gap_and_newcomer_gets_its_own_identity() {
 fn flank_turn_keeps_identity_and_teaches_the_gallery() {
     let mut rng = ident::rng(4);
     let a = Fish::random(&mut rng);
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", None, &ident::card()).unwrap();
+    let mut id = ident::tank(None);
     let mut t = 0.0;
     let mut label = None;
     for _ in 0..30 {
@@ -770,9 +770,7 @@ fn swap_during_occlusion_is_corrected_by_evidence() {
     let mut rng = ident::rng(5);
     let a = Fish::random(&mut rng);
     let b = Fish::random(&mut rng);
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(2), &ident::card())
-            .unwrap();
+    let mut id = ident::tank(Some(2));
     let mut t = 0.0;
     let mut l = Vec::new();
     for _ in 0..30 {
@@ -1616,8 +1614,7 @@ fn eight_fish_side_view_identity_figure() {
 fn one_fish_enrolled_once_per_flank_is_merged_when_a_track_shows_both() {
     let mut rng = ident::rng(11);
     let a = Fish::random(&mut rng);
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", None, &ident::card()).unwrap();
+    let mut id = ident::tank(None);
     let mut t = 0.0;
     let mut run = |id: &mut finprint::identify::Identifier,
                    t: &mut f64,
@@ -1667,9 +1664,7 @@ fn one_fish_enrolled_once_per_flank_is_merged_when_a_track_shows_both() {
 fn known_population_is_enrolled_at_once_when_the_fish_are_apart() {
     let mut rng = ident::rng(41);
     let fish: Vec<Fish> = (0..4).map(|_| Fish::random(&mut rng)).collect();
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(4), &ident::card())
-            .unwrap();
+    let mut id = ident::tank(Some(4));
     let mut t = 0.0;
     // Two fish touch (a merged blob) for a while: the four are not all apart, nobody enrolls.
     for _ in 0..20 {
@@ -1729,9 +1724,7 @@ fn known_population_is_enrolled_at_once_when_the_fish_are_apart() {
 fn unseen_flank_is_placed_by_elimination_and_learned() {
     let mut rng = ident::rng(42);
     let fish: Vec<Fish> = (0..3).map(|_| Fish::random(&mut rng)).collect();
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(3), &ident::card())
-            .unwrap();
+    let mut id = ident::tank(Some(3));
     let mut t = 0.0;
     let mut run = |seen: &[(u64, usize, bool)], n: usize| {
         ident::frames(&mut id, &mut t, &fish, seen, n, &mut rng)
@@ -1768,9 +1761,7 @@ fn a_fragment_seen_beside_every_individual_in_turn_is_a_newcomer() {
     // elsewhere during fish 3's fragment (never all three in the same frame).
     let mut rng = ident::rng(7);
     let fish: Vec<Fish> = (0..4).map(|_| Fish::random(&mut rng)).collect();
-    let mut id =
-        finprint::identify::Identifier::build(&ident::cfg(), "tank", Some(4), &ident::card())
-            .unwrap();
+    let mut id = ident::tank(Some(4));
     let mut t = 0.0;
     let mut run = |seen: &[(u64, usize, bool)], n: usize| {
         ident::frames(&mut id, &mut t, &fish, seen, n, &mut rng)

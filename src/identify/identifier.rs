@@ -650,13 +650,7 @@ impl Identifier {
         let holders: Vec<(u64, String)> = tracks
             .iter()
             .filter(|tr| tr.detection.is_some())
-            .filter_map(|tr| {
-                let tl = self.tracklets.get(&tr.track)?;
-                let a = tl.anchor.as_deref()?;
-                (tl.individual.as_deref().map(|i| st.registry.resolve(i))
-                    == Some(st.registry.resolve(a)))
-                .then(|| (tr.track, st.registry.resolve(a).to_string()))
-            })
+            .filter_map(|tr| Some((tr.track, anchored_on(&st, self.tracklets.get(&tr.track)?)?)))
             .collect();
         for tr in tracks.iter().filter(|tr| tr.detection.is_some()) {
             if let Some(tl) = self.tracklets.get_mut(&tr.track) {
@@ -714,8 +708,7 @@ impl Identifier {
             let anchored = self
                 .tracklets
                 .get(&tr.track)
-                .and_then(|tl| tl.anchor.as_deref())
-                .is_some_and(|a| Some(st.registry.resolve(a)) == cur.as_deref());
+                .is_some_and(|tl| anchored_on(&st, tl).is_some());
             for (c, ind) in active.iter().enumerate() {
                 let is_cur = cur.as_deref() == Some(ind.as_str());
                 // Elsewhere at the same time as this fragment's fish: not this one (unless it is
@@ -828,7 +821,7 @@ impl Identifier {
                 .as_deref()
                 .map(|i| st.registry.resolve(i).to_string());
             if let Some(prev) = prev.as_deref()
-                && tl.anchor.as_deref().map(|a| st.registry.resolve(a)) == Some(prev)
+                && anchored_on(&st, tl).is_some()
                 && let Some(other) =
                     flank_twin(&st, sc, prev, th.accept, cfg.margin, &assignment, r)
             {
@@ -1143,6 +1136,15 @@ impl Identifier {
         st.dirty = true;
         Ok(stored)
     }
+}
+
+/// The individual (resolved through merges) a tracklet is anchored on: its current one, when
+/// that was confirmed in this fragment (enrolled from it, placed by elimination, or matched
+/// clearly).
+fn anchored_on(st: &TankState, tl: &Tracklet) -> Option<String> {
+    let a = st.registry.resolve(tl.anchor.as_deref()?);
+    let cur = st.registry.resolve(tl.individual.as_deref()?);
+    (a == cur).then(|| a.to_string())
 }
 
 /// The sides (facing right, facing left) that a tracklet's window shows.
