@@ -34,15 +34,18 @@ pub(crate) struct IdentityStep {
 /// Holds tracked frames back for `lag_s` of stream time and labels each track report with the
 /// latest individual of its fragment (a stretch of a track between contacts with other fish,
 /// which is one fish throughout), so the evidence gathered after a frame names that frame's
-/// fish too.
+/// fish too. A frame never names one individual twice: when two of its fragments ended up
+/// with the same individual (one lost it to the other later), the fragment that held it last
+/// keeps it and the other falls back to its own label of that frame, or none.
 #[derive(Debug, Default)]
 pub(crate) struct LabelDelay {
     /// How long frames wait, seconds of stream time.
     pub(crate) lag_s: f64,
     /// Frames waiting for their labels, with the fragment of each track report.
     delayed: VecDeque<(TrackedFrame, Vec<Option<u64>>)>,
-    /// Latest individual (label) of each fragment still referenced by a waiting frame.
-    fragment_labels: HashMap<u64, String>,
+    /// Latest individual (label) of each fragment still referenced by a waiting frame, with
+    /// the stream time of the last frame in which the fragment held it.
+    fragment_labels: HashMap<u64, (String, f64)>,
 }
 
 impl LabelDelay {
@@ -59,7 +62,7 @@ impl LabelDelay {
     pub(crate) fn push(&mut self, tf: TrackedFrame, frags: Vec<Option<u64>>) -> Vec<TrackedFrame> {
         for (tr, f) in tf.tracks.iter().zip(&frags) {
             if let (Some(f), Some(l)) = (f, &tr.individual) {
-                self.fragment_labels.insert(*f, l.clone());
+                self.fragment_labels.insert(*f, (l.clone(), tf.t));
             }
         }
         // Time went backwards (a restarted stream): what waits belongs to the old timeline.
@@ -90,9 +93,35 @@ impl LabelDelay {
 
     fn pop(&mut self) -> Option<TrackedFrame> {
         let (mut tf, frags) = self.delayed.pop_front()?;
-        for (tr, f) in tf.tracks.iter_mut().zip(&frags) {
-            if let Some(l) = f.and_then(|f| self.fragment_labels.get(&f)) {
-                tr.individual = Some(l.clone());
+        let latest: Vec<Option<&(String, f64)>> = frags
+            .iter()
+            .map(|f| f.and_then(|f| self.fragment_labels.get(&f)))
+            .collect();
+        // A fragment's latest individual, unless another fragment of this frame held it later
+        // (ties: the first track keeps it).
+        let wins = |i: usize| {
+            latest[i].is_some_and(|(l, held)| {
+                !latest.iter().enumerate().any(|(j, o)| {
+                    j != i
+                        && o.is_some_and(|(lo, ho)| lo == l && (ho > held || (ho == held && j < i)))
+                })
+            })
+        };
+        let won: Vec<bool> = (0..latest.len()).map(wins).collect();
+        let mut used: std::collections::HashSet<String> = latest
+            .iter()
+            .zip(&won)
+            .filter(|&(_, &w)| w)
+            .filter_map(|(l, _)| l.map(|(l, _)| l.clone()))
+            .collect();
+        for (i, tr) in tf.tracks.iter_mut().enumerate() {
+            if won[i] {
+                tr.individual = latest[i].map(|(l, _)| l.clone());
+            } else if let Some(own) = tr.individual.take() {
+                // The frame's own label, when no fragment's latest individual took it.
+                if used.insert(own.clone()) {
+                    tr.individual = Some(own);
+                }
             }
         }
         // Forget fragments no waiting frame refers to any more.
@@ -313,6 +342,41 @@ mod tests {
             ]
         );
         assert!(d.flush().is_empty());
+    }
+
+    #[test]
+    fn a_frame_never_names_one_individual_twice() {
+        let mut d = LabelDelay::new(10.0);
+        // Fragment 10 (track 1) holds "a" until t=0.5; from t=0.6 fragment 20 (track 2) holds
+        // it, and track 1 (fragment 11 now) is "b". Track 3's fragment 30 went from "c" to "b"
+        // at t=0.4 (and left the view).
+        d.push(
+            frame(0.0, &[(1, Some("a")), (2, Some("d")), (3, Some("c"))]),
+            vec![Some(10), Some(20), Some(30)],
+        );
+        d.push(frame(0.4, &[(3, Some("b"))]), vec![Some(30)]);
+        d.push(
+            frame(0.5, &[(1, Some("a")), (2, None)]),
+            vec![Some(10), Some(20)],
+        );
+        d.push(
+            frame(0.6, &[(1, Some("b")), (2, Some("a"))]),
+            vec![Some(11), Some(20)],
+        );
+        let out = d.flush();
+        let s = |v: &str| Some(v.to_string());
+        // t=0: fragment 20 held "a" last; track 1's own "a" is taken, so it has none. Track 3
+        // takes fragment 30's "b" (fragment 11, which held "b" later, is not in this frame).
+        assert_eq!(labels(&out[0]), vec![None, s("a"), s("b")]);
+        assert_eq!(labels(&out[2]), vec![None, s("a")]);
+        // t=0.6: one track per individual.
+        assert_eq!(labels(&out[3]), vec![s("b"), s("a")]);
+        for f in &out {
+            let mut seen = std::collections::HashSet::new();
+            for l in labels(f).into_iter().flatten() {
+                assert!(seen.insert(l.clone()), "frame {} names {l} twice", f.t);
+            }
+        }
     }
 
     #[test]
