@@ -1784,3 +1784,37 @@ fn a_fragment_seen_beside_every_individual_in_turn_is_a_newcomer() {
         "fish 3 took an enrolled individual: {newcomer} in {start:?}"
     );
 }
+
+#[test]
+fn a_look_alike_in_view_beside_every_individual_is_a_newcomer() {
+    // Population 4; fish 0-2 enrolled facing right and still in view. Fish 3 is a look-alike of
+    // fish 2: its right flank scores between `new` and `accept` against fish 2's. It was in view
+    // while every individual was held elsewhere, so it is none of them, however alike.
+    let mut rng = ident::rng(11);
+    let mut fish: Vec<Fish> = (0..3).map(|_| Fish::random(&mut rng)).collect();
+    fish.push(Fish::like(&fish[2], 0.45, &mut rng));
+    let mut id = ident::tank(Some(4));
+    let mut t = 0.0;
+    let start = ident::frames(
+        &mut id,
+        &mut t,
+        &fish,
+        &[(1, 0, true), (2, 1, true), (3, 2, true)],
+        20,
+        &mut rng,
+    );
+    assert!(start.iter().all(|l| l.is_some()), "{start:?}");
+    // 1.5 s: less than the 3 s after which an unplaceable fragment is enrolled anyway.
+    let all = [(1, 0, true), (2, 1, true), (3, 2, true), (4, 3, true)];
+    let end = ident::frames(&mut id, &mut t, &fish, &all, 15, &mut rng);
+    assert_eq!(
+        end[..3],
+        start[..],
+        "the enrolled fish kept their individuals"
+    );
+    let newcomer = end[3].clone().expect("the look-alike got no individual");
+    assert!(
+        !start.contains(&Some(newcomer.clone())),
+        "took an enrolled individual: {newcomer}"
+    );
+}

@@ -864,7 +864,10 @@ impl Identifier {
                 && (boot || !bootstrapping)
                 && (boot || sc.n >= new_need)
                 && (boot || sc.span >= new_span)
+                // Every individual was held elsewhere while this fragment's fish was here: it
+                // is none of them, however alike it looks (look-alike patterns score high).
                 && (boot
+                    || certainly_new[r]
                     || sc.by.first().is_none_or(|(_, s)| {
                         // Clearly unlike everyone, or long unplaceable and not a match for anyone.
                         *s < th.new
