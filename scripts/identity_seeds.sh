@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Issue 5's identity figure on many seeds, the way BENCHMARKS.md measures it: renders each seed's
+# 8-fish side-view tank once (kept in $TANKS), replays it with built-in defaults and the known
+# population, scores the `individual` column with `finprint eval`, prints one line per seed and
+# the mean. Renders are reused between runs, so two builds are compared on the same videos.
+#   FINPRINT_BIN=target/release/finprint scripts/identity_seeds.sh [SEED ...]
+# Env: TANKS (default target/identity-tanks), OUT (default $TANKS/out), JOBS (default 2),
+#      EXTRA (more `finprint replay` arguments, e.g. "--config side.toml").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${FINPRINT_BIN:-target/release/finprint}
+TANKS=${TANKS:-target/identity-tanks}
+OUT=${OUT:-$TANKS/out}
+JOBS=${JOBS:-2}
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.venv/lib/libonnxruntime.so}
+seeds=("$@")
+((${#seeds[@]})) || seeds=(11 3 12 7 21 31 32 33 34 35)
+mkdir -p "$TANKS" "$OUT"
+
+one() {
+  local s=$1 tank="$TANKS/s$1" out="$OUT/s$1"
+  if [[ ! -f "$tank/truth.csv" ]]; then
+    "$BIN" synth --seed "$s" --fish 8 --seconds 20 --width 1280 --height 720 \
+      --crops-per-flank 1 --out "$tank" >/dev/null 2>"$tank.log" || { echo "seed $s: synth failed"; return; }
+  fi
+  rm -rf "$out"
+  # shellcheck disable=SC2086
+  "$BIN" replay --quiet --population 8 --input "$tank/video.mkv" --out "$out" ${EXTRA:-} 2>"$out.log" \
+    || { echo "seed $s: replay failed (see $out.log)"; return; }
+  local idf1 track
+  idf1=$("$BIN" eval --gt "$tank/truth.csv" --pred "$out/cam0/trajectories.csv" --gate 20 \
+    --id-column individual | awk '/^IDF1/ {print $2}')
+  track=$("$BIN" eval --gt "$tank/truth.csv" --pred "$out/cam0/trajectories.csv" --gate 20 \
+    --id-column track | awk '/^IDF1/ {print $2}')
+  echo "seed $s: IDF1 individual $idf1 % track $track %"
+}
+export -f one
+export BIN TANKS OUT
+printf '%s\n' "${seeds[@]}" | xargs -P "$JOBS" -I{} bash -c 'one {}' | sort -t' ' -k2n | tee "$OUT/summary.txt"
+awk '/IDF1 individual/ {s += $5; n++} END {if (n) printf "mean IDF1 individual over %d seeds: %.2f %%\n", n, s / n}' "$OUT/summary.txt"
