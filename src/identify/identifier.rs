@@ -389,6 +389,13 @@ impl Identifier {
         self.tracklets.get(&track).map(|tl| tl.fragment)
     }
 
+    /// Whether `track` is in contact with another fish now (a blob of several fish, a shared
+    /// blob, or boxes close): the tracker may swap fish there, and the contact ends its
+    /// fragment.
+    pub fn in_contact(&self, track: u64) -> bool {
+        self.tracklets.get(&track).is_some_and(|tl| tl.occluded)
+    }
+
     /// Chooses which tracks to embed in this frame, within the per-second budget: new tracklets,
     /// just-unoccluded ones and uncertain ones first, then confident ones due for a refresh
     /// (every `refresh_s`). Only tracks matched to a single-fish detection with a crop, moving
@@ -1537,13 +1544,17 @@ mod tests {
         assert_ne!(a, b);
         id.wants_embedding(0.1, &tracks, &apart);
         assert_eq!(id.fragment_of(1), Some(a), "no contact, same fragment");
+        assert!(!id.in_contact(1) && !id.in_contact(2));
         id.wants_embedding(0.2, &tracks, &touching);
+        assert!(id.in_contact(1) && id.in_contact(2), "boxes overlap: in contact");
+        assert!(!id.in_contact(9), "an unknown track is in no contact");
         assert_eq!(
             id.fragment_of(1),
             Some(a),
             "the fragment lasts through the contact"
         );
         id.wants_embedding(0.3, &tracks, &apart);
+        assert!(!id.in_contact(1), "apart again");
         let (a2, b2) = (id.fragment_of(1).unwrap(), id.fragment_of(2).unwrap());
         assert!(
             a2 != a && b2 != b && a2 != b2,

@@ -31,21 +31,49 @@ pub(crate) struct IdentityStep {
     pub(crate) labels: LabelDelay,
 }
 
+/// Where a track report stands for labelling: its fragment, and whether the frame lies in an
+/// uncertain stretch (the track in contact with another fish, or coasting), after which the
+/// tracker may follow another fish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    /// The identifier's fragment of the track.
+    pub(crate) fragment: u64,
+    /// In contact with another fish, or coasting, in this frame.
+    pub(crate) uncertain: bool,
+}
+
+/// What [`LabelDelay`] knows of one fragment.
+#[derive(Debug, Default)]
+struct FragmentInfo {
+    /// Latest individual (label) and the stream time of the last frame in which it was held.
+    label: Option<(String, f64)>,
+    /// Start of the fragment's current uncertain stretch (`None` while certain).
+    tail_start: Option<f64>,
+    /// Stream time of the fragment's last frame so far.
+    end: f64,
+    /// The same track's next fragment, once it began.
+    next: Option<u64>,
+}
+
 /// Holds tracked frames back for `lag_s` of stream time and labels each track report with the
 /// latest individual of its fragment (a stretch of a track between contacts with other fish,
 /// which is one fish throughout), so the evidence gathered after a frame names that frame's
-/// fish too. A frame never names one individual twice: when two of its fragments ended up
-/// with the same individual (one lost it to the other later), the fragment that held it last
-/// keeps it and the other falls back to its own label of that frame, or none.
+/// fish too. A fragment ends in an uncertain stretch (a contact, or a coast) somewhere in which
+/// the tracker may have swapped fish: the first half of that stretch keeps the fragment's
+/// individual, the second half takes the individual of the track's next fragment (when that
+/// began within the lag and has one). A frame never names one individual twice: when two of its
+/// fragments ended up with the same individual (one lost it to the other later), the fragment
+/// that held it last keeps it and the other falls back to its own label of that frame, or none.
 #[derive(Debug, Default)]
 pub(crate) struct LabelDelay {
     /// How long frames wait, seconds of stream time.
     pub(crate) lag_s: f64,
-    /// Frames waiting for their labels, with the fragment of each track report.
-    delayed: VecDeque<(TrackedFrame, Vec<Option<u64>>)>,
-    /// Latest individual (label) of each fragment still referenced by a waiting frame, with
-    /// the stream time of the last frame in which the fragment held it.
-    fragment_labels: HashMap<u64, (String, f64)>,
+    /// Frames waiting for their labels, with the place of each track report.
+    delayed: VecDeque<(TrackedFrame, Vec<Option<Place>>)>,
+    /// Fragments still referenced by a waiting frame (or next to one).
+    fragments: HashMap<u64, FragmentInfo>,
+    /// Each track's current fragment.
+    track_fragment: HashMap<u64, u64>,
 }
 
 impl LabelDelay {
@@ -57,19 +85,37 @@ impl LabelDelay {
         }
     }
 
-    /// Adds `tf`, whose track reports are in fragments `frags` (same order), and returns the
-    /// frames whose wait is over, oldest first.
-    pub(crate) fn push(&mut self, tf: TrackedFrame, frags: Vec<Option<u64>>) -> Vec<TrackedFrame> {
-        for (tr, f) in tf.tracks.iter().zip(&frags) {
-            if let (Some(f), Some(l)) = (f, &tr.individual) {
-                self.fragment_labels.insert(*f, (l.clone(), tf.t));
-            }
-        }
+    /// Adds `tf`, whose track reports stand at `places` (same order), and returns the frames
+    /// whose wait is over, oldest first.
+    pub(crate) fn push(
+        &mut self,
+        tf: TrackedFrame,
+        places: Vec<Option<Place>>,
+    ) -> Vec<TrackedFrame> {
         // Time went backwards (a restarted stream): what waits belongs to the old timeline.
         let restarted = self.delayed.back().is_some_and(|(b, _)| tf.t < b.t);
         let mut out = if restarted { self.flush() } else { Vec::new() };
+        for (tr, p) in tf.tracks.iter().zip(&places) {
+            let Some(p) = p else { continue };
+            let info = self.fragments.entry(p.fragment).or_default();
+            if let Some(l) = &tr.individual {
+                info.label = Some((l.clone(), tf.t));
+            }
+            info.end = tf.t;
+            if p.uncertain {
+                info.tail_start.get_or_insert(tf.t);
+            } else {
+                info.tail_start = None;
+            }
+            if let Some(prev) = self.track_fragment.insert(tr.track, p.fragment)
+                && prev != p.fragment
+                && let Some(pi) = self.fragments.get_mut(&prev)
+            {
+                pi.next = Some(p.fragment);
+            }
+        }
         let now = tf.t;
-        self.delayed.push_back((tf, frags));
+        self.delayed.push_back((tf, places));
         while let Some((front, _)) = self.delayed.front() {
             let due = now - front.t >= self.lag_s || self.delayed.len() > MAX_DELAYED;
             if !due {
@@ -91,11 +137,31 @@ impl LabelDelay {
         out
     }
 
+    /// The fragment whose individual names a report at `place` in the frame at `t`: its own,
+    /// or, in the second half of the uncertain stretch that ended it, the next one's.
+    fn labelling_fragment(&self, place: Place, t: f64) -> u64 {
+        let Some(info) = self.fragments.get(&place.fragment) else {
+            return place.fragment;
+        };
+        match (place.uncertain, info.tail_start, info.next) {
+            (true, Some(start), Some(next))
+                if t > (start + info.end) / 2.0
+                    && self.fragments.get(&next).is_some_and(|n| n.label.is_some()) =>
+            {
+                next
+            }
+            _ => place.fragment,
+        }
+    }
+
     fn pop(&mut self) -> Option<TrackedFrame> {
-        let (mut tf, frags) = self.delayed.pop_front()?;
-        let latest: Vec<Option<&(String, f64)>> = frags
+        let (mut tf, places) = self.delayed.pop_front()?;
+        let latest: Vec<Option<&(String, f64)>> = places
             .iter()
-            .map(|f| f.and_then(|f| self.fragment_labels.get(&f)))
+            .map(|p| {
+                let f = self.labelling_fragment((*p)?, tf.t);
+                self.fragments.get(&f)?.label.as_ref()
+            })
             .collect();
         // A fragment's latest individual, unless another fragment of this frame held it later
         // (ties: the first track keeps it).
@@ -124,16 +190,30 @@ impl LabelDelay {
                 }
             }
         }
-        // Forget fragments no waiting frame refers to any more.
+        // Forget fragments no waiting frame refers to any more (keeping their successors and
+        // every track's current fragment).
         if self.delayed.is_empty() {
-            self.fragment_labels.clear();
-        } else if self.fragment_labels.len() > 64 {
-            let live: std::collections::HashSet<u64> = self
+            self.fragments.clear();
+            self.track_fragment.clear();
+        } else if self.fragments.len() > 64 {
+            let mut live: std::collections::HashSet<u64> = self
                 .delayed
                 .iter()
-                .flat_map(|(_, fs)| fs.iter().flatten().copied())
+                .flat_map(|(_, ps)| ps.iter().flatten().map(|p| p.fragment))
                 .collect();
-            self.fragment_labels.retain(|f, _| live.contains(f));
+            live.extend(self.track_fragment.values().copied());
+            let next: Vec<u64> = live
+                .iter()
+                .filter_map(|f| self.fragments.get(f)?.next)
+                .collect();
+            live.extend(next);
+            self.fragments.retain(|f, _| live.contains(f));
+            let tracks: std::collections::HashSet<u64> = self
+                .delayed
+                .iter()
+                .flat_map(|(tf, _)| tf.tracks.iter().map(|tr| tr.track))
+                .collect();
+            self.track_fragment.retain(|t, _| tracks.contains(t));
         }
         Some(tf)
     }
@@ -222,12 +302,17 @@ impl IdentityStep {
     /// Holds `tf` back for `label_lag_s` of stream time (see [`LabelDelay`]); returns the
     /// frames whose wait is over.
     pub(crate) fn delay(&mut self, tf: TrackedFrame) -> Vec<TrackedFrame> {
-        let frags = tf
+        let places = tf
             .tracks
             .iter()
-            .map(|tr| self.identifier.fragment_of(tr.track))
+            .map(|tr| {
+                Some(Place {
+                    fragment: self.identifier.fragment_of(tr.track)?,
+                    uncertain: tr.detection.is_none() || self.identifier.in_contact(tr.track),
+                })
+            })
             .collect();
-        self.labels.push(tf, frags)
+        self.labels.push(tf, places)
     }
 
     /// Every waiting frame (end of stream, shutdown).
@@ -307,6 +392,14 @@ mod tests {
         }
     }
 
+    /// A certain place in fragment `f`.
+    fn at(f: u64) -> Option<Place> {
+        Some(Place {
+            fragment: f,
+            uncertain: false,
+        })
+    }
+
     fn labels(tf: &TrackedFrame) -> Vec<Option<String>> {
         tf.tracks.iter().map(|t| t.individual.clone()).collect()
     }
@@ -317,12 +410,12 @@ mod tests {
         // Track 1: fragment 10 unlabelled, then labelled "a" at t=0.5; fragment 11 from t=0.7
         // labelled "b" (a swap after a contact).
         let mut out = Vec::new();
-        out.extend(d.push(frame(0.0, &[(1, None)]), vec![Some(10)]));
-        out.extend(d.push(frame(0.2, &[(1, Some("b"))]), vec![Some(10)]));
+        out.extend(d.push(frame(0.0, &[(1, None)]), vec![at(10)]));
+        out.extend(d.push(frame(0.2, &[(1, Some("b"))]), vec![at(10)]));
         assert!(out.is_empty(), "frames left before their lag");
-        out.extend(d.push(frame(0.5, &[(1, Some("a"))]), vec![Some(10)]));
-        out.extend(d.push(frame(0.7, &[(1, Some("b"))]), vec![Some(11)]));
-        out.extend(d.push(frame(1.1, &[(1, Some("b"))]), vec![Some(11)]));
+        out.extend(d.push(frame(0.5, &[(1, Some("a"))]), vec![at(10)]));
+        out.extend(d.push(frame(0.7, &[(1, Some("b"))]), vec![at(11)]));
+        out.extend(d.push(frame(1.1, &[(1, Some("b"))]), vec![at(11)]));
         // t=0.0 and t=0.2 are due (1.1 − t ≥ 1): fragment 10's latest label is "a".
         assert_eq!(out.len(), 1);
         assert_eq!(labels(&out[0]), vec![Some("a".to_string())]);
@@ -345,6 +438,57 @@ mod tests {
     }
 
     #[test]
+    fn the_second_half_of_a_contact_takes_the_next_fragments_individual() {
+        let mut d = LabelDelay::new(10.0);
+        let place = |f: u64, uncertain: bool| {
+            vec![Some(Place {
+                fragment: f,
+                uncertain,
+            })]
+        };
+        // Track 1, fragment 10: "a"; a contact at 0.1-0.2 that ends without a new fragment
+        // (certain again at 0.3), then the contact 0.4-0.7 that ends the fragment; fragment
+        // 11 from 0.8 is "b" (the tracker swapped fish somewhere in the contact).
+        // Track 2, fragment 20: "c", ends in a coast at 0.4-0.5; fragment 21 has no individual.
+        for (k, t) in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+            .into_iter()
+            .enumerate()
+        {
+            let uncertain = (1..=2).contains(&k) || k >= 4;
+            d.push(frame(t, &[(1, Some("a"))]), place(10, uncertain));
+        }
+        d.push(frame(0.8, &[(1, Some("b"))]), place(11, false));
+        d.push(frame(0.9, &[(2, Some("c"))]), place(20, false));
+        d.push(frame(1.0, &[(2, Some("c"))]), place(20, true));
+        d.push(frame(1.1, &[(2, Some("c"))]), place(20, true));
+        d.push(frame(1.2, &[(2, None)]), place(21, false));
+        let got: Vec<Option<String>> = d.flush().iter().map(|f| labels(f)[0].clone()).collect();
+        let (a, b, c) = (
+            Some("a".to_string()),
+            Some("b".to_string()),
+            Some("c".to_string()),
+        );
+        assert_eq!(
+            got,
+            vec![
+                a.clone(),
+                a.clone(),
+                a.clone(),
+                a.clone(), // the first contact is not the last
+                a.clone(),
+                a.clone(), // first half of the last contact
+                b.clone(),
+                b.clone(), // second half
+                b,
+                c.clone(),
+                c.clone(),
+                c, // the next fragment has no individual
+                None,
+            ]
+        );
+    }
+
+    #[test]
     fn a_frame_never_names_one_individual_twice() {
         let mut d = LabelDelay::new(10.0);
         // Fragment 10 (track 1) holds "a" until t=0.5; from t=0.6 fragment 20 (track 2) holds
@@ -352,16 +496,16 @@ mod tests {
         // at t=0.4 (and left the view).
         d.push(
             frame(0.0, &[(1, Some("a")), (2, Some("d")), (3, Some("c"))]),
-            vec![Some(10), Some(20), Some(30)],
+            vec![at(10), at(20), at(30)],
         );
-        d.push(frame(0.4, &[(3, Some("b"))]), vec![Some(30)]);
+        d.push(frame(0.4, &[(3, Some("b"))]), vec![at(30)]);
         d.push(
             frame(0.5, &[(1, Some("a")), (2, None)]),
-            vec![Some(10), Some(20)],
+            vec![at(10), at(20)],
         );
         d.push(
             frame(0.6, &[(1, Some("b")), (2, Some("a"))]),
-            vec![Some(11), Some(20)],
+            vec![at(11), at(20)],
         );
         let out = d.flush();
         let s = |v: &str| Some(v.to_string());
@@ -382,21 +526,18 @@ mod tests {
     #[test]
     fn no_lag_passes_frames_at_once_and_a_restarted_stream_flushes() {
         let mut d = LabelDelay::new(0.0);
-        assert_eq!(
-            d.push(frame(5.0, &[(1, Some("a"))]), vec![Some(1)]).len(),
-            1
-        );
+        assert_eq!(d.push(frame(5.0, &[(1, Some("a"))]), vec![at(1)]).len(), 1);
         let mut d = LabelDelay::new(10.0);
         assert!(
-            d.push(frame(5.0, &[(1, Some("a"))]), vec![Some(1)])
+            d.push(frame(5.0, &[(1, Some("a"))]), vec![at(1)])
                 .is_empty()
         );
         assert!(
-            d.push(frame(6.0, &[(1, Some("a"))]), vec![Some(1)])
+            d.push(frame(6.0, &[(1, Some("a"))]), vec![at(1)])
                 .is_empty()
         );
         // Time went backwards: the old timeline's frames come out, in order.
-        let out = d.push(frame(0.0, &[(2, None)]), vec![Some(2)]);
+        let out = d.push(frame(0.0, &[(2, None)]), vec![at(2)]);
         assert_eq!(out.iter().map(|f| f.t).collect::<Vec<_>>(), vec![5.0, 6.0]);
         assert_eq!(d.flush().len(), 1);
     }
