@@ -1818,3 +1818,44 @@ fn a_look_alike_in_view_beside_every_individual_is_a_newcomer() {
         "took an enrolled individual: {newcomer}"
     );
 }
+
+#[test]
+fn known_population_is_not_enrolled_from_crops_too_poor_to_recognise() {
+    // Population 3, all in view and apart; fish 2 only ever shows foreshortened crops (a fish
+    // turning towards the camera). Enrolling it would make an individual with no prototype,
+    // recognisable by nothing: the fish wait until each has clear crops.
+    let mut rng = ident::rng(5);
+    let fish: Vec<Fish> = (0..3).map(|_| Fish::random(&mut rng)).collect();
+    let mut id = ident::tank(Some(3));
+    let dets: Vec<finprint::messages::Detection> = (0..3).map(|_| ident::detection(1)).collect();
+    let run = |id: &mut finprint::identify::Identifier,
+                   t0: f64,
+                   poor: bool,
+                   rng: &mut rand_chacha::ChaCha8Rng| {
+        let mut tracks: Vec<finprint::messages::TrackReport> = (0..3)
+            .map(|k| ident::report(k as u64 + 1, k, true))
+            .collect();
+        for step in 0..20 {
+            let t = t0 + 0.1 * step as f64;
+            for i in id.wants_embedding(t, &tracks, &dets) {
+                let quality = if poor && i == 2 { 0.1 } else { 1.0 };
+                id.observe(
+                    t,
+                    tracks[i].track,
+                    &fish[i].sample(true, 0.08, rng),
+                    quality,
+                );
+            }
+            id.assign(t, &mut tracks);
+        }
+        tracks.into_iter().map(|t| t.individual).collect::<Vec<_>>()
+    };
+    let waiting = run(&mut id, 0.0, true, &mut rng);
+    assert_eq!(
+        waiting,
+        vec![None, None, None],
+        "enrolled with nothing to recognise fish 2 by"
+    );
+    let enrolled = run(&mut id, 2.0, false, &mut rng);
+    assert!(enrolled.iter().all(|l| l.is_some()), "{enrolled:?}");
+}

@@ -777,6 +777,10 @@ impl Identifier {
                         let ok = tr.detection.is_some()
                             && !tl.occluded
                             && tl.obs.len() >= cfg.min_observations.max(BOOTSTRAP_OBSERVATIONS)
+                            // Something to recognise it by: crops clear enough to become
+                            // prototypes (a fish seen head-on or turning gives none).
+                            && tl.obs.iter().filter(|o| o.quality >= cfg.min_quality).count()
+                                >= BOOTSTRAP_OBSERVATIONS
                             && self_consistent(tl, th.consistency);
                         ok.then_some((r, tl.obs.len()))
                     })
@@ -1546,7 +1550,10 @@ mod tests {
         assert_eq!(id.fragment_of(1), Some(a), "no contact, same fragment");
         assert!(!id.in_contact(1) && !id.in_contact(2));
         id.wants_embedding(0.2, &tracks, &touching);
-        assert!(id.in_contact(1) && id.in_contact(2), "boxes overlap: in contact");
+        assert!(
+            id.in_contact(1) && id.in_contact(2),
+            "boxes overlap: in contact"
+        );
         assert!(!id.in_contact(9), "an unknown track is in no contact");
         assert_eq!(
             id.fragment_of(1),
