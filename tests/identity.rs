@@ -1829,9 +1829,9 @@ fn known_population_is_not_enrolled_from_crops_too_poor_to_recognise() {
     let mut id = ident::tank(Some(3));
     let dets: Vec<finprint::messages::Detection> = (0..3).map(|_| ident::detection(1)).collect();
     let run = |id: &mut finprint::identify::Identifier,
-                   t0: f64,
-                   poor: bool,
-                   rng: &mut rand_chacha::ChaCha8Rng| {
+               t0: f64,
+               poor: bool,
+               rng: &mut rand_chacha::ChaCha8Rng| {
         let mut tracks: Vec<finprint::messages::TrackReport> = (0..3)
             .map(|k| ident::report(k as u64 + 1, k, true))
             .collect();

@@ -58,7 +58,8 @@ pub struct TrackConfig {
     /// (large values disable sharing).
     pub share_area_ratio: f32,
     /// A blob shared by several tracks (touching fish the detector could not split) is divided
-    /// between them by k-means on its pixels; a track's part updates the track only when it
+    /// between them by k-means on its pixels (each pixel to the track whose body ellipse it lies
+    /// deepest in); a track's part updates the track only when it
     /// lies at least this many body lengths from the other parts, else the track keeps its
     /// prediction. Default 1.0, which suits top views, where touching fish cross and a closer
     /// division swaps them; side views, where fish pass in front of each other at different
