@@ -320,7 +320,10 @@ fn side_view_tank_detection_counts_and_interactions() {
     );
     // Issue 3's goal is 0.98. Measured 0.966–0.982 on this seed (x264 output is not
     // bit-identical from one render to the next, and the figure moves with it) and 0.965–0.988
-    // over five seeds: not met robustly, so the floor asserted is below the measured range.
+    // over five seeds until 2026-12-02; 0.960–0.962 over three runs on 2026-12-03, since shared
+    // blobs are divided by body shape (ten other seeds went up, 0.962 -> 0.965 mean at 20 px;
+    // counts exact 0.87–0.96): not met robustly, so the floor asserted is below the measured
+    // range.
     assert!(recall >= 0.95, "recall of fully visible fish {recall:.4}");
     assert!(
         within1 >= 0.95,
@@ -333,7 +336,8 @@ fn side_view_tank_detection_counts_and_interactions() {
     // side-view identity is not good enough yet for the log to match the truth (issue 5). On
     // this seed: precision 0.25–0.42, recall 0.15–0.25 over three runs on 2026-12-01, after the
     // identity change of that day (0.47–0.61 / 0.22–0.35 before it, while its identity IDF1 on
-    // seed 21 went from 0.48 to 0.53 with this test's settings).
+    // seed 21 went from 0.48 to 0.53 with this test's settings); 0.48–0.59 / 0.28–0.33 over
+    // three runs on 2026-12-03.
     assert!(precision >= 0.15, "interaction precision {precision:.3}");
     assert!(ev_recall >= 0.08, "interaction recall {ev_recall:.3}");
 }
