@@ -55,8 +55,9 @@ def match_frames(truth: pd.DataFrame, pred: pd.DataFrame, gate: float) -> Matche
         pr = pred_by_frame.get(f)
         found: set[int] = set()
         if pr is not None and not pr.empty:
-            d = np.hypot(gt.x.to_numpy()[:, None] - pr.x.to_numpy()[None, :],
-                         gt.y.to_numpy()[:, None] - pr.y.to_numpy()[None, :])
+            d = np.hypot(
+                gt.x.to_numpy()[:, None] - pr.x.to_numpy()[None, :], gt.y.to_numpy()[:, None] - pr.y.to_numpy()[None, :]
+            )
             cost = np.where(d <= gate, d, 1e6)
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols, strict=True):
@@ -127,8 +128,9 @@ def main() -> None:
     ap.add_argument("--truth", required=True, help="finprint synth's truth.csv")
     ap.add_argument("--pred", required=True, help="finprint replay's trajectories.csv")
     ap.add_argument("--gate", type=float, default=20.0, help="match distance, px (default 20)")
-    ap.add_argument("--contact-margin", type=float, default=0.2,
-                    help="boxes within this × box height are in contact (default 0.2)")
+    ap.add_argument(
+        "--contact-margin", type=float, default=0.2, help="boxes within this × box height are in contact (default 0.2)"
+    )
     a = ap.parse_args()
     truth = pd.read_csv(a.truth, dtype={"individual": str})
     pred = pd.read_csv(a.pred, dtype={"individual": str, "track": str}).reset_index(drop=True)
@@ -167,17 +169,23 @@ def main() -> None:
     ceil_det = dict(truth_of)
 
     print(f"rows: truth (visible) {n_gt}, output {n_pred}, matched {len(truth_of)} (gate {a.gate} px)")
-    print(f"detection recall: visible {len(truth_of) / max(n_gt, 1):.4f}, fully visible "
-          f"{m.full_found}/{m.full_rows} = {m.full_found / max(m.full_rows, 1):.4f}; missed fully visible "
-          f"with a box overlapping another fish: {m.missed_full_overlapping}/{m.full_rows - m.full_found}")
+    print(
+        f"detection recall: visible {len(truth_of) / max(n_gt, 1):.4f}, fully visible "
+        f"{m.full_found}/{m.full_rows} = {m.full_found / max(m.full_rows, 1):.4f}; missed fully visible "
+        f"with a box overlapping another fish: {m.missed_full_overlapping}/{m.full_rows - m.full_found}"
+    )
     for kind, c in tally.items():
         tot = max(sum(c.values()), 1)
-        print(f"{kind:>12} matched rows {sum(c.values()):6d}: right {c['right'] / tot:.3f}, "
-              f"wrong {c['wrong'] / tot:.3f}, no label {c['none'] / tot:.3f}")
-    print(f"IDF1 individual {idf1(labels, truth_of, n_gt, n_pred):.4f}, track "
-          f"{idf1(tracks, truth_of, n_gt, n_pred):.4f}; ceilings: fragments given their fish "
-          f"{idf1(ceil_frag, truth_of, n_gt, n_pred):.4f}, every detection given its fish "
-          f"{idf1(ceil_det, truth_of, n_gt, n_pred):.4f}")
+        print(
+            f"{kind:>12} matched rows {sum(c.values()):6d}: right {c['right'] / tot:.3f}, "
+            f"wrong {c['wrong'] / tot:.3f}, no label {c['none'] / tot:.3f}"
+        )
+    print(
+        f"IDF1 individual {idf1(labels, truth_of, n_gt, n_pred):.4f}, track "
+        f"{idf1(tracks, truth_of, n_gt, n_pred):.4f}; ceilings: fragments given their fish "
+        f"{idf1(ceil_frag, truth_of, n_gt, n_pred):.4f}, every detection given its fish "
+        f"{idf1(ceil_det, truth_of, n_gt, n_pred):.4f}"
+    )
 
 
 if __name__ == "__main__":
