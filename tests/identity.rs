@@ -432,6 +432,17 @@ mod ident {
         tracks.into_iter().map(|t| t.individual).collect()
     }
 
+    /// Checks that `who`'s `label` is an individual none of `enrolled` holds (a newcomer).
+    pub fn newcomer(label: &Option<String>, enrolled: &[Option<String>], who: &str) {
+        let Some(l) = label else {
+            panic!("{who} got no individual")
+        };
+        assert!(
+            !enrolled.contains(label),
+            "{who} took an enrolled individual: {l} in {enrolled:?}"
+        );
+    }
+
     /// Runs `n` frames 0.1 s apart (advancing `t`), each showing `seen` = (track, index into
     /// `fish`, facing right) unmerged; returns the last frame's labels.
     pub fn frames(
@@ -1778,11 +1789,7 @@ fn a_fragment_seen_beside_every_individual_in_turn_is_a_newcomer() {
     // elsewhere while fish 3's fragment lasted.
     let end = run(&[(2, 1, true), (5, 2, true), (4, 3, false)], 20);
     assert_eq!(end[1], start[2], "fish 2 not recognised on its new track");
-    let newcomer = end[2].clone().expect("fish 3 got no individual");
-    assert!(
-        !start.contains(&Some(newcomer.clone())),
-        "fish 3 took an enrolled individual: {newcomer} in {start:?}"
-    );
+    ident::newcomer(&end[2], &start, "fish 3");
 }
 
 #[test]
@@ -1812,11 +1819,7 @@ fn a_look_alike_in_view_beside_every_individual_is_a_newcomer() {
         start[..],
         "the enrolled fish kept their individuals"
     );
-    let newcomer = end[3].clone().expect("the look-alike got no individual");
-    assert!(
-        !start.contains(&Some(newcomer.clone())),
-        "took an enrolled individual: {newcomer}"
-    );
+    ident::newcomer(&end[3], &start, "the look-alike");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! written with the individual its fragment settled on ([`LabelDelay`]). Must never decide
 //! identity itself — that is `crate::identify`'s job.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::embed::EmbedQueue;
@@ -174,7 +174,7 @@ impl LabelDelay {
             })
         };
         let won: Vec<bool> = (0..latest.len()).map(wins).collect();
-        let mut used: std::collections::HashSet<String> = latest
+        let mut used: HashSet<String> = latest
             .iter()
             .zip(&won)
             .filter(|&(_, &w)| w)
@@ -196,7 +196,7 @@ impl LabelDelay {
             self.fragments.clear();
             self.track_fragment.clear();
         } else if self.fragments.len() > 64 {
-            let mut live: std::collections::HashSet<u64> = self
+            let mut live: HashSet<u64> = self
                 .delayed
                 .iter()
                 .flat_map(|(_, ps)| ps.iter().flatten().map(|p| p.fragment))
@@ -208,7 +208,7 @@ impl LabelDelay {
                 .collect();
             live.extend(next);
             self.fragments.retain(|f, _| live.contains(f));
-            let tracks: std::collections::HashSet<u64> = self
+            let tracks: HashSet<u64> = self
                 .delayed
                 .iter()
                 .flat_map(|(tf, _)| tf.tracks.iter().map(|tr| tr.track))
@@ -463,29 +463,18 @@ mod tests {
         d.push(frame(1.1, &[(2, Some("c"))]), place(20, true));
         d.push(frame(1.2, &[(2, None)]), place(21, false));
         let got: Vec<Option<String>> = d.flush().iter().map(|f| labels(f)[0].clone()).collect();
-        let (a, b, c) = (
-            Some("a".to_string()),
-            Some("b".to_string()),
-            Some("c".to_string()),
-        );
-        assert_eq!(
-            got,
-            vec![
-                a.clone(),
-                a.clone(),
-                a.clone(),
-                a.clone(), // the first contact is not the last
-                a.clone(),
-                a.clone(), // first half of the last contact
-                b.clone(),
-                b.clone(), // second half
-                b,
-                c.clone(),
-                c.clone(),
-                c, // the next fragment has no individual
-                None,
-            ]
-        );
+        let s = |v: &str| Some(v.to_string());
+        let want = [
+            // The first contact is not the last; then the first half of the last contact.
+            vec![s("a"); 6],
+            // Its second half, and fragment 11.
+            vec![s("b"); 3],
+            // Fragment 20 and its coast: the next fragment has no individual.
+            vec![s("c"); 3],
+            vec![None],
+        ]
+        .concat();
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -516,7 +505,7 @@ mod tests {
         // t=0.6: one track per individual.
         assert_eq!(labels(&out[3]), vec![s("b"), s("a")]);
         for f in &out {
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = HashSet::new();
             for l in labels(f).into_iter().flatten() {
                 assert!(seen.insert(l.clone()), "frame {} names {l} twice", f.t);
             }
