@@ -27,6 +27,9 @@ trap - EXIT
 
 echo "== outputs"
 ls -l demo-out/run/demo/
-echo "== score against the simulator's ground truth (finprint eval)"
+echo "== score against the simulator's ground truth (finprint eval): tracks"
 $BIN eval --gt demo-out/tank/truth.csv --pred demo-out/run/demo/trajectories.csv --gate 20
+echo "== identities (the individual column; issue 5's figure)"
+$BIN eval --gt demo-out/tank/truth.csv --pred demo-out/run/demo/trajectories.csv --gate 20 \
+  --id-column individual | grep -E '^(IDF1|IDP|IDR|pred objects)'
 echo "== interaction events found: $(($(wc -l < demo-out/run/demo/interactions.csv) - 1)) (truth: $(($(wc -l < demo-out/tank/interactions.csv) - 1)))"
