@@ -779,8 +779,7 @@ impl Identifier {
                             && tl.obs.len() >= cfg.min_observations.max(BOOTSTRAP_OBSERVATIONS)
                             // Something to recognise it by: crops clear enough to become
                             // prototypes (a fish seen head-on or turning gives none).
-                            && tl.obs.iter().filter(|o| o.quality >= cfg.min_quality).count()
-                                >= BOOTSTRAP_OBSERVATIONS
+                            && clear_crops(tl, cfg.min_quality) >= BOOTSTRAP_OBSERVATIONS
                             && self_consistent(tl, th.consistency);
                         ok.then_some((r, tl.obs.len()))
                     })
@@ -890,7 +889,7 @@ impl Identifier {
                 && self.population.is_none_or(|n| count < n as usize)
                 && (boot || self_consistent(tl, th.consistency))
                 // Something to recognise it by: a crop clear enough to become a prototype.
-                && (boot || tl.obs.iter().any(|o| o.quality >= cfg.min_quality))
+                && (boot || clear_crops(tl, cfg.min_quality) >= 1)
                 && (boot
                     || self.population.is_none()
                     || certainly_new[r]
@@ -1159,6 +1158,11 @@ fn anchored_on(st: &TankState, tl: &Tracklet) -> Option<String> {
     let a = st.registry.resolve(tl.anchor.as_deref()?);
     let cur = st.registry.resolve(tl.individual.as_deref()?);
     (a == cur).then(|| a.to_string())
+}
+
+/// How many crops of a tracklet's window are clear enough to become prototypes.
+fn clear_crops(tl: &Tracklet, min_quality: f32) -> usize {
+    tl.obs.iter().filter(|o| o.quality >= min_quality).count()
 }
 
 /// The sides (facing right, facing left) that a tracklet's window shows.
