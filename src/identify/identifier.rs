@@ -30,6 +30,11 @@
 //! evidence decides again. Confident tracklets teach the gallery new views (flank turns) under the
 //! bounded, diverse prototype policy.
 //!
+//! Every `relabel_every_s` the fragments of the last `relabel_window_s` are regrouped with
+//! hindsight ([`super::solver`]); outputs written after `label_lag_s` take the regrouped
+//! individuals ([`Identifier::take_regrouped`]), and a main group no individual fits is
+//! enrolled while a known population is short. The online assignment goes on unchanged.
+//!
 //! A fish's two flanks look unrelated, so an embedding is compared only with prototypes seen from
 //! the same side (heading left/right); an individual never seen from that side gets no evidence
 //! for or against (a turning tracklet keeps its individual). Tracks moving up or down (side
@@ -48,6 +53,7 @@ use serde::Serialize;
 
 use super::gallery::{Prototype, Source, View, cosine};
 use super::registry::{Merge, TankState, state_path, write_atomic};
+use super::solver::{self, Name, Window};
 use super::{IdentifyError, IdentityConfig};
 use crate::embed::ModelCard;
 use crate::messages::{Detection, TrackReport, TrackStatus};
@@ -104,6 +110,10 @@ struct Scores {
     by: Vec<(String, f32)>,
 }
 
+/// Crops below this quality add nothing to a fragment's evidence for the regrouping (a fish
+/// turning shows little pattern).
+const REGROUP_MIN_QUALITY: f32 = 0.5;
+
 /// Up to this many individuals, every embedding is scored against all of them (not only the
 /// ANN candidates), so that "never seen from this side" is told apart from "dissimilar".
 const EXHAUSTIVE_INDIVIDUALS: usize = 256;
@@ -158,6 +168,14 @@ pub struct Identifier {
     warned_dim: bool,
     /// Last fragment number handed out.
     fragments: u64,
+    /// The fragments of the last `relabel_window_s`, for the regrouping.
+    window: Window,
+    /// The last regrouping: each fragment of its window and its individual (raw id), if any.
+    regrouped: HashMap<u64, Option<String>>,
+    /// Stream time of the last regrouping.
+    last_regroup: Option<f64>,
+    /// A regrouping not yet taken by [`Identifier::take_regrouped`].
+    regroup_ready: bool,
 }
 
 /// Handle on one tank's registry and gallery for the HTTP API and `finprint enroll`.
@@ -285,6 +303,10 @@ impl Identifier {
             seen: HashMap::new(),
             warned_dim: false,
             fragments: 0,
+            window: Window::default(),
+            regrouped: HashMap::new(),
+            last_regroup: None,
+            regroup_ready: false,
         })
     }
 
@@ -319,6 +341,9 @@ impl Identifier {
         {
             // Stream restarted: time went backwards.
             self.tokens = self.cfg.budget_per_s;
+            self.window.clear();
+            self.regrouped.clear();
+            self.last_regroup = None;
             for tl in self.tracklets.values_mut() {
                 tl.last_embed_t = None;
             }
@@ -521,6 +546,17 @@ impl Identifier {
         let generation = st.gallery.generation();
         drop(st);
         let tl = self.tracklets.entry(track).or_default();
+        let side = match view {
+            View::FacingRight => Some(0),
+            View::FacingLeft => Some(1),
+            View::Unknown => None,
+        };
+        if let Some(side) = side
+            && quality >= REGROUP_MIN_QUALITY
+        {
+            self.window
+                .embedding(tl.fragment, side, quality.powi(4), &emb);
+        }
         tl.obs.push_back(Obs {
             t,
             quality,
@@ -817,6 +853,7 @@ impl Identifier {
         };
         let mut dirty = false;
         let mut count = active.len();
+        self.window.next_frame();
         for (r, tr) in tracks.iter_mut().enumerate() {
             let Some(tl) = self.tracklets.get_mut(&tr.track) else {
                 continue;
@@ -1042,6 +1079,13 @@ impl Identifier {
             }
             // Later rows of this frame see this decision (elimination, flank twins).
             assignment[r] = chosen.clone();
+            self.window.seen(
+                tl.fragment,
+                tr.track,
+                t,
+                tr.detection.is_some() && tr.status != TrackStatus::Lost,
+                chosen.as_deref(),
+            );
             tl.individual = chosen.clone();
             tr.individual = chosen.as_deref().map(|i| st.registry.label(i));
         }
@@ -1062,12 +1106,139 @@ impl Identifier {
         self.present_count.store(present, Ordering::Relaxed);
         let due = st.dirty && self.last_save.elapsed().as_secs_f64() >= cfg.save_every_s;
         drop(st);
+        if cfg.relabel_window_s > 0.0
+            && self
+                .last_regroup
+                .is_none_or(|l| t - l >= cfg.relabel_every_s)
+        {
+            self.regroup(t);
+        }
         if due && let Some(p) = self.store.clone() {
             self.last_save = Instant::now();
             if let Err(e) = save_shared(&self.shared, &p) {
                 tracing::error!(tank = %self.tank, error = %e, "identity state not saved; will retry");
             }
         }
+    }
+
+    /// Regroups the window's fragments into fish with hindsight ([`solver`]) and keeps the
+    /// result for [`Identifier::take_regrouped`]. Fragments whose first rows were written since
+    /// the last regrouping keep the individual they were written with. With a known population,
+    /// a main group that no individual fits while the population is short is enrolled.
+    fn regroup(&mut self, t: f64) {
+        let started = Instant::now();
+        self.last_regroup = Some(t);
+        for (f, ind) in &self.regrouped {
+            if let Some(ind) = ind
+                && self
+                    .window
+                    .first_t(*f)
+                    .is_some_and(|ft| ft <= t - self.cfg.label_lag_s)
+            {
+                self.window.written(*f, ind);
+            }
+        }
+        self.window.forget_before(t - self.cfg.relabel_window_s);
+        let mut st = write(&self.shared);
+        let frags = self
+            .window
+            .fragments(|l| st.registry.resolve(l).to_string());
+        let seen: HashSet<&str> = frags
+            .iter()
+            .flat_map(|f| {
+                f.online
+                    .iter()
+                    .map(|(l, _)| l.as_str())
+                    .chain(f.fixed.as_deref())
+            })
+            .collect();
+        let fish = self.population.map_or(seen.len(), |n| n as usize);
+        let params = solver::Params {
+            similarity: self.cfg.relabel_similarity,
+            ..Default::default()
+        };
+        let sol = solver::solve(&frags, Some(fish), &params);
+        // Known population, short of individuals after the first enrolment: a main group no
+        // individual fits is a fish never enrolled.
+        let active = st.registry.active().count();
+        let mut room = match self.population {
+            Some(n) if active > 0 => (n as usize).saturating_sub(active),
+            _ => 0,
+        };
+        let mut new_ids: Vec<Option<String>> = vec![None; sol.new_groups.len()];
+        for (k, g) in sol.new_groups.iter().enumerate() {
+            if room == 0 {
+                break;
+            }
+            // As much evidence as the online newcomer rule asks for, and none of the known
+            // fish (not one's unseen flank).
+            if !g.distinct
+                || g.sides.iter().all(Option::is_none)
+                || g.weight < self.cfg.new_min_observations as f32
+            {
+                continue;
+            }
+            let id = st.registry.create();
+            for (side, mean) in g.sides.iter().enumerate() {
+                let Some(v) = mean else { continue };
+                st.gallery.add(Prototype {
+                    owner: id.clone(),
+                    origin: id.clone(),
+                    view: if side == 0 {
+                        View::FacingRight
+                    } else {
+                        View::FacingLeft
+                    },
+                    t,
+                    wall: chrono::Utc::now().timestamp(),
+                    quality: 1.0,
+                    source: Source::Tracked,
+                    vector: v.clone(),
+                    alive: true,
+                });
+            }
+            tracing::info!(tank = %self.tank, t, individual = %id, fragments = g.fragments.len(), "new individual enrolled by regrouping (a fish no individual fitted)");
+            st.dirty = true;
+            room -= 1;
+            new_ids[k] = Some(id);
+        }
+        drop(st);
+        // A fragment no group kept (in view beside a longer one of its group) keeps the
+        // individual its rows were written with.
+        self.regrouped = frags.iter().map(|f| (f.id, f.fixed.clone())).collect();
+        for (f, name) in sol.names {
+            let ind = match name {
+                Name::Individual(i) => Some(i),
+                Name::New(k) => new_ids.get(k).cloned().flatten(),
+            };
+            self.regrouped.insert(f, ind);
+        }
+        self.regroup_ready = true;
+        tracing::debug!(
+            tank = %self.tank,
+            t,
+            fragments = frags.len(),
+            groups = sol.groups,
+            named = self.regrouped.values().filter(|i| i.is_some()).count(),
+            new = sol.new_groups.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "fragments regrouped"
+        );
+    }
+
+    /// The last regrouping's individual (label: name, else id) of every fragment it covered
+    /// (`None`: covered, no one's), once per regrouping; `None` when there was no new one.
+    pub fn take_regrouped(&mut self) -> Option<HashMap<u64, Option<String>>> {
+        if !std::mem::take(&mut self.regroup_ready) {
+            return None;
+        }
+        let st = read(&self.shared);
+        Some(
+            self.regrouped
+                .iter()
+                .map(|(f, i)| (*f, i.as_deref().map(|i| st.registry.label(i))))
+                .collect(),
+        )
     }
 
     fn present_locked(&self, st: &TankState, t: f64) -> usize {

@@ -1,5 +1,6 @@
 //! Identify: gallery of individuals (HNSW), identity registry and assignment of tracklets to
-//! individuals, persistence, enrolment (`finprint enroll`) and the HTTP identity API.
+//! individuals, regrouping of fragments with hindsight, persistence, enrolment (`finprint enroll`)
+//! and the HTTP identity API.
 //! Must never read pixels or run the model (embeddings come from [`crate::embed`]).
 //!
 //! One [`Identifier`] per tank, owned by that camera's worker thread. Its registry and gallery
@@ -10,6 +11,7 @@ pub mod gallery;
 pub mod http;
 pub mod identifier;
 pub mod registry;
+pub mod solver;
 
 use std::path::PathBuf;
 
@@ -105,6 +107,19 @@ pub struct IdentityConfig {
     /// (the tracker may swap them), as do tracks sharing a blob of several fish (default 0.2).
     /// After a contact a track's identity is decided afresh from new embeddings.
     pub contact_margin: f32,
+    /// Every `relabel_every_s`, the fragments (stretches of tracks between contacts) of the
+    /// last this many seconds are regrouped into fish with hindsight, all at once: fragments in
+    /// view together are different fish, fragments showing one side alike are one fish, and a
+    /// track's consecutive fragments are probably one fish. Rows not yet written take the
+    /// regrouped individuals (default 30; 0 turns regrouping off and rows take the online
+    /// assignment's individuals). Costs a few milliseconds per second of video.
+    pub relabel_window_s: f64,
+    /// How often the regrouping runs, seconds of stream time (default 0.2).
+    pub relabel_every_s: f64,
+    /// Regrouping: two fragments' mean embeddings of one side at least this similar are
+    /// evidence of one fish, below it of two (default 0.78, suits the shipped encoder: the
+    /// same fish's fragments have a median of 0.9, other fish's a 95th percentile of 0.75–0.8).
+    pub relabel_similarity: f32,
 }
 
 impl Default for IdentityConfig {
@@ -133,6 +148,9 @@ impl Default for IdentityConfig {
             present_window_s: 2.0,
             label_lag_s: 3.0,
             contact_margin: 0.2,
+            relabel_window_s: 30.0,
+            relabel_every_s: 0.2,
+            relabel_similarity: 0.78,
         }
     }
 }
@@ -184,6 +202,30 @@ impl IdentityConfig {
             if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
                 return bad(f, format!("{v} is not allowed: use 0..=1"));
             }
+        }
+        if !(self.relabel_window_s.is_finite() && (0.0..=600.0).contains(&self.relabel_window_s)) {
+            return bad(
+                "relabel_window_s",
+                format!(
+                    "{} is not allowed: use 0..=600 seconds (0 turns regrouping off)",
+                    self.relabel_window_s
+                ),
+            );
+        }
+        if !(self.relabel_every_s.is_finite() && self.relabel_every_s >= 0.1) {
+            return bad(
+                "relabel_every_s",
+                format!("{} is not allowed: use ≥ 0.1 seconds", self.relabel_every_s),
+            );
+        }
+        if !sim_ok(self.relabel_similarity) {
+            return bad(
+                "relabel_similarity",
+                format!(
+                    "{} is not allowed: a cosine similarity within -1..=1",
+                    self.relabel_similarity
+                ),
+            );
         }
         if self.label_lag_s > 600.0 {
             return bad(

@@ -53,6 +53,20 @@ struct FragmentInfo {
     end: f64,
     /// The same track's next fragment, once it began.
     next: Option<u64>,
+    /// The individual the identifier's last regrouping gave the fragment (`Some(None)`: no
+    /// one's); `None` when no regrouping covered it yet.
+    regrouped: Option<Option<String>>,
+}
+
+impl FragmentInfo {
+    /// The individual that names the fragment's rows, with the stream time it was held: the
+    /// regrouping's when one covered the fragment, else the latest online one.
+    fn name(&self) -> Option<(&str, f64)> {
+        match &self.regrouped {
+            Some(r) => r.as_deref().map(|l| (l, self.end)),
+            None => self.label.as_ref().map(|(l, t)| (l.as_str(), *t)),
+        }
+    }
 }
 
 /// Holds tracked frames back for `lag_s` of stream time and labels each track report with the
@@ -64,6 +78,8 @@ struct FragmentInfo {
 /// began within the lag and has one). A frame never names one individual twice: when two of its
 /// fragments ended up with the same individual (one lost it to the other later), the fragment
 /// that held it last keeps it and the other falls back to its own label of that frame, or none.
+/// Once the identifier's regrouping covered a fragment, its answer replaces the fragment's
+/// latest individual, "no one's" included ([`LabelDelay::regrouped`]).
 #[derive(Debug, Default)]
 pub(crate) struct LabelDelay {
     /// How long frames wait, seconds of stream time.
@@ -74,6 +90,8 @@ pub(crate) struct LabelDelay {
     fragments: HashMap<u64, FragmentInfo>,
     /// Each track's current fragment.
     track_fragment: HashMap<u64, u64>,
+    /// The identifier's latest regrouping (fragment → individual).
+    regrouped: HashMap<u64, Option<String>>,
 }
 
 impl LabelDelay {
@@ -97,7 +115,13 @@ impl LabelDelay {
         let mut out = if restarted { self.flush() } else { Vec::new() };
         for (tr, p) in tf.tracks.iter().zip(&places) {
             let Some(p) = p else { continue };
-            let info = self.fragments.entry(p.fragment).or_default();
+            let info = self
+                .fragments
+                .entry(p.fragment)
+                .or_insert_with(|| FragmentInfo {
+                    regrouped: self.regrouped.get(&p.fragment).cloned(),
+                    ..Default::default()
+                });
             if let Some(l) = &tr.individual {
                 info.label = Some((l.clone(), tf.t));
             }
@@ -128,6 +152,14 @@ impl LabelDelay {
         out
     }
 
+    /// Takes the identifier's latest regrouping (fragment → individual) for the waiting frames.
+    pub(crate) fn regrouped(&mut self, names: HashMap<u64, Option<String>>) {
+        for (f, info) in self.fragments.iter_mut() {
+            info.regrouped = names.get(f).cloned();
+        }
+        self.regrouped = names;
+    }
+
     /// Every waiting frame, labelled as far as known (end of stream, shutdown).
     pub(crate) fn flush(&mut self) -> Vec<TrackedFrame> {
         let mut out = Vec::with_capacity(self.delayed.len());
@@ -146,7 +178,10 @@ impl LabelDelay {
         match (place.uncertain, info.tail_start, info.next) {
             (true, Some(start), Some(next))
                 if t > (start + info.end) / 2.0
-                    && self.fragments.get(&next).is_some_and(|n| n.label.is_some()) =>
+                    && self
+                        .fragments
+                        .get(&next)
+                        .is_some_and(|n| n.name().is_some()) =>
             {
                 next
             }
@@ -156,12 +191,18 @@ impl LabelDelay {
 
     fn pop(&mut self) -> Option<TrackedFrame> {
         let (mut tf, places) = self.delayed.pop_front()?;
-        let latest: Vec<Option<&(String, f64)>> = places
+        let infos: Vec<Option<&FragmentInfo>> = places
             .iter()
-            .map(|p| {
-                let f = self.labelling_fragment((*p)?, tf.t);
-                self.fragments.get(&f)?.label.as_ref()
-            })
+            .map(|p| self.fragments.get(&self.labelling_fragment((*p)?, tf.t)))
+            .collect();
+        let latest: Vec<Option<(&str, f64)>> = infos
+            .iter()
+            .map(|i| i.and_then(FragmentInfo::name))
+            .collect();
+        // Rows the regrouping covered take its answer, even "no one's".
+        let regrouped: Vec<bool> = infos
+            .iter()
+            .map(|i| i.is_some_and(|i| i.regrouped.is_some()))
             .collect();
         // A fragment's latest individual, unless another fragment of this frame held it later
         // (ties: the first track keeps it).
@@ -178,11 +219,13 @@ impl LabelDelay {
             .iter()
             .zip(&won)
             .filter(|&(_, &w)| w)
-            .filter_map(|(l, _)| l.map(|(l, _)| l.clone()))
+            .filter_map(|(l, _)| l.map(|(l, _)| l.to_string()))
             .collect();
         for (i, tr) in tf.tracks.iter_mut().enumerate() {
             if won[i] {
-                tr.individual = latest[i].map(|(l, _)| l.clone());
+                tr.individual = latest[i].map(|(l, _)| l.to_string());
+            } else if regrouped[i] {
+                tr.individual = None;
             } else if let Some(own) = tr.individual.take() {
                 // The frame's own label, when no fragment's latest individual took it.
                 if used.insert(own.clone()) {
@@ -302,6 +345,9 @@ impl IdentityStep {
     /// Holds `tf` back for `label_lag_s` of stream time (see [`LabelDelay`]); returns the
     /// frames whose wait is over.
     pub(crate) fn delay(&mut self, tf: TrackedFrame) -> Vec<TrackedFrame> {
+        if let Some(names) = self.identifier.take_regrouped() {
+            self.labels.regrouped(names);
+        }
         let places = tf
             .tracks
             .iter()
@@ -510,6 +556,26 @@ mod tests {
                 assert!(seen.insert(l.clone()), "frame {} names {l} twice", f.t);
             }
         }
+    }
+
+    #[test]
+    fn the_regrouping_names_the_rows_it_covered() {
+        let mut d = LabelDelay::new(10.0);
+        let s = |v: &str| Some(v.to_string());
+        // Online: fragment 10 "a", fragment 20 "b", fragment 30 "c".
+        d.push(
+            frame(0.0, &[(1, Some("a")), (2, Some("b")), (3, Some("c"))]),
+            vec![at(10), at(20), at(30)],
+        );
+        // The regrouping says fragment 10 is "b", fragment 20 no one's, and does not cover 30.
+        d.regrouped(HashMap::from([(10, s("b")), (20, None)]));
+        // Fragment 40 begins after the regrouping, which covered it already (the identifier
+        // regroups before the frame is delayed): "d".
+        d.regrouped(HashMap::from([(10, s("b")), (20, None), (40, s("d"))]));
+        d.push(frame(0.1, &[(4, Some("x"))]), vec![at(40)]);
+        let out = d.flush();
+        assert_eq!(labels(&out[0]), vec![s("b"), None, s("c")]);
+        assert_eq!(labels(&out[1]), vec![s("d")]);
     }
 
     #[test]

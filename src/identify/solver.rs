@@ -1,0 +1,872 @@
+//! Regrouping of the fragments of a sliding window of stream time into individuals, with
+//! hindsight.
+//!
+//! The online assignment ([`super::identifier`]) decides while a fragment (a stretch of a track
+//! between contacts with other fish: one fish throughout) is young, one frame at a time, and a
+//! side of a fish it has never seen matches nobody. This module looks at every fragment of the
+//! window at once and groups them under three rules:
+//! - fragments in view at the same moment are different fish (never grouped);
+//! - fragments showing the same side alike are the same fish (evidence for or against, from
+//!   the quality-weighted mean embedding of each side);
+//! - a track's consecutive fragments are probably the same fish (the tracker usually follows a
+//!   fish through a contact): a little evidence for, and the only link between the two flanks of
+//!   a fish that never turned in view.
+//!
+//! Groups are merged greedily, strongest evidence first. With an expected number of fish `N`,
+//! the groups left over are then joined, one by one, to the `N` main groups (most decisive
+//! first, a little overlap in time tolerated and penalised: one wrong fragment in a main group
+//! must not lock its fish out). Within a group, a fragment in view at the same time as a longer
+//! one of the same group leaves it. Names last: a group holding fragments whose rows were
+//! already written keeps that individual; the other main groups take the online individuals
+//! their fragments carried most (one-to-one), or are new.
+//!
+//! Must never read pixels, run the model or touch the gallery and registry: it returns names;
+//! the identifier decides what to do with them.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+
+/// One fragment as the solver sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Fragment {
+    /// The identifier's fragment number.
+    pub id: u64,
+    /// The motion tracker's track the fragment is a stretch of.
+    pub track: u64,
+    /// Frame numbers in which the fragment's track matched a detection, ascending.
+    pub frames: Vec<u64>,
+    /// Quality-weighted sums of the embeddings seen facing right (`[0]`) and facing left
+    /// (`[1]`), with the summed weights.
+    pub sides: [Option<(Vec<f32>, f32)>; 2],
+    /// Individual its latest rows were written with (outputs are final): its group keeps it.
+    pub fixed: Option<String>,
+    /// Individuals the online assignment gave its frames, with frame counts.
+    pub online: Vec<(String, u32)>,
+}
+
+/// What the solver calls a fragment's fish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Name {
+    /// An existing individual.
+    Individual(String),
+    /// The `k`-th entry of [`Solution::new_groups`]: a main group no individual fits.
+    New(usize),
+}
+
+/// A main group with no individual (a fish the online assignment never enrolled).
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    /// Its fragments.
+    pub fragments: Vec<u64>,
+    /// Normalised mean embedding of each side (facing right, facing left), where seen with at
+    /// least [`Params::min_side_weight`].
+    pub sides: [Option<Vec<f32>>; 2],
+    /// Summed crop weight behind the means (both sides).
+    pub weight: f32,
+    /// Every other main group was in view at the same time as this one, or shows a common side
+    /// unlike it: this is none of their fish (not, say, the unseen flank of one of them).
+    pub distinct: bool,
+}
+
+/// The solver's answer.
+#[derive(Debug, Clone, Default)]
+pub struct Solution {
+    /// Name of each fragment that has one (fragments left out are no one's).
+    pub names: HashMap<u64, Name>,
+    /// Main groups without an individual.
+    pub new_groups: Vec<NewGroup>,
+    /// Groups after grouping (diagnostics).
+    pub groups: usize,
+}
+
+/// Tuning of the grouping.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// Cosine similarity of two same-side mean embeddings at which the evidence is neutral:
+    /// above it says "same fish", below "another fish".
+    pub similarity: f32,
+    /// Evidence per unit of similarity above or below `similarity`.
+    pub scale: f32,
+    /// Evidence that a track's consecutive fragments are one fish, per link.
+    pub continuity: f32,
+    /// Summed crop weight a side needs before its mean embedding counts.
+    pub min_side_weight: f32,
+    /// Largest fraction of a leftover group's frames that may overlap a main group it joins.
+    pub max_overlap: f32,
+    /// Evidence lost per unit of that overlap fraction.
+    pub overlap_penalty: f32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            similarity: 0.78,
+            scale: 20.0,
+            continuity: 0.5,
+            min_side_weight: 1.5,
+            max_overlap: 0.8,
+            overlap_penalty: 10.0,
+        }
+    }
+}
+
+struct Group {
+    members: Vec<usize>,
+    frames: Vec<u64>,
+    sides: [Option<(Vec<f32>, f32)>; 2],
+    fixed: Option<String>,
+}
+
+impl Group {
+    fn absorb(&mut self, other: Group) {
+        self.members.extend(other.members);
+        self.frames = union(&self.frames, &other.frames);
+        for (mine, theirs) in self.sides.iter_mut().zip(other.sides) {
+            match (mine.as_mut(), theirs) {
+                (Some((s, w)), Some((s2, w2))) => {
+                    for (a, b) in s.iter_mut().zip(&s2) {
+                        *a += b;
+                    }
+                    *w += w2;
+                }
+                (None, Some(t)) => *mine = Some(t),
+                _ => {}
+            }
+        }
+        if self.fixed.is_none() {
+            self.fixed = other.fixed;
+        }
+    }
+
+    fn mean(&self, side: usize, min_weight: f32) -> Option<Vec<f32>> {
+        let (s, w) = self.sides[side].as_ref()?;
+        if *w < min_weight {
+            return None;
+        }
+        let n = s.iter().map(|x| x * x).sum::<f32>().sqrt();
+        (n > 0.0 && n.is_finite()).then(|| s.iter().map(|x| x / n).collect())
+    }
+}
+
+fn union(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let x = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x < y => {
+                i += 1;
+                x
+            }
+            (Some(&x), Some(&y)) if y < x => {
+                j += 1;
+                y
+            }
+            (Some(&x), Some(_)) => {
+                i += 1;
+                j += 1;
+                x
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (None, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (None, None) => break,
+        };
+        out.push(x);
+    }
+    out
+}
+
+fn overlap(a: &[u64], b: &[u64]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+struct State<'a> {
+    frags: &'a [Fragment],
+    p: Params,
+    groups: Vec<Option<Group>>,
+    /// Mean embedding per side of each group (recomputed when the group changes).
+    means: Vec<[Option<Vec<f32>>; 2]>,
+    group_of: Vec<usize>,
+    /// Each fragment's neighbours on its track (previous and next fragment).
+    neighbours: Vec<Vec<usize>>,
+}
+
+impl State<'_> {
+    fn group(&self, g: usize) -> Option<&Group> {
+        self.groups.get(g).and_then(Option::as_ref)
+    }
+
+    /// Same-side evidence between two groups, and whether any side was comparable.
+    fn appearance(&self, a: usize, b: usize) -> (f32, bool) {
+        let mut total = 0.0;
+        let mut seen = false;
+        for side in 0..2 {
+            if let (Some(x), Some(y)) = (&self.means[a][side], &self.means[b][side]) {
+                seen = true;
+                total += self.p.scale * (dot(x, y) - self.p.similarity);
+            }
+        }
+        (total, seen)
+    }
+
+    fn links(&self, a: usize, b: usize) -> usize {
+        let Some(ga) = self.group(a) else { return 0 };
+        ga.members
+            .iter()
+            .flat_map(|&m| self.neighbours[m].iter())
+            .filter(|&&n| self.group_of[n] == b)
+            .count()
+    }
+
+    fn names_clash(&self, a: usize, b: usize) -> bool {
+        match (self.group(a), self.group(b)) {
+            (Some(x), Some(y)) => matches!((&x.fixed, &y.fixed), (Some(p), Some(q)) if p != q),
+            _ => true,
+        }
+    }
+
+    /// Evidence for merging two groups in the first phase; `None` when they may not merge
+    /// (in view together, two written individuals) or nothing links them.
+    fn score(&self, a: usize, b: usize) -> Option<f32> {
+        let (ga, gb) = (self.group(a)?, self.group(b)?);
+        if self.names_clash(a, b) || overlap(&ga.frames, &gb.frames) > 0 {
+            return None;
+        }
+        let (app, seen) = self.appearance(a, b);
+        let links = self.links(a, b);
+        if !seen && links == 0 {
+            return None;
+        }
+        Some(app + self.p.continuity * links as f32)
+    }
+
+    fn merge(&mut self, into: usize, from: usize) {
+        let Some(g) = self.groups.get_mut(from).and_then(Option::take) else {
+            return;
+        };
+        for &m in &g.members {
+            self.group_of[m] = into;
+        }
+        if let Some(t) = self.groups.get_mut(into).and_then(Option::as_mut) {
+            t.absorb(g);
+            let means = [
+                t.mean(0, self.p.min_side_weight),
+                t.mean(1, self.p.min_side_weight),
+            ];
+            self.means[into] = means;
+        }
+        self.means[from] = [None, None];
+    }
+
+    fn frames(&self, g: usize) -> usize {
+        self.group(g).map_or(0, |g| g.frames.len())
+    }
+}
+
+/// Key of a score in the merge heap (scores compared exactly as computed).
+fn key(s: f32) -> i64 {
+    (s as f64 * 1e6).round() as i64
+}
+
+/// Groups `frags` into fish. `population`: how many fish there are (the number of main groups
+/// that leftovers join); `None` leaves leftovers on their own.
+pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solution {
+    let n = frags.len();
+    let mut neighbours = vec![Vec::new(); n];
+    let mut by_track: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, f) in frags.iter().enumerate() {
+        by_track.entry(f.track).or_default().push(i);
+    }
+    for list in by_track.values_mut() {
+        list.sort_by_key(|&i| (frags[i].frames.first().copied(), frags[i].id));
+        for w in list.windows(2) {
+            neighbours[w[0]].push(w[1]);
+            neighbours[w[1]].push(w[0]);
+        }
+    }
+    let mut st = State {
+        frags,
+        p: *p,
+        groups: Vec::with_capacity(n),
+        means: Vec::with_capacity(n),
+        group_of: (0..n).collect(),
+        neighbours,
+    };
+    for (i, f) in frags.iter().enumerate() {
+        let g = Group {
+            members: vec![i],
+            frames: f.frames.clone(),
+            sides: f.sides.clone(),
+            fixed: f.fixed.clone(),
+        };
+        st.means
+            .push([g.mean(0, p.min_side_weight), g.mean(1, p.min_side_weight)]);
+        st.groups.push(Some(g));
+    }
+    // Fragments already written with one individual are that individual's, whatever else.
+    let mut by_fixed: HashMap<String, usize> = HashMap::new();
+    for (i, f) in frags.iter().enumerate() {
+        if let Some(name) = &f.fixed {
+            match by_fixed.get(name) {
+                Some(&g) => st.merge(g, i),
+                None => {
+                    by_fixed.insert(name.clone(), i);
+                }
+            }
+        }
+    }
+    // Phase 1: merge, strongest evidence first.
+    let alive = |st: &State| -> Vec<usize> { (0..n).filter(|&g| st.group(g).is_some()).collect() };
+    let mut heap: BinaryHeap<(i64, Reverse<usize>, Reverse<usize>)> = BinaryHeap::new();
+    let live = alive(&st);
+    for (x, &a) in live.iter().enumerate() {
+        for &b in &live[x + 1..] {
+            if let Some(s) = st.score(a, b).filter(|s| *s > 0.0) {
+                heap.push((key(s), Reverse(a), Reverse(b)));
+            }
+        }
+    }
+    while let Some((k, Reverse(a), Reverse(b))) = heap.pop() {
+        if st.group(a).is_none() || st.group(b).is_none() {
+            continue;
+        }
+        match st.score(a, b) {
+            Some(s) if s > 0.0 && key(s) == k => {}
+            Some(s) if s > 0.0 => {
+                heap.push((key(s), Reverse(a), Reverse(b)));
+                continue;
+            }
+            _ => continue,
+        }
+        st.merge(a, b);
+        for c in alive(&st) {
+            if c != a
+                && let Some(s) = st.score(a, c).filter(|s| *s > 0.0)
+            {
+                heap.push((key(s), Reverse(a.min(c)), Reverse(a.max(c))));
+            }
+        }
+    }
+    let groups = alive(&st).len();
+    // Phase 2: the main groups (written individuals first, then the largest) take the rest.
+    let mut order = alive(&st);
+    order.sort_by_key(|&g| {
+        (
+            st.group(g).is_none_or(|g| g.fixed.is_none()),
+            Reverse(st.frames(g)),
+            g,
+        )
+    });
+    let mut mains: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&g| st.group(g).is_some_and(|g| g.fixed.is_some()))
+        .collect();
+    if let Some(n_fish) = population {
+        for &g in &order {
+            if mains.len() >= n_fish {
+                break;
+            }
+            if !mains.contains(&g) {
+                mains.push(g);
+            }
+        }
+        let mut rest: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|g| !mains.contains(g))
+            .collect();
+        // Candidate scores of each leftover for each main, recomputed when that main changes.
+        let cand = |st: &State, r: usize, m: usize| -> Option<f32> {
+            if st.names_clash(m, r) {
+                return None;
+            }
+            let (gm, gr) = (st.group(m)?, st.group(r)?);
+            let ov = overlap(&gm.frames, &gr.frames) as f32 / gr.frames.len().max(1) as f32;
+            if ov > st.p.max_overlap {
+                return None;
+            }
+            let (app, seen) = st.appearance(m, r);
+            Some(if seen { app } else { 0.0 } - st.p.overlap_penalty * ov)
+        };
+        let mut table: HashMap<(usize, usize), Option<f32>> = HashMap::new();
+        for &r in &rest {
+            for &m in &mains {
+                table.insert((r, m), cand(&st, r, m));
+            }
+        }
+        loop {
+            let mut best: Option<((f32, usize), usize, usize)> = None;
+            for &r in &rest {
+                let mut c: Vec<(f32, usize)> = mains
+                    .iter()
+                    .filter_map(|&m| table.get(&(r, m)).copied().flatten().map(|s| (s, m)))
+                    .collect();
+                if c.is_empty() {
+                    continue;
+                }
+                c.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                // The only main it can join decides best of all (elimination).
+                let margin = c[0].0 - c.get(1).map_or(-99.0, |x| x.0);
+                let k = (margin, st.frames(r));
+                if best
+                    .as_ref()
+                    .is_none_or(|(bk, _, _)| k.0 > bk.0 || (k.0 == bk.0 && k.1 > bk.1))
+                {
+                    best = Some((k, r, c[0].1));
+                }
+            }
+            let Some((_, r, m)) = best else { break };
+            st.merge(m, r);
+            rest.retain(|&x| x != r);
+            for &x in &rest {
+                table.insert((x, m), cand(&st, x, m));
+            }
+        }
+    }
+    // A fragment in view at the same moment as a longer one of its group leaves the group.
+    let mut kept: HashMap<usize, Vec<usize>> = HashMap::new();
+    for g in alive(&st) {
+        let Some(grp) = st.group(g) else { continue };
+        let mut members = grp.members.clone();
+        members.sort_by_key(|&m| (Reverse(st.frags[m].frames.len()), st.frags[m].id));
+        let mut taken: HashSet<u64> = HashSet::new();
+        let mut keep = Vec::new();
+        for m in members {
+            if st.frags[m].frames.iter().any(|f| taken.contains(f)) {
+                continue;
+            }
+            taken.extend(st.frags[m].frames.iter().copied());
+            keep.push(m);
+        }
+        kept.insert(g, keep);
+    }
+    // Names.
+    let mut names: HashMap<usize, Name> = HashMap::new();
+    for &g in &mains {
+        if let Some(f) = st.group(g).and_then(|g| g.fixed.clone()) {
+            names.insert(g, Name::Individual(f));
+        }
+    }
+    let used: HashSet<&str> = names
+        .values()
+        .filter_map(|n| match n {
+            Name::Individual(s) => Some(s.as_str()),
+            Name::New(_) => None,
+        })
+        .collect();
+    let free: Vec<usize> = mains
+        .iter()
+        .copied()
+        .filter(|g| !names.contains_key(g))
+        .collect();
+    let mut labels: Vec<&str> = frags
+        .iter()
+        .flat_map(|f| f.online.iter().map(|(l, _)| l.as_str()))
+        .filter(|l| !used.contains(l))
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    if !free.is_empty() && !labels.is_empty() {
+        let cols = labels.len().max(free.len());
+        let mut w = vec![vec![0i64; cols]; free.len()];
+        for (r, g) in free.iter().enumerate() {
+            for &m in kept.get(g).into_iter().flatten() {
+                for (l, c) in &st.frags[m].online {
+                    if let Ok(j) = labels.binary_search(&l.as_str()) {
+                        w[r][j] += i64::from(*c);
+                    }
+                }
+            }
+        }
+        if let Ok(m) = pathfinding::matrix::Matrix::from_rows(w.clone()) {
+            let (_, assigned) = pathfinding::kuhn_munkres::kuhn_munkres(&m);
+            for (r, &j) in assigned.iter().enumerate() {
+                if j < labels.len() && w[r][j] > 0 {
+                    names.insert(free[r], Name::Individual(labels[j].to_string()));
+                }
+            }
+        }
+    }
+    let mut new_groups = Vec::new();
+    for &g in &mains {
+        if names.contains_key(&g) {
+            continue;
+        }
+        let Some(grp) = st.group(g) else { continue };
+        let distinct = mains.iter().filter(|&&m| m != g).all(|&m| {
+            let together = st
+                .group(m)
+                .is_some_and(|gm| overlap(&gm.frames, &grp.frames) > 0);
+            let (app, seen) = st.appearance(m, g);
+            together || (seen && app < 0.0)
+        });
+        names.insert(g, Name::New(new_groups.len()));
+        new_groups.push(NewGroup {
+            fragments: kept
+                .get(&g)
+                .into_iter()
+                .flatten()
+                .map(|&m| st.frags[m].id)
+                .collect(),
+            sides: [
+                grp.mean(0, p.min_side_weight),
+                grp.mean(1, p.min_side_weight),
+            ],
+            weight: grp.sides.iter().flatten().map(|(_, w)| w).sum(),
+            distinct,
+        });
+    }
+    let mut out = HashMap::new();
+    for (g, keep) in &kept {
+        if let Some(name) = names.get(g) {
+            for &m in keep {
+                out.insert(st.frags[m].id, name.clone());
+            }
+        }
+    }
+    Solution {
+        names: out,
+        new_groups,
+        groups,
+    }
+}
+
+/// The fragments of the last stretch of stream time, as the identifier saw them: the solver's
+/// input, kept up to date frame by frame.
+#[derive(Debug, Default)]
+pub struct Window {
+    frame: u64,
+    entries: HashMap<u64, Entry>,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    track: u64,
+    first_t: f64,
+    last_t: f64,
+    /// Frame numbers and times with a detection.
+    frames: VecDeque<(u64, f64)>,
+    sides: [Option<(Vec<f32>, f32)>; 2],
+    online: HashMap<String, u32>,
+    fixed: Option<String>,
+}
+
+impl Window {
+    /// Starts a new frame; the next [`Window::seen`] calls belong to it.
+    pub fn next_frame(&mut self) {
+        self.frame += 1;
+    }
+
+    /// `fragment` (a stretch of `track`) is in the frame at `t`; `detected`: matched to a
+    /// detection; `online`: the individual the online assignment gave it.
+    pub fn seen(
+        &mut self,
+        fragment: u64,
+        track: u64,
+        t: f64,
+        detected: bool,
+        online: Option<&str>,
+    ) {
+        let e = self.entries.entry(fragment).or_insert_with(|| Entry {
+            track,
+            first_t: t,
+            ..Default::default()
+        });
+        e.last_t = t;
+        if detected {
+            e.frames.push_back((self.frame, t));
+        }
+        if let Some(o) = online {
+            *e.online.entry(o.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Adds an embedding seen from `side` (0 facing right, 1 facing left) with `weight` to
+    /// `fragment`'s evidence.
+    pub fn embedding(&mut self, fragment: u64, side: usize, weight: f32, emb: &[f32]) {
+        let Some(e) = self.entries.get_mut(&fragment) else {
+            return;
+        };
+        let Some(slot) = e.sides.get_mut(side) else {
+            return;
+        };
+        if !(weight.is_finite() && weight > 0.0) {
+            return;
+        }
+        match slot {
+            Some((sum, w)) if sum.len() == emb.len() => {
+                for (a, b) in sum.iter_mut().zip(emb) {
+                    *a += weight * b;
+                }
+                *w += weight;
+            }
+            Some(_) => {}
+            None => *slot = Some((emb.iter().map(|x| weight * x).collect(), weight)),
+        }
+    }
+
+    /// Stream time of `fragment`'s first frame.
+    pub fn first_t(&self, fragment: u64) -> Option<f64> {
+        self.entries.get(&fragment).map(|e| e.first_t)
+    }
+
+    /// The individual `fragment`'s latest rows were written with: its group keeps it.
+    pub fn written(&mut self, fragment: u64, individual: &str) {
+        if let Some(e) = self.entries.get_mut(&fragment) {
+            e.fixed = Some(individual.to_string());
+        }
+    }
+
+    /// The individual `fragment`'s latest rows were written with, if any.
+    pub fn written_as(&self, fragment: u64) -> Option<&str> {
+        self.entries.get(&fragment)?.fixed.as_deref()
+    }
+
+    /// Forgets what happened before `t`: fragments that ended, and older frames of the rest.
+    /// Time going backwards (a restarted stream) forgets everything.
+    pub fn forget_before(&mut self, t: f64) {
+        self.entries
+            .retain(|_, e| e.last_t >= t && e.first_t <= e.last_t);
+        for e in self.entries.values_mut() {
+            while e.frames.front().is_some_and(|(_, ft)| *ft < t) {
+                e.frames.pop_front();
+            }
+        }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Fragments in the window with at least one detection, individuals passed through
+    /// `resolve` (merged identities).
+    pub fn fragments(&self, resolve: impl Fn(&str) -> String) -> Vec<Fragment> {
+        let mut out: Vec<Fragment> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.frames.is_empty())
+            .map(|(&id, e)| {
+                let mut online: HashMap<String, u32> = HashMap::new();
+                for (l, c) in &e.online {
+                    *online.entry(resolve(l)).or_default() += c;
+                }
+                let mut online: Vec<(String, u32)> = online.into_iter().collect();
+                online.sort();
+                Fragment {
+                    id,
+                    track: e.track,
+                    frames: e.frames.iter().map(|(f, _)| *f).collect(),
+                    sides: e.sides.clone(),
+                    fixed: e.fixed.as_deref().map(&resolve),
+                    online,
+                }
+            })
+            .collect();
+        out.sort_by_key(|f| f.id);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unit vector along axis `k` of 8, nudged along axis `k + 1` by `e`.
+    fn pattern(k: usize, e: f32) -> Vec<f32> {
+        let mut v = [0.0; 8];
+        v[k] = 1.0;
+        v[(k + 1) % 8] = e;
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    /// Fragment `id` of `track` in frames `from..to`, showing the side `side` (0 right, 1 left)
+    /// with the pattern `k`.
+    fn frag(id: u64, track: u64, from: u64, to: u64, side: Option<(usize, usize)>) -> Fragment {
+        let mut sides = [None, None];
+        if let Some((s, k)) = side {
+            sides[s] = Some((pattern(k, 0.1).iter().map(|x| 4.0 * x).collect(), 4.0));
+        }
+        Fragment {
+            id,
+            track,
+            frames: (from..to).collect(),
+            sides,
+            ..Default::default()
+        }
+    }
+
+    fn name(sol: &Solution, f: u64) -> Option<&Name> {
+        sol.names.get(&f)
+    }
+
+    #[test]
+    fn fish_in_view_together_are_never_one_group() {
+        // Two fragments showing the very same pattern at the same time: two fish.
+        let frags = vec![
+            frag(1, 1, 0, 10, Some((0, 0))),
+            frag(2, 2, 5, 15, Some((0, 0))),
+        ];
+        let sol = solve(&frags, Some(2), &Params::default());
+        assert_eq!(sol.groups, 2);
+        assert_ne!(name(&sol, 1), name(&sol, 2));
+        // One after the other: one fish.
+        let frags = vec![
+            frag(1, 1, 0, 10, Some((0, 0))),
+            frag(2, 2, 10, 15, Some((0, 0))),
+        ];
+        let sol = solve(&frags, Some(2), &Params::default());
+        assert_eq!(sol.groups, 1);
+    }
+
+    #[test]
+    fn a_flank_never_seen_is_paired_by_elimination_and_names_are_kept() {
+        // Fish a (written "a") and b (written "b") seen from their right flanks, together.
+        // Later, on other tracks, a left flank L1 and, beside it, b's right flank again; then
+        // the left flank L1 again on its own. L1 looks like nobody: it can only be a's left
+        // flank, because b is in view elsewhere at that moment.
+        let mut frags = vec![
+            frag(1, 1, 0, 20, Some((0, 0))),
+            frag(2, 2, 0, 20, Some((0, 2))),
+            frag(3, 3, 30, 50, Some((1, 4))),
+            frag(4, 4, 30, 50, Some((0, 2))),
+            frag(5, 5, 60, 70, Some((1, 4))),
+        ];
+        frags[0].fixed = Some("a".into());
+        frags[1].fixed = Some("b".into());
+        let sol = solve(&frags, Some(2), &Params::default());
+        let a = Some(Name::Individual("a".into()));
+        let b = Some(Name::Individual("b".into()));
+        assert_eq!(name(&sol, 1), a.as_ref());
+        assert_eq!(name(&sol, 2), b.as_ref());
+        assert_eq!(name(&sol, 4), b.as_ref(), "b's flank matches b");
+        assert_eq!(name(&sol, 3), a.as_ref(), "the unseen flank is a's");
+        assert_eq!(name(&sol, 5), a.as_ref(), "and looks like fragment 3");
+        assert!(sol.new_groups.is_empty());
+    }
+
+    #[test]
+    fn a_track_continues_through_a_contact_unless_the_patterns_disagree() {
+        // Track 1: fragment 1 (right flank, pattern 0), a contact, fragment 2 (left flank, no
+        // comparable side): continuity groups them. Track 2: fragment 3 (pattern 2, right),
+        // then fragment 4 showing pattern 0's right flank: the tracker swapped fish, and
+        // fragment 4 joins fragment 1, not fragment 3.
+        let frags = vec![
+            frag(1, 1, 0, 10, Some((0, 0))),
+            frag(2, 1, 12, 20, Some((1, 5))),
+            frag(3, 2, 0, 10, Some((0, 2))),
+            frag(4, 2, 21, 30, Some((0, 0))),
+        ];
+        let sol = solve(&frags, Some(2), &Params::default());
+        assert_eq!(name(&sol, 1), name(&sol, 2));
+        assert_eq!(name(&sol, 1), name(&sol, 4));
+        assert_ne!(name(&sol, 3), name(&sol, 4));
+    }
+
+    #[test]
+    fn online_individuals_name_groups_and_a_fish_nobody_fits_is_new() {
+        // Three fish in view together; the online assignment knew two of them.
+        let mut frags = vec![
+            frag(1, 1, 0, 30, Some((0, 0))),
+            frag(2, 2, 0, 30, Some((0, 2))),
+            frag(3, 3, 0, 30, Some((1, 4))),
+        ];
+        frags[0].online = vec![("x".into(), 25), ("y".into(), 5)];
+        frags[1].online = vec![("y".into(), 30)];
+        let sol = solve(&frags, Some(3), &Params::default());
+        assert_eq!(name(&sol, 1), Some(&Name::Individual("x".into())));
+        assert_eq!(name(&sol, 2), Some(&Name::Individual("y".into())));
+        assert_eq!(name(&sol, 3), Some(&Name::New(0)));
+        assert_eq!(sol.new_groups.len(), 1);
+        assert_eq!(sol.new_groups[0].fragments, vec![3]);
+        assert!(sol.new_groups[0].distinct, "in view beside both others");
+        let left = sol.new_groups[0].sides[1]
+            .as_ref()
+            .expect("left flank mean");
+        assert!(dot(left, &pattern(4, 0.1)) > 0.99);
+        assert!(sol.new_groups[0].sides[0].is_none());
+    }
+
+    #[test]
+    fn a_group_that_may_be_a_known_fishs_unseen_flank_is_not_distinct() {
+        // Fish x (right flank) leaves the view before the third group (left flank) appears:
+        // that may be x's other flank.
+        let mut frags = vec![
+            frag(1, 1, 0, 60, Some((0, 0))),
+            frag(2, 2, 0, 20, Some((0, 2))),
+            frag(3, 3, 30, 60, Some((1, 4))),
+        ];
+        frags[0].fixed = Some("w".into());
+        frags[1].fixed = Some("x".into());
+        let sol = solve(&frags, Some(3), &Params::default());
+        assert_eq!(name(&sol, 3), Some(&Name::New(0)));
+        assert!(!sol.new_groups[0].distinct);
+    }
+
+    #[test]
+    fn a_fragment_in_view_beside_a_longer_one_of_its_group_leaves_it() {
+        // One fish written "a" (fragment 1), and fragment 2 overlapping it a little, with the
+        // same pattern; population 1, so fragment 2 joins the main group despite the overlap
+        // and is then dropped from it (a frame never shows one fish twice).
+        let mut frags = vec![
+            frag(1, 1, 0, 40, Some((0, 0))),
+            frag(2, 2, 35, 45, Some((0, 0))),
+        ];
+        frags[0].fixed = Some("a".into());
+        let sol = solve(&frags, Some(1), &Params::default());
+        assert_eq!(name(&sol, 1), Some(&Name::Individual("a".into())));
+        assert_eq!(name(&sol, 2), None);
+    }
+
+    #[test]
+    fn the_window_keeps_evidence_and_forgets_the_past() {
+        let mut w = Window::default();
+        w.next_frame();
+        w.seen(7, 1, 0.0, true, Some("a"));
+        w.seen(8, 2, 0.0, false, None);
+        w.embedding(7, 0, 0.5, &[1.0, 0.0]);
+        w.embedding(7, 0, 0.5, &[0.0, 1.0]);
+        w.embedding(7, 3, 1.0, &[1.0, 0.0]);
+        w.embedding(7, 1, f32::NAN, &[1.0, 0.0]);
+        w.embedding(99, 0, 1.0, &[1.0, 0.0]);
+        w.next_frame();
+        w.seen(7, 1, 1.0, true, Some("a"));
+        w.written(7, "a");
+        let f = w.fragments(|l| format!("{l}!"));
+        // Fragment 8 never matched a detection: no evidence of where its fish was.
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].frames, vec![1, 2]);
+        assert_eq!(f[0].sides[0], Some((vec![0.5, 0.5], 1.0)));
+        assert_eq!(f[0].sides[1], None);
+        assert_eq!(f[0].fixed.as_deref(), Some("a!"));
+        assert_eq!(f[0].online, vec![("a!".to_string(), 2)]);
+        w.forget_before(0.5);
+        assert_eq!(w.fragments(str::to_string)[0].frames, vec![2]);
+        w.forget_before(2.0);
+        assert!(w.fragments(str::to_string).is_empty());
+        assert_eq!(w.first_t(7), None);
+    }
+}
