@@ -114,7 +114,9 @@ pub struct IdentityConfig {
     /// regrouped individuals (default 30; 0 turns regrouping off and rows take the online
     /// assignment's individuals). Costs a few milliseconds per second of video.
     pub relabel_window_s: f64,
-    /// How often the regrouping runs, seconds of stream time (default 0.2).
+    /// How often the regrouping runs, seconds of stream time (default 0.2). With more than 250
+    /// fragments in the window (many fish, many contacts) it runs less often, in proportion to
+    /// the square of their number, so that its cost stays bounded.
     pub relabel_every_s: f64,
     /// Regrouping: two fragments' mean embeddings of one side at least this similar are
     /// evidence of one fish, below it of two (default 0.78, suits the shipped encoder: the

@@ -182,6 +182,10 @@ fn union(a: &[u64], b: &[u64]) -> Vec<u64> {
 }
 
 fn overlap(a: &[u64], b: &[u64]) -> usize {
+    match (a.first(), a.last(), b.first(), b.last()) {
+        (Some(a0), Some(a1), Some(b0), Some(b1)) if a1 >= b0 && b1 >= a0 => {}
+        _ => return 0,
+    }
     let (mut i, mut j, mut n) = (0, 0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
@@ -230,13 +234,25 @@ impl State<'_> {
         (total, seen)
     }
 
-    fn links(&self, a: usize, b: usize) -> usize {
-        let Some(ga) = self.group(a) else { return 0 };
-        ga.members
-            .iter()
-            .flat_map(|&m| self.neighbours[m].iter())
-            .filter(|&&n| self.group_of[n] == b)
-            .count()
+    /// How many track-continuity links join group `a` to each other group.
+    fn links(&self, a: usize) -> HashMap<usize, usize> {
+        let mut out = HashMap::new();
+        if let Some(ga) = self.group(a) {
+            for &m in &ga.members {
+                for &n in &self.neighbours[m] {
+                    let g = self.group_of[n];
+                    if g != a {
+                        *out.entry(g).or_default() += 1;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the two groups have a side both were seen from.
+    fn comparable(&self, a: usize, b: usize) -> bool {
+        (0..2).any(|s| self.means[a][s].is_some() && self.means[b][s].is_some())
     }
 
     fn names_clash(&self, a: usize, b: usize) -> bool {
@@ -248,16 +264,18 @@ impl State<'_> {
 
     /// Evidence for merging two groups in the first phase; `None` when they may not merge
     /// (in view together, two written individuals) or nothing links them.
-    fn score(&self, a: usize, b: usize) -> Option<f32> {
+    /// `links`: the continuity links of `a` ([`State::links`]).
+    fn score(&self, a: usize, b: usize, links: &HashMap<usize, usize>) -> Option<f32> {
+        let links = links.get(&b).copied().unwrap_or(0);
+        // Cheap tests first: most pairs share no side and no track.
+        if links == 0 && !self.comparable(a, b) {
+            return None;
+        }
         let (ga, gb) = (self.group(a)?, self.group(b)?);
         if self.names_clash(a, b) || overlap(&ga.frames, &gb.frames) > 0 {
             return None;
         }
-        let (app, seen) = self.appearance(a, b);
-        let links = self.links(a, b);
-        if !seen && links == 0 {
-            return None;
-        }
+        let (app, _) = self.appearance(a, b);
         Some(app + self.p.continuity * links as f32)
     }
 
@@ -277,6 +295,16 @@ impl State<'_> {
             self.means[into] = means;
         }
         self.means[from] = [None, None];
+    }
+
+    /// Certainly different fish: in view at the same time, or a common side unlike.
+    fn distinct(&self, a: usize, b: usize) -> bool {
+        let together = match (self.group(a), self.group(b)) {
+            (Some(x), Some(y)) => overlap(&x.frames, &y.frames) > 0,
+            _ => false,
+        };
+        let (app, seen) = self.appearance(a, b);
+        together || (seen && app < 0.0)
     }
 
     fn frames(&self, g: usize) -> usize {
@@ -341,8 +369,9 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
     let mut heap: BinaryHeap<(i64, Reverse<usize>, Reverse<usize>)> = BinaryHeap::new();
     let live = alive(&st);
     for (x, &a) in live.iter().enumerate() {
+        let links = st.links(a);
         for &b in &live[x + 1..] {
-            if let Some(s) = st.score(a, b).filter(|s| *s > 0.0) {
+            if let Some(s) = st.score(a, b, &links).filter(|s| *s > 0.0) {
                 heap.push((key(s), Reverse(a), Reverse(b)));
             }
         }
@@ -351,7 +380,7 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
         if st.group(a).is_none() || st.group(b).is_none() {
             continue;
         }
-        match st.score(a, b) {
+        match st.score(a, b, &st.links(a)) {
             Some(s) if s > 0.0 && key(s) == k => {}
             Some(s) if s > 0.0 => {
                 heap.push((key(s), Reverse(a), Reverse(b)));
@@ -360,9 +389,10 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
             _ => continue,
         }
         st.merge(a, b);
+        let links = st.links(a);
         for c in alive(&st) {
             if c != a
-                && let Some(s) = st.score(a, c).filter(|s| *s > 0.0)
+                && let Some(s) = st.score(a, c, &links).filter(|s| *s > 0.0)
             {
                 heap.push((key(s), Reverse(a.min(c)), Reverse(a.max(c))));
             }
@@ -515,13 +545,10 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
             continue;
         }
         let Some(grp) = st.group(g) else { continue };
-        let distinct = mains.iter().filter(|&&m| m != g).all(|&m| {
-            let together = st
-                .group(m)
-                .is_some_and(|gm| overlap(&gm.frames, &grp.frames) > 0);
-            let (app, seen) = st.appearance(m, g);
-            together || (seen && app < 0.0)
-        });
+        let distinct = mains
+            .iter()
+            .filter(|&&m| m != g)
+            .all(|&m| st.distinct(m, g));
         names.insert(g, Name::New(new_groups.len()));
         new_groups.push(NewGroup {
             fragments: kept
@@ -654,6 +681,16 @@ impl Window {
                 e.frames.pop_front();
             }
         }
+    }
+
+    /// Fragments in the window.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the window holds no fragment.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// Forgets everything.
