@@ -40,6 +40,14 @@ impl View {
         }
     }
 
+    /// The two known sides, in the order [`View::side`] numbers them.
+    pub const SIDES: [View; 2] = [View::FacingRight, View::FacingLeft];
+
+    /// Index of a known side in [`View::SIDES`] (`None` for `Unknown`).
+    pub fn side(self) -> Option<usize> {
+        View::SIDES.iter().position(|&v| v == self)
+    }
+
     /// True when a prototype seen from `other` can be compared with an embedding seen from
     /// `self`: the same side, or either side unknown.
     pub fn compatible(self, other: View) -> bool {
@@ -79,6 +87,23 @@ pub struct Prototype {
     /// False for tombstones (removed, still in the index until the next rebuild).
     #[serde(skip, default = "yes")]
     pub alive: bool,
+}
+
+impl Prototype {
+    /// A prototype learnt from a tracked crop of `owner`, recorded now.
+    pub fn tracked(owner: &str, view: View, t: f64, quality: f32, vector: Vec<f32>) -> Prototype {
+        Prototype {
+            owner: owner.to_string(),
+            origin: owner.to_string(),
+            view,
+            t,
+            wall: chrono::Utc::now().timestamp(),
+            quality,
+            source: Source::Tracked,
+            vector,
+            alive: true,
+        }
+    }
 }
 
 fn yes() -> bool {

@@ -550,12 +550,7 @@ impl Identifier {
         let generation = st.gallery.generation();
         drop(st);
         let tl = self.tracklets.entry(track).or_default();
-        let side = match view {
-            View::FacingRight => Some(0),
-            View::FacingLeft => Some(1),
-            View::Unknown => None,
-        };
-        if let Some(side) = side
+        if let Some(side) = view.side()
             && quality >= REGROUP_MIN_QUALITY
         {
             self.window
@@ -944,17 +939,13 @@ impl Identifier {
                             .iter()
                             .all(|&k| cosine(&tl.obs[k].emb, &o.emb) < cfg.novelty_similarity)
                     {
-                        st.gallery.add(Prototype {
-                            owner: id.clone(),
-                            origin: id.clone(),
-                            view: o.view,
-                            t: o.t,
-                            wall: chrono::Utc::now().timestamp(),
-                            quality: o.quality,
-                            source: Source::Tracked,
-                            vector: o.emb.clone(),
-                            alive: true,
-                        });
+                        st.gallery.add(Prototype::tracked(
+                            &id,
+                            o.view,
+                            o.t,
+                            o.quality,
+                            o.emb.clone(),
+                        ));
                         kept.push(oi);
                     }
                 }
@@ -1030,17 +1021,13 @@ impl Identifier {
                             .max_similarity_to(ind, &o.emb)
                             .is_none_or(|s| s < cfg.novelty_similarity);
                         if novel {
-                            st.gallery.add(Prototype {
-                                owner: ind.clone(),
-                                origin: ind.clone(),
-                                view: o.view,
-                                t: o.t,
-                                wall: chrono::Utc::now().timestamp(),
-                                quality: o.quality,
-                                source: Source::Tracked,
-                                vector: o.emb.clone(),
-                                alive: true,
-                            });
+                            st.gallery.add(Prototype::tracked(
+                                ind,
+                                o.view,
+                                o.t,
+                                o.quality,
+                                o.emb.clone(),
+                            ));
                             st.gallery.prune(ind, cfg.max_prototypes_per_individual);
                             dirty = true;
                         }
@@ -1186,23 +1173,10 @@ impl Identifier {
                 continue;
             }
             let id = st.registry.create();
-            for (side, mean) in g.sides.iter().enumerate() {
+            for (view, mean) in View::SIDES.into_iter().zip(&g.sides) {
                 let Some(v) = mean else { continue };
-                st.gallery.add(Prototype {
-                    owner: id.clone(),
-                    origin: id.clone(),
-                    view: if side == 0 {
-                        View::FacingRight
-                    } else {
-                        View::FacingLeft
-                    },
-                    t,
-                    wall: chrono::Utc::now().timestamp(),
-                    quality: 1.0,
-                    source: Source::Tracked,
-                    vector: v.clone(),
-                    alive: true,
-                });
+                st.gallery
+                    .add(Prototype::tracked(&id, view, t, 1.0, v.clone()));
             }
             tracing::info!(tank = %self.tank, t, individual = %id, fragments = g.fragments.len(), "new individual enrolled by regrouping (a fish no individual fitted)");
             st.dirty = true;

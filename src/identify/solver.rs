@@ -630,7 +630,7 @@ impl Window {
         }
     }
 
-    /// Adds an embedding seen from `side` (0 facing right, 1 facing left) with `weight` to
+    /// Adds an embedding seen from `side` (its index in `View::SIDES`: 0 facing right, 1 facing left) with `weight` to
     /// `fragment`'s evidence.
     pub fn embedding(&mut self, fragment: u64, side: usize, weight: f32, emb: &[f32]) {
         let Some(e) = self.entries.get_mut(&fragment) else {
@@ -672,10 +672,8 @@ impl Window {
     }
 
     /// Forgets what happened before `t`: fragments that ended, and older frames of the rest.
-    /// Time going backwards (a restarted stream) forgets everything.
     pub fn forget_before(&mut self, t: f64) {
-        self.entries
-            .retain(|_, e| e.last_t >= t && e.first_t <= e.last_t);
+        self.entries.retain(|_, e| e.last_t >= t);
         for e in self.entries.values_mut() {
             while e.frames.front().is_some_and(|(_, ft)| *ft < t) {
                 e.frames.pop_front();

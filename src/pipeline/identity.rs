@@ -53,20 +53,6 @@ struct FragmentInfo {
     end: f64,
     /// The same track's next fragment, once it began.
     next: Option<u64>,
-    /// The individual the identifier's last regrouping gave the fragment (`Some(None)`: no
-    /// one's); `None` when no regrouping covered it yet.
-    regrouped: Option<Option<String>>,
-}
-
-impl FragmentInfo {
-    /// The individual that names the fragment's rows, with the stream time it was held: the
-    /// regrouping's when one covered the fragment, else the latest online one.
-    fn name(&self) -> Option<(&str, f64)> {
-        match &self.regrouped {
-            Some(r) => r.as_deref().map(|l| (l, self.end)),
-            None => self.label.as_ref().map(|(l, t)| (l.as_str(), *t)),
-        }
-    }
 }
 
 /// Holds tracked frames back for `lag_s` of stream time and labels each track report with the
@@ -90,7 +76,8 @@ pub(crate) struct LabelDelay {
     fragments: HashMap<u64, FragmentInfo>,
     /// Each track's current fragment.
     track_fragment: HashMap<u64, u64>,
-    /// The identifier's latest regrouping (fragment → individual).
+    /// The identifier's latest regrouping: the individual of each fragment it covered
+    /// (`None`: no one's).
     regrouped: HashMap<u64, Option<String>>,
 }
 
@@ -115,13 +102,7 @@ impl LabelDelay {
         let mut out = if restarted { self.flush() } else { Vec::new() };
         for (tr, p) in tf.tracks.iter().zip(&places) {
             let Some(p) = p else { continue };
-            let info = self
-                .fragments
-                .entry(p.fragment)
-                .or_insert_with(|| FragmentInfo {
-                    regrouped: self.regrouped.get(&p.fragment).cloned(),
-                    ..Default::default()
-                });
+            let info = self.fragments.entry(p.fragment).or_default();
             if let Some(l) = &tr.individual {
                 info.label = Some((l.clone(), tf.t));
             }
@@ -154,10 +135,17 @@ impl LabelDelay {
 
     /// Takes the identifier's latest regrouping (fragment → individual) for the waiting frames.
     pub(crate) fn regrouped(&mut self, names: HashMap<u64, Option<String>>) {
-        for (f, info) in self.fragments.iter_mut() {
-            info.regrouped = names.get(f).cloned();
-        }
         self.regrouped = names;
+    }
+
+    /// The individual that names `fragment`'s rows, with the stream time it was held: the
+    /// regrouping's when one covered the fragment, else the latest online one.
+    fn name(&self, fragment: u64) -> Option<(&str, f64)> {
+        let info = self.fragments.get(&fragment)?;
+        match self.regrouped.get(&fragment) {
+            Some(r) => r.as_deref().map(|l| (l, info.end)),
+            None => info.label.as_ref().map(|(l, t)| (l.as_str(), *t)),
+        }
     }
 
     /// Every waiting frame, labelled as far as known (end of stream, shutdown).
@@ -177,11 +165,7 @@ impl LabelDelay {
         };
         match (place.uncertain, info.tail_start, info.next) {
             (true, Some(start), Some(next))
-                if t > (start + info.end) / 2.0
-                    && self
-                        .fragments
-                        .get(&next)
-                        .is_some_and(|n| n.name().is_some()) =>
+                if t > (start + info.end) / 2.0 && self.name(next).is_some() =>
             {
                 next
             }
@@ -191,18 +175,19 @@ impl LabelDelay {
 
     fn pop(&mut self) -> Option<TrackedFrame> {
         let (mut tf, places) = self.delayed.pop_front()?;
-        let infos: Vec<Option<&FragmentInfo>> = places
+        let labelling: Vec<Option<u64>> = places
             .iter()
-            .map(|p| self.fragments.get(&self.labelling_fragment((*p)?, tf.t)))
+            .map(|p| Some(self.labelling_fragment((*p)?, tf.t)))
             .collect();
-        let latest: Vec<Option<(&str, f64)>> = infos
-            .iter()
-            .map(|i| i.and_then(FragmentInfo::name))
-            .collect();
+        let latest: Vec<Option<(&str, f64)>> = labelling.iter().map(|f| self.name((*f)?)).collect();
         // Rows the regrouping covered take its answer, even "no one's".
-        let regrouped: Vec<bool> = infos
+        let regrouped: Vec<bool> = labelling
             .iter()
-            .map(|i| i.is_some_and(|i| i.regrouped.is_some()))
+            .map(|f| {
+                f.is_some_and(|f| {
+                    self.fragments.contains_key(&f) && self.regrouped.contains_key(&f)
+                })
+            })
             .collect();
         // A fragment's latest individual, unless another fragment of this frame held it later
         // (ties: the first track keeps it).
