@@ -59,7 +59,9 @@ pub struct TrackConfig {
     pub share_area_ratio: f32,
     /// A blob shared by several tracks (touching fish the detector could not split) is divided
     /// between them by k-means on its pixels (each pixel to the track whose body ellipse it lies
-    /// deepest in); a track's part updates the track only when it
+    /// deepest in), then each track's body is fitted to the blob (the blob is the union of the
+    /// bodies, the hidden part of a fish behind another included); a track's part updates the
+    /// track only when it
     /// lies at least this many body lengths from the other parts, else the track keeps its
     /// prediction. Default 1.0, which suits top views, where touching fish cross and a closer
     /// division swaps them; side views, where fish pass in front of each other at different
@@ -242,14 +244,135 @@ const SPLIT_ITERATIONS: usize = 8;
 /// most lab species are 0.2–0.3 body lengths deep, fins included).
 const BODY_ASPECT: f64 = 0.3;
 
-/// A track's share of a blob to divide: its predicted centre, body axis angle (rad) and body
-/// length (px).
+/// A track's share of a blob to divide: its predicted centre, body axis angle (rad), body
+/// length (px) and the area of its silhouette alone (px²; 0 when unknown).
 #[derive(Debug, Clone, Copy)]
 struct SplitSeed {
     x: f64,
     y: f64,
     angle: f64,
     length: f64,
+    area: f64,
+}
+
+/// Silhouette fit of a shared blob: search steps along the body axis (fractions of the body
+/// length, both ways), across it, and the body lengths tried (a turning fish shows less of its
+/// length).
+const FIT_ALONG_BL: [f64; 9] = [0.0, 0.05, -0.05, 0.1, -0.1, 0.2, -0.2, 0.3, -0.3];
+const FIT_ACROSS_BL: [f64; 5] = [0.0, 0.04, -0.04, 0.08, -0.08];
+const FIT_SCALES: [f64; 3] = [1.0, 0.75, 0.5];
+/// Rounds of the silhouette fit (each moves every track once, the others held).
+const FIT_ROUNDS: usize = 3;
+/// Cost, in blob points, of a fitted centre half a body length from the track's predicted
+/// centre: breaks ties (a fish wholly hidden behind another fits anywhere on it) without
+/// outweighing what the pixels show.
+const FIT_PRIOR_POINTS: f64 = 4.0;
+
+/// A body template: an ellipse along the fish's axis with the fish's length (× scale) and a
+/// depth that gives its silhouette area.
+#[derive(Debug, Clone, Copy)]
+struct Body {
+    ux: f64,
+    uy: f64,
+    half: f64,
+    depth: f64,
+}
+
+impl Body {
+    fn new(s: &SplitSeed, scale: f64) -> Body {
+        let half = (s.length / 2.0).max(1.0);
+        // Depth from the silhouette area (area = π · half · depth), within plausible shapes.
+        let depth = if s.area > 0.0 {
+            (s.area / (std::f64::consts::PI * half)).clamp(0.1 * half, 0.5 * half)
+        } else {
+            half * BODY_ASPECT
+        };
+        let (sin, cos) = s.angle.sin_cos();
+        Body {
+            ux: cos,
+            uy: sin,
+            half: half * scale,
+            depth,
+        }
+    }
+
+    fn area(&self) -> f64 {
+        std::f64::consts::PI * self.half * self.depth
+    }
+
+    fn contains(&self, c: (f64, f64), p: [f32; 2]) -> bool {
+        let (dx, dy) = (p[0] as f64 - c.0, p[1] as f64 - c.1);
+        let (along, across) = (dx * self.ux + dy * self.uy, dy * self.ux - dx * self.uy);
+        (along / self.half).powi(2) + (across / self.depth).powi(2) <= 1.0
+    }
+}
+
+/// Refines the division of a shared blob by fitting the fishes' silhouettes: the blob is the
+/// union of the fish bodies, whichever is in front (a fish behind another is hidden only where
+/// the front one is), so each body (a [`Body`] template at the track's heading) is moved to
+/// where the union covers the blob's points best while lying inside the blob — every point
+/// left uncovered and every `area_per_point` of body outside the blob cost one. Unlike the
+/// centre of a fish's share of the points, the fitted centre is not pulled towards the part
+/// of a fish that happens to be visible. Starts from `centres`; returns the fitted centres.
+fn fit_silhouettes(
+    points: &[[f32; 2]],
+    area_per_point: f64,
+    seeds: &[SplitSeed],
+    centres: &[(f64, f64)],
+) -> Vec<(f64, f64)> {
+    let n = seeds.len();
+    let mut fit: Vec<(f64, f64)> = centres.to_vec();
+    let mut bodies: Vec<Body> = seeds.iter().map(|s| Body::new(s, 1.0)).collect();
+    if points.is_empty() || !(area_per_point.is_finite() && area_per_point > 0.0) {
+        return fit;
+    }
+    let mut covered_by_others = vec![0u8; points.len()];
+    for _ in 0..FIT_ROUNDS {
+        for k in 0..n {
+            covered_by_others.iter_mut().for_each(|c| *c = 0);
+            for j in (0..n).filter(|&j| j != k) {
+                for (c, p) in covered_by_others.iter_mut().zip(points) {
+                    *c |= bodies[j].contains(fit[j], *p) as u8;
+                }
+            }
+            let free = covered_by_others.iter().filter(|&&c| c == 0).count() as f64;
+            let bl = 2.0 * bodies[k].half.max(1.0);
+            let start = (seeds[k].x, seeds[k].y);
+            let mut best = (f64::INFINITY, fit[k], bodies[k]);
+            for &scale in &FIT_SCALES {
+                let body = Body::new(&seeds[k], scale);
+                let expected = body.area() / area_per_point;
+                for &a in &FIT_ALONG_BL {
+                    for &c in &FIT_ACROSS_BL {
+                        let len = seeds[k].length.max(1.0);
+                        let centre = (
+                            fit[k].0 + (a * body.ux - c * body.uy) * len,
+                            fit[k].1 + (a * body.uy + c * body.ux) * len,
+                        );
+                        let (mut inside, mut gained) = (0.0f64, 0.0f64);
+                        for (p, &o) in points.iter().zip(&covered_by_others) {
+                            if body.contains(centre, *p) {
+                                inside += 1.0;
+                                gained += (o == 0) as u8 as f64;
+                            }
+                        }
+                        let moved = ((centre.0 - start.0).powi(2) + (centre.1 - start.1).powi(2))
+                            .sqrt()
+                            / (0.5 * bl);
+                        let cost = (free - gained)
+                            + (expected - inside).max(0.0)
+                            + FIT_PRIOR_POINTS * moved * moved;
+                        if cost < best.0 {
+                            best = (cost, centre, body);
+                        }
+                    }
+                }
+            }
+            fit[k] = best.1;
+            bodies[k] = best.2;
+        }
+    }
+    fit
 }
 
 /// Divides a shared blob's points between tracks, seeded at the tracks' predicted positions:
@@ -600,10 +723,17 @@ impl Tracker {
                         y,
                         angle: tr.heading as f64,
                         length: tr.body_length as f64,
+                        area: tr.area as f64,
                     }
                 })
                 .collect();
-            let parts = split_points(&d.points, &seeds);
+            let mut parts = split_points(&d.points, &seeds);
+            let centres: Vec<(f64, f64)> = parts.iter().map(|p| (p.0, p.1)).collect();
+            let area_per_point = d.area as f64 / d.points.len() as f64;
+            let fitted = fit_silhouettes(&d.points, area_per_point, &seeds, &centres);
+            for (p, c) in parts.iter_mut().zip(fitted) {
+                (p.0, p.1) = c;
+            }
             for (k, &(cx, cy, frac)) in parts.iter().enumerate() {
                 // Trusted only when the parts lie apart (fish side by side or end to end);
                 // fish crossing over each other give parts near the crossing point, where

@@ -408,6 +408,7 @@ fn a_shared_blob_is_divided_along_the_fishes_bodies() {
         y: y as f64,
         angle,
         length: 40.0,
+        area: 480.0,
     };
     let parts = split_points(&points, &[seed(a, 0.0), seed(b, std::f64::consts::PI)]);
     for (k, truth) in [a, b].into_iter().enumerate() {
@@ -419,4 +420,58 @@ fn a_shared_blob_is_divided_along_the_fishes_bodies() {
             parts[k]
         );
     }
+}
+
+/// Points filling an axis-aligned ellipse with half-axes `a` (along x) and `b` centred at
+/// (x, y), one per pixel.
+fn ellipse_points(x: f32, y: f32, a: i32, b: i32) -> Vec<[f32; 2]> {
+    rect_points(x, y, 2 * a, 2 * b)
+        .into_iter()
+        .filter(|p| ((p[0] - x) / a as f32).powi(2) + ((p[1] - y) / b as f32).powi(2) <= 1.0)
+        .collect()
+}
+
+#[test]
+fn a_fish_behind_another_is_fitted_by_its_silhouette() {
+    // Side view, heavy overlap: fish A (an ellipse 40 long, 12 deep, heading right) swims in
+    // front of fish B (heading left), 8 px behind and 3 px down, which shows only a sliver. The tracks' predictions are
+    // 6 px off. The points' division alone leaves the centres biased towards what each fish
+    // shows; fitting the two silhouettes to the blob (every body inside it, the union covering
+    // it) puts both within 2 px (measured: division 3.5 px, fit 0.8 px).
+    let (a, b) = ((100.0f32, 100.0f32), (108.0f32, 103.0f32));
+    let front = ellipse_points(a.0, a.1, 20, 6);
+    let mut points = front.clone();
+    points.extend(
+        ellipse_points(b.0, b.1, 20, 6)
+            .into_iter()
+            .filter(|p| !front.contains(p)),
+    );
+    let seed = |x: f64, y: f64, angle: f64| SplitSeed {
+        x,
+        y,
+        angle,
+        length: 40.0,
+        area: std::f64::consts::PI * 20.0 * 6.0,
+    };
+    let seeds = [
+        seed(94.0, 100.0, 0.0),
+        seed(114.0, 103.0, std::f64::consts::PI),
+    ];
+    let parts = split_points(&points, &seeds);
+    let centres: Vec<(f64, f64)> = parts.iter().map(|p| (p.0, p.1)).collect();
+    let fitted = fit_silhouettes(&points, 1.0, &seeds, &centres);
+    let err = |c: (f64, f64), t: (f32, f32)| {
+        ((c.0 - t.0 as f64).powi(2) + (c.1 - t.1 as f64).powi(2)).sqrt()
+    };
+    let divided = err(centres[0], a).max(err(centres[1], b));
+    let fit = err(fitted[0], a).max(err(fitted[1], b));
+    assert!(
+        fit < 2.0,
+        "fitted centres {fitted:?} (truth {a:?}, {b:?}): worst error {fit:.1} px"
+    );
+    assert!(
+        divided >= 2.0,
+        "the scenario must bias the division: {divided:.1} px against {fit:.1} px"
+    );
+    eprintln!("worst centre error: division {divided:.1} px, silhouette fit {fit:.1} px");
 }
