@@ -114,6 +114,7 @@ fn full_replay(
         out: out.clone(),
         camera: None,
         population: Some(10),
+        view: Some(finprint::config::CameraView::Side),
         fps: None,
         quiet: true,
     };

@@ -5,7 +5,7 @@
 # the mean. Renders are reused between runs, so two builds are compared on the same videos.
 #   FINPRINT_BIN=target/release/finprint scripts/identity_seeds.sh [SEED ...]
 # Env: TANKS (default target/identity-tanks), OUT (default $TANKS/out), JOBS (default 2),
-#      EXTRA (more `finprint replay` arguments, e.g. "--config side.toml").
+#      EXTRA (more `finprint replay` arguments, e.g. "--view side" for the side-view setting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${FINPRINT_BIN:-target/release/finprint}

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use finprint::config::CameraView;
 use finprint::detect::{DetectConfig, Detector};
 use finprint::messages::{Frame, PixelLayout, TrackStatus};
 use finprint::track::{TrackConfig, Tracker};
@@ -100,7 +101,7 @@ fn fasttrack_zebrafish14_defaults_population_14() {
     let dcfg = DetectConfig::default();
     let tcfg = TrackConfig::default();
     let mut det = Detector::build(&dcfg).expect("detector");
-    let mut tracker = Tracker::new(&tcfg, Some(14));
+    let mut tracker = Tracker::new(&tcfg, CameraView::Top, Some(14));
     let mut detected = Vec::new();
     let t0 = std::time::Instant::now();
     for i in 0..200 {
@@ -199,7 +200,7 @@ fn fasttrack_zebrafish14_defaults_population_14() {
 }
 
 /// Side-view 1080p simulator (water gradient, gravel, plants, striped light fish, lighting
-/// drift, noise): the same built-in defaults must find the fish. Scored against the
+/// drift, noise): the same built-in defaults (tracking for a side view) must find the fish. Scored against the
 /// simulator's truth for fish at least half visible, gate ¼ body length (≥ 10 px).
 #[test]
 fn synth_side_view_1080p_defaults() {
@@ -213,7 +214,7 @@ fn synth_side_view_1080p_defaults() {
     let n_fish = cfg.fish as u32;
     let mut sim = TankSim::new(&cfg);
     let mut det = Detector::build(&DetectConfig::default()).expect("detector");
-    let mut tracker = Tracker::new(&TrackConfig::default(), Some(n_fish));
+    let mut tracker = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(n_fish));
     type Row = (usize, f32, f32, f32, f32);
     let mut truth: HashMap<u64, Vec<Row>> = HashMap::new();
     let mut detected = Vec::new();

@@ -1,5 +1,5 @@
-//! Issue 3's acceptance check: `finprint replay` (built-in defaults plus the side-view setting
-//! of `configs/demo.toml`, known population) on a
+//! Issue 3's acceptance check: `finprint replay` (built-in defaults for a side-view camera,
+//! `view = "side"` as in `configs/demo.toml`, known population) on a
 //! rendered 8-fish side-view tank, scored against the simulator's ground truth — detection of
 //! fully visible fish, per-frame counts, and the interaction log against the true events.
 //!
@@ -144,12 +144,12 @@ fn side_view_tank_detection_counts_and_interactions() {
         Duration::from_secs(300),
     );
     let video = tank.join("video.mkv");
-    // Built-in defaults except the one side-view setting of configs/demo.toml.
+    // Built-in defaults for a side-view camera, as in configs/demo.toml.
     let config = dir.path().join("side.toml");
     std::fs::write(
         &config,
-        "[[cameras]]\nname = \"cam0\"\npopulation = 8\n[cameras.source]\nkind = \"file\"\n\
-         path = \"unused.mkv\"\n[cameras.track]\nsplit_apart_body_lengths = 0.0\n",
+        "[[cameras]]\nname = \"cam0\"\npopulation = 8\nview = \"side\"\n[cameras.source]\n\
+         kind = \"file\"\npath = \"unused.mkv\"\n",
     )
     .expect("config");
     run(

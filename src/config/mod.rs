@@ -85,6 +85,13 @@ pub struct CameraConfig {
     /// leave unset when unknown (open population).
     #[serde(default)]
     pub population: Option<u32>,
+    /// Where the camera looks from: `"top"` (default: down onto the water, fish seen from
+    /// above) or `"side"` (through the front wall, fish seen from the flank, passing in front
+    /// of each other at different depths). Sets the defaults of the view-dependent
+    /// `[cameras.track]` settings (`split_apart_body_lengths`, `share_area_ratio`); values
+    /// given there win.
+    #[serde(default)]
+    pub view: CameraView,
     /// Millimetres per pixel at the tank's focal plane; enables `x_mm,y_mm` columns and mm
     /// interaction distances. Unset: pixels only.
     #[serde(default)]
@@ -97,6 +104,17 @@ pub struct CameraConfig {
     /// Motion tracking.
     #[serde(default)]
     pub track: track::TrackConfig,
+}
+
+/// Where a camera looks from (see [`CameraConfig::view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraView {
+    /// Down onto the water.
+    #[default]
+    Top,
+    /// Through the tank's front wall.
+    Side,
 }
 
 impl CameraConfig {
@@ -254,6 +272,23 @@ mod tests {
         let cfg = Config::parse(text, Path::new("f.toml")).unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("cameras[1].name") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn camera_view_is_parsed_and_a_wrong_one_is_named() {
+        let cam = |view: &str| {
+            format!(
+                "[[cameras]]\nname = \"a\"\n{view}source = {{ kind = \"file\", path = \"x\" }}\n"
+            )
+        };
+        let top = Config::parse(&cam(""), Path::new("f.toml")).unwrap();
+        assert_eq!(top.cameras[0].view, CameraView::Top);
+        let side = Config::parse(&cam("view = \"side\"\n"), Path::new("f.toml")).unwrap();
+        assert_eq!(side.cameras[0].view, CameraView::Side);
+        let e = Config::parse(&cam("view = \"front\"\n"), Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cameras[0].view") && e.contains("front"), "{e}");
     }
 
     #[test]

@@ -233,7 +233,7 @@ impl Pipeline {
             let worker = CameraWorker {
                 cam: cam.clone(),
                 detector,
-                tracker: Tracker::new(&cam.track, cam.population),
+                tracker: Tracker::new(&cam.track, cam.view, cam.population),
                 identity: match (identifier, &embed) {
                     (Some(identifier), Some(e)) => Some(IdentityStep {
                         identifier,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CameraSummary, FrameHook, Pipeline, PipelineError};
-use crate::config::{CameraConfig, Config, ConfigError};
+use crate::config::{CameraConfig, CameraView, Config, ConfigError};
 use crate::ingest::SourceConfig;
 use crate::output::metrics::Metrics;
 
@@ -35,6 +35,10 @@ pub struct ReplayArgs {
     /// Number of fish in the tank, when known (overrides the config's `population`).
     #[arg(long)]
     pub population: Option<u32>,
+    /// Where the camera looked from: `top` or `side` (overrides the config's `view`; built-in
+    /// default `top`). Side-view recordings track better with `side`.
+    #[arg(long, value_enum)]
+    pub view: Option<CameraView>,
     /// Frames per second of an image sequence (ignored for videos, which carry their own timing).
     #[arg(long)]
     pub fps: Option<f64>,
@@ -73,6 +77,7 @@ pub fn replay_config(args: &ReplayArgs) -> Result<Config, ConfigError> {
                 name: "cam0".into(),
                 tank: None,
                 population: None,
+                view: CameraView::default(),
                 mm_per_px: None,
                 source: source.clone(),
                 detect: Default::default(),
@@ -83,6 +88,9 @@ pub fn replay_config(args: &ReplayArgs) -> Result<Config, ConfigError> {
     cam.source = source;
     if args.population.is_some() {
         cam.population = args.population;
+    }
+    if let Some(view) = args.view {
+        cam.view = view;
     }
     cfg.cameras = vec![cam];
     cfg.output = cfg.output.for_replay(&args.out);

@@ -18,7 +18,7 @@ use pathfinding::matrix::Matrix;
 use pathfinding::prelude::kuhn_munkres_min;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{CameraView, ConfigError};
 use crate::messages::{Detection, TrackReport, TrackStatus};
 use kalman::MotionState;
 
@@ -54,19 +54,20 @@ pub struct TrackConfig {
     pub measurement_noise: f32,
     /// A confirmed track left unmatched may share a detection already matched by other tracks
     /// when that blob's area is at least this fraction of the sum of their single-fish areas
-    /// (touching fish counted as fewer by the detector). Default 0.8. Allowed: 0.1..=10
-    /// (large values disable sharing).
-    pub share_area_ratio: f32,
+    /// (touching fish counted as fewer by the detector). Unset (default): 0.8 for a top view,
+    /// 0.4 for a side view (camera `view`), where a fish passing behind another adds only the
+    /// part of it that shows. Allowed: 0.1..=10 (large values disable sharing).
+    pub share_area_ratio: Option<f32>,
     /// A blob shared by several tracks (touching fish the detector could not split) is divided
     /// between them by k-means on its pixels (each pixel to the track whose body ellipse it lies
     /// deepest in), then each track's body is fitted to the blob (the blob is the union of the
     /// bodies, the hidden part of a fish behind another included); a track's part updates the
-    /// track only when it
-    /// lies at least this many body lengths from the other parts, else the track keeps its
-    /// prediction. Default 1.0, which suits top views, where touching fish cross and a closer
-    /// division swaps them; side views, where fish pass in front of each other at different
-    /// depths, do better with 0 (always divide). Allowed: 0..=10 (10: never).
-    pub split_apart_body_lengths: f32,
+    /// track only when it lies at least this many body lengths from the other parts, else the
+    /// track keeps its prediction. Unset (default): 1.0 for a top view, where touching fish
+    /// cross and a closer division swaps them, and 0 (always divide) for a side view (camera
+    /// `view`), where fish pass in front of each other at different depths. Allowed: 0..=10
+    /// (10: never).
+    pub split_apart_body_lengths: Option<f32>,
     /// Time step assumed when the stream time does not advance (missing or repeated
     /// timestamps), seconds. Default 0.04 (25 fps). Allowed: 0.0001..=10.
     pub frame_interval_s: f64,
@@ -83,14 +84,27 @@ impl Default for TrackConfig {
             keep_lost_with_population: true,
             accel_noise: 30.0,
             measurement_noise: 0.05,
-            share_area_ratio: 0.8,
-            split_apart_body_lengths: 1.0,
+            share_area_ratio: None,
+            split_apart_body_lengths: None,
             frame_interval_s: 0.04,
         }
     }
 }
 
 impl TrackConfig {
+    /// `share_area_ratio` and `split_apart_body_lengths` for a camera looking from `view`:
+    /// the values set, else the view's defaults.
+    pub fn for_view(&self, view: CameraView) -> (f32, f32) {
+        let (share, apart) = match view {
+            CameraView::Top => (0.8, 1.0),
+            CameraView::Side => (0.4, 0.0),
+        };
+        (
+            self.share_area_ratio.unwrap_or(share),
+            self.split_apart_body_lengths.unwrap_or(apart),
+        )
+    }
+
     /// Checks values without touching devices or files.
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         let range = |field: &str, v: f64, lo: f64, hi: f64| -> Result<(), ConfigError> {
@@ -127,14 +141,13 @@ impl TrackConfig {
             0.001,
             10.0,
         )?;
-        range("share_area_ratio", self.share_area_ratio as f64, 0.1, 10.0)?;
+        if let Some(r) = self.share_area_ratio {
+            range("share_area_ratio", r as f64, 0.1, 10.0)?;
+        }
         range("frame_interval_s", self.frame_interval_s, 0.0001, 10.0)?;
-        range(
-            "split_apart_body_lengths",
-            self.split_apart_body_lengths as f64,
-            0.0,
-            10.0,
-        )?;
+        if let Some(a) = self.split_apart_body_lengths {
+            range("split_apart_body_lengths", a as f64, 0.0, 10.0)?;
+        }
         Ok(())
     }
 }
@@ -167,6 +180,9 @@ struct Track {
 #[derive(Debug)]
 pub struct Tracker {
     cfg: TrackConfig,
+    /// `share_area_ratio` and `split_apart_body_lengths` for the camera's view.
+    share_ratio: f32,
+    split_apart: f32,
     population: Option<u32>,
     tracks: Vec<Track>,
     next_id: u64,
@@ -453,8 +469,12 @@ fn angle_diff(a: f32, b: f32) -> f32 {
 
 impl Tracker {
     /// A tracker; `population` is the tank's known number of fish (None: open population).
-    pub fn new(cfg: &TrackConfig, population: Option<u32>) -> Tracker {
+    /// `view` sets the view-dependent settings `cfg` leaves unset.
+    pub fn new(cfg: &TrackConfig, view: CameraView, population: Option<u32>) -> Tracker {
+        let (share_ratio, split_apart) = cfg.for_view(view);
         Tracker {
+            share_ratio,
+            split_apart,
             cfg: cfg.clone(),
             population: population.filter(|&p| p > 0),
             tracks: Vec::new(),
@@ -645,7 +665,7 @@ impl Tracker {
 
         // A blob flagged as several fish by its area may be one large fish: the tracks that
         // took its slots must fit in it together, else the farthest give it up (and coast).
-        let share_ratio = self.cfg.share_area_ratio;
+        let share_ratio = self.share_ratio;
         for (di, d) in detections.iter().enumerate() {
             let mut on: Vec<usize> = (0..self.tracks.len())
                 .filter(|&i| self.tracks[i].matched == Some(di))
@@ -744,7 +764,7 @@ impl Tracker {
                     .filter(|&(j, _)| j != k)
                     .map(|(_, p)| ((p.0 - cx).powi(2) + (p.1 - cy).powi(2)).sqrt())
                     .fold(f64::INFINITY, f64::min);
-                let need = self.cfg.split_apart_body_lengths as f64;
+                let need = self.split_apart as f64;
                 let bl = self.tracks[members[k]].body_length as f64;
                 if frac > 0.0 && apart >= need * bl {
                     split[members[k]] = Some((cx, cy, frac));

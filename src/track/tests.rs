@@ -34,7 +34,7 @@ fn id_near(reports: &[TrackReport], x: f32, y: f32, r: f32) -> Option<u64> {
 #[test]
 fn crossing_targets_keep_their_ids() {
     // A moves down-right, B down-left; their paths cross in an X at frame 25.
-    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, None);
     let pos = |k: usize| {
         let (x, y) = (6.0 * k as f32, 100.0 + 3.0 * k as f32);
         ((50.0 + x, y), (350.0 - x, y))
@@ -69,7 +69,7 @@ fn crossing_targets_keep_their_ids() {
 
 #[test]
 fn coasts_through_a_short_occlusion() {
-    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, None);
     let mut id = None;
     for k in 0..40 {
         let x = 20.0 + 4.0 * k as f32;
@@ -107,7 +107,7 @@ fn coasts_through_a_short_occlusion() {
 
 #[test]
 fn track_is_deleted_after_max_coast_without_population() {
-    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, None);
     for k in 0..10 {
         tr.update(k as f64 * DT, &[det(100.0, 100.0)]);
     }
@@ -128,7 +128,7 @@ fn track_is_deleted_after_max_coast_without_population() {
 
 #[test]
 fn population_caps_tracks_and_relinks_lost_ones() {
-    let mut tr = Tracker::new(&TrackConfig::default(), Some(2));
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(2));
     let mut ids = Vec::new();
     for k in 0..10 {
         let reps = tr.update(k as f64 * DT, &[det(100.0, 100.0), det(300.0, 100.0)]);
@@ -173,7 +173,7 @@ fn population_caps_tracks_and_relinks_lost_ones() {
 
 #[test]
 fn relinks_to_a_coasting_track_within_the_wide_gate() {
-    let mut tr = Tracker::new(&TrackConfig::default(), Some(1));
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(1));
     let mut id = 0;
     for k in 0..10 {
         id = tr.update(k as f64 * DT, &[det(100.0, 100.0)])[0].track;
@@ -187,7 +187,7 @@ fn relinks_to_a_coasting_track_within_the_wide_gate() {
     assert_eq!(r.track, id);
     assert_eq!(r.status, TrackStatus::Confirmed);
     // Without a population the jump starts a new tentative track instead.
-    let mut open = Tracker::new(&TrackConfig::default(), None);
+    let mut open = Tracker::new(&TrackConfig::default(), CameraView::Top, None);
     for k in 0..10 {
         open.update(k as f64 * DT, &[det(100.0, 100.0)]);
     }
@@ -201,7 +201,7 @@ fn relinks_to_a_coasting_track_within_the_wide_gate() {
 
 #[test]
 fn bad_times_and_coordinates_do_not_panic() {
-    let mut tr = Tracker::new(&TrackConfig::default(), Some(3));
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(3));
     tr.update(0.0, &[det(1.0, 1.0)]);
     tr.update(f64::NAN, &[det(f32::NAN, 1.0), det(2.0, 1.0)]);
     let reps = tr.update(-5.0, &[det(3.0, 1.0)]);
@@ -225,6 +225,19 @@ fn config_validation_names_the_key() {
     assert!(toml::from_str::<TrackConfig>("gate = 3").is_err());
 }
 
+#[test]
+fn view_sets_the_defaults_it_governs_and_set_values_win() {
+    let unset = TrackConfig::default();
+    assert_eq!(unset.for_view(CameraView::Top), (0.8, 1.0));
+    assert_eq!(unset.for_view(CameraView::Side), (0.4, 0.0));
+    let set: TrackConfig = toml::from_str("split_apart_body_lengths = 0.5").expect("toml");
+    assert_eq!(set.for_view(CameraView::Side), (0.4, 0.5));
+    let mut bad = TrackConfig::default();
+    bad.share_area_ratio = Some(0.0);
+    let e = bad.validate("cameras[0].track").unwrap_err().to_string();
+    assert!(e.contains("cameras[0].track.share_area_ratio"), "{e}");
+}
+
 /// Points filling an axis-aligned 20×6 body centred at (x, y), one per pixel.
 fn body_points(x: f32, y: f32) -> Vec<[f32; 2]> {
     let mut v = Vec::new();
@@ -242,7 +255,7 @@ fn shared_blob_with_points_is_divided_between_its_tracks() {
     // apart, bodies 20 px long), then apart again; while they overlap the detector sees one
     // blob with its pixel positions. Each track must follow its own part of the blob, not sit
     // at the blob's centroid, and keep its id.
-    let mut tr = Tracker::new(&TrackConfig::default(), Some(2));
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(2));
     let mut ids = None;
     let mut merged_frames = 0;
     for k in 0..40 {
@@ -286,7 +299,7 @@ fn shared_blob_with_points_is_divided_between_its_tracks() {
 fn a_large_fish_is_not_shared_with_a_track_that_does_not_fit() {
     // A big fish (area 400) is flagged as two fish by its area; a small fish (area 100) that
     // vanished next to it must not be matched onto it (its track coasts instead).
-    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, None);
     let big = |x: f32| {
         let mut d = det(x, 50.0);
         d.area = 400.0;
@@ -320,7 +333,7 @@ fn a_large_fish_is_not_shared_with_a_track_that_does_not_fit() {
 
 #[test]
 fn a_fish_hidden_behind_another_still_counts_in_view() {
-    let mut tr = Tracker::new(&TrackConfig::default(), None);
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, None);
     for k in 0..10 {
         tr.update(k as f64 * DT, &[det(100.0, 50.0), det(110.0, 52.0)]);
     }
@@ -342,7 +355,7 @@ fn two_new_tracks_proving_themselves_in_one_frame_take_two_lost_ids() {
     // Population 3: two fish vanish together and reappear far away together, so their new
     // tracks are promoted in the same frame. Each must take over its own lost id (an id taken
     // once must not be handed on, or the second new track would be deleted).
-    let mut tr = Tracker::new(&TrackConfig::default(), Some(3));
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(3));
     for k in 0..10 {
         tr.update(
             k as f64 * DT,
