@@ -210,7 +210,8 @@ pub struct TrackReport {
     pub area: f32,
     /// Index into the frame's detections that this track matched, if any.
     pub detection: Option<usize>,
-    /// Body length estimate, px.
+    /// The fish's length as it shows broadside (px): a fish turning towards the camera or
+    /// bending looks shorter for a while without changing this much.
     pub body_length: f32,
 }
 

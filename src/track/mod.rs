@@ -162,8 +162,10 @@ struct Track {
     confirmed: bool,
     /// Stream time of the last match.
     last_seen: f64,
-    /// Body length estimate (px).
+    /// Body length estimate (px), as the fish looks now: scales the gates and body shapes.
     body_length: f32,
+    /// The fish's length as it shows broadside (px): reported, e.g. for interaction distances.
+    length: f32,
     /// Heading (rad).
     heading: f32,
     /// Last box relative to the centre: left, top, right, bottom offsets.
@@ -248,6 +250,11 @@ fn gated_assignment(
         })
         .collect()
 }
+
+/// Per matched frame, the fraction of the way a track's reported length moves towards a longer
+/// and towards a shorter measured length.
+const LENGTH_RISE: f32 = 0.2;
+const LENGTH_FALL: f32 = 0.02;
 
 /// A track lost on another fish's blob counts as in view (hidden behind it) this long, s.
 const OCCLUDED_IN_VIEW_S: f64 = 1.0;
@@ -523,6 +530,7 @@ impl Tracker {
             confirmed,
             last_seen: t,
             body_length: bl,
+            length: bl,
             heading: d.axis_angle,
             box_offsets: [
                 d.x - d.bbox[0],
@@ -816,6 +824,15 @@ impl Tracker {
             tr.dormant = false;
             if d.fish_count == 1 && d.major_axis.is_finite() && d.major_axis > 0.0 {
                 tr.body_length += 0.1 * (d.major_axis - tr.body_length);
+                // The reported length is what the fish shows broadside: it looks shorter while
+                // it turns towards the camera or bends, so that estimate rises quickly and falls
+                // slowly (the matching gates keep following the length as it looks now).
+                let rate = if d.major_axis > tr.length {
+                    LENGTH_RISE
+                } else {
+                    LENGTH_FALL
+                };
+                tr.length += rate * (d.major_axis - tr.length);
             }
             tr.box_offsets = [
                 d.x - d.bbox[0],
@@ -999,7 +1016,7 @@ impl Tracker {
                     heading: tr.heading,
                     area,
                     detection: tr.matched,
-                    body_length: tr.body_length,
+                    body_length: tr.length,
                 }
             })
             .collect()

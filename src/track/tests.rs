@@ -488,3 +488,42 @@ fn a_fish_behind_another_is_fitted_by_its_silhouette() {
     );
     eprintln!("worst centre error: division {divided:.1} px, silhouette fit {fit:.1} px");
 }
+
+#[test]
+fn a_fish_turning_towards_the_camera_keeps_its_reported_length() {
+    // A fish 40 px long swims broadside, then turns towards the camera for a second (it shows
+    // 12 px of length), then broadside again. The reported length — what interaction
+    // distances in body lengths divide by — stays near 40 through the turn; a fish that first
+    // showed up head-on reaches its broadside length within a few frames.
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(1));
+    let shown = |k: usize| if (20..45).contains(&k) { 12.0 } else { 40.0 };
+    let mut lengths = Vec::new();
+    for k in 0..60 {
+        let mut d = det(100.0 + k as f32, 50.0);
+        d.major_axis = shown(k);
+        let reps = tr.update(k as f64 * DT, &[d]);
+        lengths.push(reps[0].body_length);
+    }
+    let shortest = lengths[20..45]
+        .iter()
+        .copied()
+        .fold(f32::INFINITY, f32::min);
+    assert!(
+        shortest >= 0.6 * 40.0,
+        "length fell to {shortest:.1} px in the turn: {lengths:?}"
+    );
+    assert!(
+        lengths[59] >= 0.95 * 40.0,
+        "length after the turn {:.1}",
+        lengths[59]
+    );
+
+    let mut late = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(1));
+    let mut last = 0.0;
+    for k in 0..25 {
+        let mut d = det(100.0, 50.0);
+        d.major_axis = if k < 5 { 12.0 } else { 40.0 };
+        last = late.update(k as f64 * DT, &[d])[0].body_length;
+    }
+    assert!(last >= 0.95 * 40.0, "length once seen broadside {last:.1}");
+}
