@@ -152,6 +152,10 @@ pub struct Detection {
     pub major_axis: f32,
     /// Length of the minor axis, px.
     pub minor_axis: f32,
+    /// Extent of the blob along its major axis, px: nose to tail tip as far as segmented
+    /// (the second-moment `major_axis` is shorter for a tapered body). 0 when not measured
+    /// (parts of a cut blob).
+    pub length: f32,
     /// Estimated number of fish in this blob (1 for a normal fish; ≥2 flags touching fish).
     pub fish_count: u32,
     /// Oriented crop (body axis horizontal), when the detector was asked for crops.

@@ -388,6 +388,7 @@ mod ident {
             area: 100.0,
             axis_angle: 0.0,
             major_axis: 30.0,
+            length: 0.0,
             minor_axis: 10.0,
             fish_count,
             crop: Some(Crop {

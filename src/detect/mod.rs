@@ -872,6 +872,28 @@ impl Detector {
         parts
     }
 
+    /// Extent (working px) of the blob's pixels along the direction `angle`: from the
+    /// farthest pixel one way to the farthest the other, pixel widths included.
+    fn axis_extent(&self, b: &Blob, angle: f32) -> f32 {
+        let Some(g) = self.geom else {
+            return 0.0;
+        };
+        let (sin, cos) = angle.sin_cos();
+        let labels = &self.labeller.labels;
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for y in b.y0..=b.y1 {
+            let row = y as usize * g.ww;
+            for x in b.x0..=b.x1 {
+                if labels[row + x as usize] == b.label {
+                    let t = x as f32 * cos + y as f32 * sin;
+                    lo = lo.min(t);
+                    hi = hi.max(t);
+                }
+            }
+        }
+        if hi >= lo { hi - lo + 1.0 } else { 0.0 }
+    }
+
     /// The blob's pixel positions in full-frame px, every k-th pixel in raster order so that
     /// at most [`Detection::MAX_POINTS`] remain.
     fn blob_points(&self, b: &Blob, to_full: &impl Fn(f64) -> f32) -> Vec<[f32; 2]> {
@@ -980,6 +1002,7 @@ impl Detector {
                 }
             }
             let mut d = blob_detection(b, f, count, &to_full);
+            d.length = self.axis_extent(b, d.axis_angle) * f;
             if let Some(t) = typical
                 && area >= SPLIT_MIN_RATIO * t
             {
@@ -1130,6 +1153,7 @@ fn blob_detection(b: &Blob, f: f32, count: u32, to_full: &impl Fn(f64) -> f32) -
         axis_angle: angle as f32,
         major_axis: major as f32 * f,
         minor_axis: minor as f32 * f,
+        length: 0.0,
         fish_count: count,
         crop: None,
         points: Vec::new(),

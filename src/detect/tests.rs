@@ -133,6 +133,42 @@ fn dark_ellipse_on_light_gives_one_detection_with_right_geometry() {
 }
 
 #[test]
+fn length_is_the_extent_along_the_body_tail_included() {
+    // A tapered fish: a body 24 px long and a thin tail behind it, 32 px nose to tail tip.
+    // The second moments see an ellipse somewhat shorter (30 px here); `length` is the whole
+    // extent.
+    let tapered = |i: u64| {
+        let cx = 30.0 + i as f32 * 1.5;
+        vec![
+            Ell {
+                cx,
+                cy: 60.0,
+                a: 12.0,
+                b: 5.0,
+                angle: 0.0,
+                value: 60,
+            },
+            Ell {
+                cx: cx - 14.0,
+                cy: 60.0,
+                a: 6.0,
+                b: 2.0,
+                angle: 0.0,
+                value: 60,
+            },
+        ]
+    };
+    let dets = run(&DetectConfig::default(), 60, 200, tapered, None);
+    let d = &dets[55][0];
+    assert!(
+        (d.length - 32.0).abs() <= 2.0 && d.length >= d.major_axis,
+        "length {} (truth 32), major axis {}",
+        d.length,
+        d.major_axis
+    );
+}
+
+#[test]
 fn light_ellipse_on_dark_is_found_with_auto_polarity() {
     let mut det_cfg = DetectConfig::default();
     det_cfg.polarity = Polarity::Auto;

@@ -1638,6 +1638,7 @@ mod tests {
             area: 1.0,
             axis_angle: 0.0,
             major_axis: 10.0,
+            length: 0.0,
             minor_axis: 3.0,
             fish_count,
             crop: None,

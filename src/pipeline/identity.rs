@@ -389,6 +389,7 @@ mod tests {
             area: 0.0,
             axis_angle: 0.0,
             major_axis: major,
+            length: 0.0,
             minor_axis: minor,
             fish_count: 1,
             crop: None,

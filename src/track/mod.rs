@@ -780,6 +780,30 @@ impl Tracker {
             }
         }
 
+        // A blob that one track has to itself while every fish of a known population is
+        // tracked and no lost track lies on it holds that fish alone, whatever its area says
+        // (side views: a fish near the glass is twice the typical area). Used for the
+        // reported length only.
+        let all_tracked = self
+            .population
+            .is_some_and(|n| self.confirmed_count() >= n as usize);
+        let alone: Vec<bool> = detections
+            .iter()
+            .enumerate()
+            .map(|(di, d)| {
+                all_tracked
+                    && sharers[di] == 1
+                    && !self.tracks.iter().any(|tr| {
+                        let (x, y) = tr.motion.position();
+                        tr.confirmed
+                            && !tr.dormant
+                            && tr.matched.is_none()
+                            && (d.bbox[0] as f64..=d.bbox[2] as f64).contains(&x)
+                            && (d.bbox[1] as f64..=d.bbox[3] as f64).contains(&y)
+                    })
+            })
+            .collect();
+
         // Apply matches.
         let decay = (-dt / COAST_VELOCITY_DECAY_S).exp();
         let meas_noise = self.cfg.measurement_noise;
@@ -816,7 +840,9 @@ impl Tracker {
                 .update(d.x as f64, d.y as f64, (meas_noise * tr.body_length) as f64);
             // A blob of its own: its area is this fish's (unless the blob is far larger, i.e.
             // an untracked fish touches it).
-            if d.area.is_finite() && d.area > 0.0 && (d.fish_count == 1 || d.area < 1.5 * tr.area) {
+            let own =
+                d.area.is_finite() && d.area > 0.0 && (d.fish_count == 1 || d.area < 1.5 * tr.area);
+            if own {
                 tr.area += 0.1 * (d.area - tr.area);
             }
             tr.hits = tr.hits.saturating_add(1);
@@ -824,15 +850,24 @@ impl Tracker {
             tr.dormant = false;
             if d.fish_count == 1 && d.major_axis.is_finite() && d.major_axis > 0.0 {
                 tr.body_length += 0.1 * (d.major_axis - tr.body_length);
-                // The reported length is what the fish shows broadside: it looks shorter while
-                // it turns towards the camera or bends, so that estimate rises quickly and falls
-                // slowly (the matching gates keep following the length as it looks now).
-                let rate = if d.major_axis > tr.length {
+            }
+            // The reported length is what the fish shows broadside: it looks shorter while it
+            // turns towards the camera or bends, so that estimate rises quickly and falls
+            // slowly (the matching gates keep following the length as it looks now). It is
+            // learned from blobs of its own, including a large fish the detector counts as
+            // two by area while it is alone on its blob.
+            let shown = if d.length > 0.0 && d.length.is_finite() {
+                d.length
+            } else {
+                d.major_axis
+            };
+            if (own || alone[di]) && shown.is_finite() && shown > 0.0 {
+                let rate = if shown > tr.length {
                     LENGTH_RISE
                 } else {
                     LENGTH_FALL
                 };
-                tr.length += rate * (d.major_axis - tr.length);
+                tr.length += rate * (shown - tr.length);
             }
             tr.box_offsets = [
                 d.x - d.bbox[0],

@@ -11,6 +11,7 @@ fn det(x: f32, y: f32) -> Detection {
         area: 100.0,
         axis_angle: 0.0,
         major_axis: 20.0,
+        length: 0.0,
         minor_axis: 6.0,
         fish_count: 1,
         crop: None,
@@ -526,4 +527,31 @@ fn a_fish_turning_towards_the_camera_keeps_its_reported_length() {
         last = late.update(k as f64 * DT, &[d])[0].body_length;
     }
     assert!(last >= 0.95 * 40.0, "length once seen broadside {last:.1}");
+}
+
+#[test]
+fn a_large_fish_alone_on_its_blob_reports_its_own_length() {
+    // Side view: a fish near the glass looks twice the typical size, so the detector counts
+    // its blob as two fish by area. Its track first saw it small (far from the glass); with
+    // the one fish of the tank tracked and nothing else on the blob, the reported length must
+    // follow the blob's measured length (60 px) rather than stay at the first 30 px.
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(1));
+    let mut last = 0.0;
+    for k in 0..30 {
+        let mut d = det(100.0 + k as f32, 50.0);
+        if k >= 5 {
+            d.area = 400.0;
+            d.fish_count = 2;
+            d.major_axis = 50.0;
+            d.length = 60.0;
+        } else {
+            d.major_axis = 30.0;
+            d.length = 30.0;
+        }
+        last = tr.update(k as f64 * DT, &[d])[0].body_length;
+    }
+    assert!(
+        last >= 0.95 * 60.0,
+        "reported length {last:.1}, measured 60"
+    );
 }
