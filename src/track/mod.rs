@@ -60,8 +60,9 @@ pub struct TrackConfig {
     pub share_area_ratio: Option<f32>,
     /// A blob shared by several tracks (touching fish the detector could not split) is divided
     /// between them by k-means on its pixels (each pixel to the track whose body ellipse it lies
-    /// deepest in), then each track's body is fitted to the blob (the blob is the union of the
-    /// bodies, the hidden part of a fish behind another included); a track's part updates the
+    /// deepest in) and, for a side view, each track's body is then fitted to the blob (the blob
+    /// is the union of the bodies, the hidden part of a fish behind another included); a
+    /// track's part updates the
     /// track only when it lies at least this many body lengths from the other parts, else the
     /// track keeps its prediction. Unset (default): 1.0 for a top view, where touching fish
     /// cross and a closer division swaps them, and 0 (always divide) for a side view (camera
@@ -185,6 +186,10 @@ pub struct Tracker {
     /// `share_area_ratio` and `split_apart_body_lengths` for the camera's view.
     share_ratio: f32,
     split_apart: f32,
+    /// Fit the bodies to shared blobs ([`fit_silhouettes`]): side views, where a fish passes
+    /// in front of another. In top views it did not help (identity of 16 look-alike fish
+    /// 0.59 → 0.42, restart 0.98 → 0.97; BENCHMARKS.md), so the k-means parts are kept there.
+    fit_bodies: bool,
     population: Option<u32>,
     tracks: Vec<Track>,
     next_id: u64,
@@ -482,6 +487,7 @@ impl Tracker {
         Tracker {
             share_ratio,
             split_apart,
+            fit_bodies: view == CameraView::Side,
             cfg: cfg.clone(),
             population: population.filter(|&p| p > 0),
             tracks: Vec::new(),
@@ -756,11 +762,13 @@ impl Tracker {
                 })
                 .collect();
             let mut parts = split_points(&d.points, &seeds);
-            let centres: Vec<(f64, f64)> = parts.iter().map(|p| (p.0, p.1)).collect();
-            let area_per_point = d.area as f64 / d.points.len() as f64;
-            let fitted = fit_silhouettes(&d.points, area_per_point, &seeds, &centres);
-            for (p, c) in parts.iter_mut().zip(fitted) {
-                (p.0, p.1) = c;
+            if self.fit_bodies {
+                let centres: Vec<(f64, f64)> = parts.iter().map(|p| (p.0, p.1)).collect();
+                let area_per_point = d.area as f64 / d.points.len() as f64;
+                let fitted = fit_silhouettes(&d.points, area_per_point, &seeds, &centres);
+                for (p, c) in parts.iter_mut().zip(fitted) {
+                    (p.0, p.1) = c;
+                }
             }
             for (k, &(cx, cy, frac)) in parts.iter().enumerate() {
                 // Trusted only when the parts lie apart (fish side by side or end to end);
