@@ -261,6 +261,11 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
         Duration::from_secs(300),
     );
     assert!(o.status.success(), "replay failed: {}", stderr(&o));
+    assert!(
+        !stderr(&o).contains(SIDE_VIEW_HINT),
+        "a real top view (dark fish) must not get the side-view hint:\n{}",
+        stderr(&o)
+    );
     let pred = out.path().join("cam0/trajectories.csv");
     let gt = data.join("tracking.txt");
     let e = run(
@@ -319,4 +324,63 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
         "count == 14 in only {:.1}% of frames",
         100.0 * count_ok
     );
+}
+
+/// Part of the warning a camera at the top-view defaults gets when its fish look like fish seen
+/// from the side.
+const SIDE_VIEW_HINT: &str = "set view = \"side\"";
+
+#[test]
+fn a_side_view_recording_replayed_as_a_top_view_gets_a_hint() {
+    // Striped light fish seen from the side differ from the water both ways; replayed with the
+    // top-view defaults, the log says how to declare the camera a side view. Declared, or a top
+    // view of dark fish, no hint.
+    let dir = tempfile::tempdir().unwrap();
+    let render = |view: &str| {
+        let tank = dir.path().join(view);
+        let o = run(
+            &[
+                "synth",
+                "--seed",
+                "5",
+                "--fish",
+                "3",
+                "--seconds",
+                "3",
+                "--width",
+                "320",
+                "--height",
+                "180",
+                "--view",
+                view,
+                "--out",
+                tank.to_str().unwrap(),
+            ],
+            Duration::from_secs(120),
+        );
+        assert!(o.status.success(), "synth failed: {}", stderr(&o));
+        tank.join("video.mkv")
+    };
+    let replay = |video: &Path, extra: &[&str]| {
+        let out = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "replay",
+            "--quiet",
+            "--input",
+            video.to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args, Duration::from_secs(120));
+        assert!(o.status.success(), "replay failed: {}", stderr(&o));
+        stderr(&o)
+    };
+    let side = render("side");
+    let e = replay(&side, &[]);
+    assert!(e.contains(SIDE_VIEW_HINT), "no side-view hint:\n{e}");
+    let e = replay(&side, &["--view", "side"]);
+    assert!(!e.contains(SIDE_VIEW_HINT), "hint although declared:\n{e}");
+    let e = replay(&render("top"), &[]);
+    assert!(!e.contains(SIDE_VIEW_HINT), "hint for a top view:\n{e}");
 }

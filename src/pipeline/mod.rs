@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 pub use replay::{ReplayArgs, replay, replay_config};
 
-use crate::config::{CameraConfig, Config};
+use crate::config::{CameraConfig, CameraView, Config};
 use crate::detect::{CropSpec, DetectError, Detector, oriented_crop};
 use crate::embed::{Collect, EmbedError, EmbedQueue, EmbedService};
 use crate::identify::{Identifier, IdentifyError, IdentityApi};
@@ -363,6 +363,22 @@ struct CameraWorker {
 }
 
 impl CameraWorker {
+    /// Once the background is learned: fish that differ from it both ways (light bodies, dark
+    /// stripes) are what a side camera sees; a camera left at the top-view defaults then gets a
+    /// hint (tracking for side views is set by `view`, never guessed).
+    fn hint_view(&self) {
+        if self.cam.view == CameraView::Top
+            && let Some((_, "both")) = self.detector.model_summary()
+        {
+            tracing::warn!(
+                camera = %self.cam.name,
+                "fish differ from the background both ways (light and dark parts), as fish \
+                 seen from the side do; if this camera looks through the tank wall, set \
+                 view = \"side\" on it (finprint replay --view side) for side-view tracking"
+            );
+        }
+    }
+
     fn run(mut self) -> Result<CameraSummary, PipelineError> {
         let name = self.cam.name.clone();
         let started = Instant::now();
@@ -389,8 +405,12 @@ impl CameraWorker {
             match ev {
                 IngestEvent::Frame(frame) => {
                     let t0 = Instant::now();
+                    let was_learning = self.detector.is_learning();
                     let ready = self.detector.push(frame, crops);
                     let dt = t0.elapsed().as_secs_f64();
+                    if was_learning && !self.detector.is_learning() {
+                        self.hint_view();
+                    }
                     self.metrics.observe_latency(&name, "detect", dt);
                     for df in ready {
                         self.track_and_send(df, &mut summary, &mut max_track)?;
