@@ -307,20 +307,32 @@ struct Body {
 }
 
 impl Body {
+    /// The seed's body with its length × `scale` and the depth that gives the seed's area.
     fn new(s: &SplitSeed, scale: f64) -> Body {
-        let half = (s.length / 2.0).max(1.0);
+        let typical = Body::typical(s);
+        let half = typical.half;
         // Depth from the silhouette area (area = π · half · depth), within plausible shapes.
         let depth = if s.area > 0.0 {
             (s.area / (std::f64::consts::PI * half)).clamp(0.1 * half, 0.5 * half)
         } else {
-            half * BODY_ASPECT
+            typical.depth
         };
+        Body {
+            half: half * scale,
+            depth,
+            ..typical
+        }
+    }
+
+    /// The seed's body at its full length, [`BODY_ASPECT`] of it deep.
+    fn typical(s: &SplitSeed) -> Body {
+        let half = (s.length / 2.0).max(1.0);
         let (sin, cos) = s.angle.sin_cos();
         Body {
             ux: cos,
             uy: sin,
-            half: half * scale,
-            depth,
+            half,
+            depth: half * BODY_ASPECT,
         }
     }
 
@@ -328,10 +340,15 @@ impl Body {
         std::f64::consts::PI * self.half * self.depth
     }
 
-    fn contains(&self, c: (f64, f64), p: [f32; 2]) -> bool {
+    /// How deep `p` lies in the body centred at `c`: 0 at the centre, 1 on the outline.
+    fn reach(&self, c: (f64, f64), p: [f32; 2]) -> f64 {
         let (dx, dy) = (p[0] as f64 - c.0, p[1] as f64 - c.1);
         let (along, across) = (dx * self.ux + dy * self.uy, dy * self.ux - dx * self.uy);
-        (along / self.half).powi(2) + (across / self.depth).powi(2) <= 1.0
+        (along / self.half).powi(2) + (across / self.depth).powi(2)
+    }
+
+    fn contains(&self, c: (f64, f64), p: [f32; 2]) -> bool {
+        self.reach(c, p) <= 1.0
     }
 }
 
@@ -366,13 +383,13 @@ fn fit_silhouettes(
             let free = covered_by_others.iter().filter(|&&c| c == 0).count() as f64;
             let bl = 2.0 * bodies[k].half.max(1.0);
             let start = (seeds[k].x, seeds[k].y);
+            let len = seeds[k].length.max(1.0);
             let mut best = (f64::INFINITY, fit[k], bodies[k]);
             for &scale in &FIT_SCALES {
                 let body = Body::new(&seeds[k], scale);
                 let expected = body.area() / area_per_point;
                 for &a in &FIT_ALONG_BL {
                     for &c in &FIT_ACROSS_BL {
-                        let len = seeds[k].length.max(1.0);
                         let centre = (
                             fit[k].0 + (a * body.ux - c * body.uy) * len,
                             fit[k].1 + (a * body.uy + c * body.ux) * len,
@@ -411,16 +428,7 @@ fn fit_silhouettes(
 /// fraction 0).
 fn split_points(points: &[[f32; 2]], seeds: &[SplitSeed]) -> Vec<(f64, f64, f32)> {
     let mut centres: Vec<(f64, f64)> = seeds.iter().map(|s| (s.x, s.y)).collect();
-    // Per seed: unit axis and the inverse squared half-length and half-depth.
-    let shapes: Vec<(f64, f64, f64, f64)> = seeds
-        .iter()
-        .map(|s| {
-            let half = (s.length / 2.0).max(1.0);
-            let (sin, cos) = s.angle.sin_cos();
-            let depth = half * BODY_ASPECT;
-            (cos, sin, 1.0 / (half * half), 1.0 / (depth * depth))
-        })
-        .collect();
+    let bodies: Vec<Body> = seeds.iter().map(Body::typical).collect();
     let mut counts = vec![0usize; seeds.len()];
     for _ in 0..SPLIT_ITERATIONS {
         let mut sums = vec![(0.0f64, 0.0f64); centres.len()];
@@ -429,13 +437,9 @@ fn split_points(points: &[[f32; 2]], seeds: &[SplitSeed]) -> Vec<(f64, f64, f32)
             let (px, py) = (p[0] as f64, p[1] as f64);
             let best = centres
                 .iter()
-                .zip(&shapes)
+                .zip(&bodies)
                 .enumerate()
-                .map(|(k, (c, &(ux, uy, ia, ib)))| {
-                    let (dx, dy) = (px - c.0, py - c.1);
-                    let (along, across) = (dx * ux + dy * uy, dy * ux - dx * uy);
-                    (k, along * along * ia + across * across * ib)
-                })
+                .map(|(k, (&c, b))| (k, b.reach(c, *p)))
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .map_or(0, |(k, _)| k);
             sums[best].0 += px;
@@ -454,6 +458,11 @@ fn split_points(points: &[[f32; 2]], seeds: &[SplitSeed]) -> Vec<(f64, f64, f32)
         .zip(counts)
         .map(|(c, n)| (c.0, c.1, n as f32 / total))
         .collect()
+}
+
+/// Whether the point lies in the box `[left, top, right, bottom]` (edges included).
+fn in_box(p: (f64, f64), b: [f32; 4]) -> bool {
+    (b[0] as f64..=b[2] as f64).contains(&p.0) && (b[1] as f64..=b[3] as f64).contains(&p.1)
 }
 
 /// The point moved to the nearest point of the box `[left, top, right, bottom]`.
@@ -802,12 +811,10 @@ impl Tracker {
                 all_tracked
                     && sharers[di] == 1
                     && !self.tracks.iter().any(|tr| {
-                        let (x, y) = tr.motion.position();
                         tr.confirmed
                             && !tr.dormant
                             && tr.matched.is_none()
-                            && (d.bbox[0] as f64..=d.bbox[2] as f64).contains(&x)
-                            && (d.bbox[1] as f64..=d.bbox[3] as f64).contains(&y)
+                            && in_box(tr.motion.position(), d.bbox)
                     })
             })
             .collect();
@@ -1004,13 +1011,10 @@ impl Tracker {
             tr.confirmed
                 && !tr.dormant
                 && t - tr.last_seen <= OCCLUDED_IN_VIEW_S
-                && detections.iter().enumerate().any(|(di, d)| {
-                    let (x, y) = tr.motion.position();
-                    let b = d.bbox;
-                    sharers[di] > 0
-                        && (b[0] as f64..=b[2] as f64).contains(&x)
-                        && (b[1] as f64..=b[3] as f64).contains(&y)
-                })
+                && detections
+                    .iter()
+                    .enumerate()
+                    .any(|(di, d)| sharers[di] > 0 && in_box(tr.motion.position(), d.bbox))
         };
         let seen = self
             .tracks
