@@ -251,6 +251,8 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
     let o = run(
         &[
             "replay",
+            "--log",
+            LOG_VIEW,
             "--input",
             pattern.to_str().unwrap(),
             "--population",
@@ -262,8 +264,8 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
     );
     assert!(o.status.success(), "replay failed: {}", stderr(&o));
     assert!(
-        !stderr(&o).contains(SIDE_VIEW_HINT),
-        "a real top view (dark fish) must not get the side-view hint:\n{}",
+        stderr(&o).contains(VIEW_TOP),
+        "the real top view (dark fish) was not taken for a top view:\n{}",
         stderr(&o)
     );
     let pred = out.path().join("cam0/trajectories.csv");
@@ -326,15 +328,17 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
     );
 }
 
-/// Part of the warning a camera at the top-view defaults gets when its fish look like fish seen
-/// from the side.
-const SIDE_VIEW_HINT: &str = "set view = \"side\"";
+/// The log line of a camera at `view = "auto"` (the default) once its view is decided.
+const VIEW_SIDE: &str = "camera view set to side";
+const VIEW_TOP: &str = "camera view set to top";
+/// Log filter that shows the view decision (the tests' default is `warn`).
+const LOG_VIEW: &str = "warn,finprint::pipeline=info";
 
 #[test]
-fn a_side_view_recording_replayed_as_a_top_view_gets_a_hint() {
-    // Striped light fish seen from the side differ from the water both ways; replayed with the
-    // top-view defaults, the log says how to declare the camera a side view. Declared, or a top
-    // view of dark fish, no hint.
+fn the_camera_view_is_decided_from_the_fish_unless_declared() {
+    // Striped light fish seen from the side differ from the water both ways: with the built-in
+    // defaults (`view = "auto"`) the camera is taken for a side view, and the log says so and
+    // how to override it. Dark fish seen from above: a top view. A declared view is kept.
     let dir = tempfile::tempdir().unwrap();
     let render = |view: &str| {
         let tank = dir.path().join(view);
@@ -366,6 +370,8 @@ fn a_side_view_recording_replayed_as_a_top_view_gets_a_hint() {
         let mut args = vec![
             "replay",
             "--quiet",
+            "--log",
+            LOG_VIEW,
             "--input",
             video.to_str().unwrap(),
             "--out",
@@ -378,9 +384,18 @@ fn a_side_view_recording_replayed_as_a_top_view_gets_a_hint() {
     };
     let side = render("side");
     let e = replay(&side, &[]);
-    assert!(e.contains(SIDE_VIEW_HINT), "no side-view hint:\n{e}");
-    let e = replay(&side, &["--view", "side"]);
-    assert!(!e.contains(SIDE_VIEW_HINT), "hint although declared:\n{e}");
+    assert!(
+        e.contains(VIEW_SIDE) && e.contains("view = \"top\" or \"side\""),
+        "a side render was not taken for a side view:\n{e}"
+    );
+    let e = replay(&side, &["--view", "top"]);
+    assert!(
+        !e.contains(VIEW_SIDE) && !e.contains(VIEW_TOP),
+        "a declared view was decided again:\n{e}"
+    );
     let e = replay(&render("top"), &[]);
-    assert!(!e.contains(SIDE_VIEW_HINT), "hint for a top view:\n{e}");
+    assert!(
+        e.contains(VIEW_TOP) && !e.contains(VIEW_SIDE),
+        "a top render was not taken for a top view:\n{e}"
+    );
 }

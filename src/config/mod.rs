@@ -85,11 +85,13 @@ pub struct CameraConfig {
     /// leave unset when unknown (open population).
     #[serde(default)]
     pub population: Option<u32>,
-    /// Where the camera looks from: `"top"` (default: down onto the water, fish seen from
-    /// above) or `"side"` (through the front wall, fish seen from the flank, passing in front
-    /// of each other at different depths). Sets the defaults of the view-dependent
-    /// `[cameras.track]` settings (`split_apart_body_lengths`, `share_area_ratio`); values
-    /// given there win.
+    /// Where the camera looks from: `"top"` (down onto the water, fish seen from above),
+    /// `"side"` (through the front wall, fish seen from the flank, passing in front of each
+    /// other at different depths) or `"auto"` (default: decided once the background is
+    /// learned, and logged: `side` when the fish differ from the background both ways, light
+    /// bodies with dark stripes as a side camera sees zebrafish; `top` otherwise, e.g. dark
+    /// fish on a light floor). Sets the defaults of the view-dependent `[cameras.track]`
+    /// settings (`split_apart_body_lengths`, `share_area_ratio`); values given there win.
     #[serde(default)]
     pub view: CameraView,
     /// Millimetres per pixel at the tank's focal plane; enables `x_mm,y_mm` columns and mm
@@ -110,11 +112,26 @@ pub struct CameraConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum CameraView {
-    /// Down onto the water.
+    /// Decided from the first frames: side when the fish differ from the background both
+    /// ways (light and dark parts), else top.
     #[default]
+    Auto,
+    /// Down onto the water.
     Top,
     /// Through the tank's front wall.
     Side,
+}
+
+impl CameraView {
+    /// The view `Auto` resolves to, given whether the detector found fish that differ from
+    /// the background both ways; a declared view stays.
+    pub fn resolve(self, both_ways: bool) -> CameraView {
+        match self {
+            CameraView::Auto if both_ways => CameraView::Side,
+            CameraView::Auto => CameraView::Top,
+            v => v,
+        }
+    }
 }
 
 impl CameraConfig {
@@ -275,14 +292,26 @@ mod tests {
     }
 
     #[test]
+    fn an_auto_view_resolves_from_the_fish_and_a_declared_one_stays() {
+        assert_eq!(CameraView::Auto.resolve(true), CameraView::Side);
+        assert_eq!(CameraView::Auto.resolve(false), CameraView::Top);
+        assert_eq!(CameraView::Top.resolve(true), CameraView::Top);
+        assert_eq!(CameraView::Side.resolve(false), CameraView::Side);
+    }
+
+    #[test]
     fn camera_view_is_parsed_and_a_wrong_one_is_named() {
         let cam = |view: &str| {
             format!(
                 "[[cameras]]\nname = \"a\"\n{view}source = {{ kind = \"file\", path = \"x\" }}\n"
             )
         };
-        let top = Config::parse(&cam(""), Path::new("f.toml")).unwrap();
+        let unset = Config::parse(&cam(""), Path::new("f.toml")).unwrap();
+        assert_eq!(unset.cameras[0].view, CameraView::Auto);
+        let top = Config::parse(&cam("view = \"top\"\n"), Path::new("f.toml")).unwrap();
         assert_eq!(top.cameras[0].view, CameraView::Top);
+        let auto = Config::parse(&cam("view = \"auto\"\n"), Path::new("f.toml")).unwrap();
+        assert_eq!(auto.cameras[0].view, CameraView::Auto);
         let side = Config::parse(&cam("view = \"side\"\n"), Path::new("f.toml")).unwrap();
         assert_eq!(side.cameras[0].view, CameraView::Side);
         let e = Config::parse(&cam("view = \"front\"\n"), Path::new("f.toml"))

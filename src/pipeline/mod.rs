@@ -363,20 +363,36 @@ struct CameraWorker {
 }
 
 impl CameraWorker {
-    /// Once the background is learned: fish that differ from it both ways (light bodies, dark
-    /// stripes) are what a side camera sees; a camera left at the top-view defaults then gets a
-    /// hint (tracking for side views is set by `view`, never guessed).
-    fn hint_view(&self) {
-        if self.cam.view == CameraView::Top
-            && let Some((_, "both")) = self.detector.model_summary()
-        {
-            tracing::warn!(
-                camera = %self.cam.name,
-                "fish differ from the background both ways (light and dark parts), as fish \
-                 seen from the side do; if this camera looks through the tank wall, set \
-                 view = \"side\" on it (finprint replay --view side) for side-view tracking"
-            );
+    /// Once the background is learned, a camera at `view = "auto"` gets its view: fish that
+    /// differ from the background both ways (light bodies, dark stripes) are what a side
+    /// camera sees. The tracker has seen no frame yet (the detector holds them while it
+    /// learns), so the whole recording is tracked with the view's settings.
+    fn decide_view(&mut self) {
+        if self.cam.view != CameraView::Auto {
+            return;
         }
+        let Some((_, polarity)) = self.detector.model_summary() else {
+            return;
+        };
+        let view = self.cam.view.resolve(polarity == "both");
+        self.tracker.set_view(view);
+        let (name, why) = match view {
+            CameraView::Side => (
+                "side",
+                "the fish differ from the background both ways (light and dark parts), as fish \
+                 seen from the side do",
+            ),
+            _ => (
+                "top",
+                "the fish differ from the background one way only (dark or light bodies)",
+            ),
+        };
+        tracing::info!(
+            camera = %self.cam.name,
+            view = name,
+            "camera view set to {name}: {why}; set view = \"top\" or \"side\" on the camera \
+             (finprint replay --view) if this is wrong"
+        );
     }
 
     fn run(mut self) -> Result<CameraSummary, PipelineError> {
@@ -409,7 +425,7 @@ impl CameraWorker {
                     let ready = self.detector.push(frame, crops);
                     let dt = t0.elapsed().as_secs_f64();
                     if was_learning && !self.detector.is_learning() {
-                        self.hint_view();
+                        self.decide_view();
                     }
                     self.metrics.observe_latency(&name, "detect", dt);
                     for df in ready {

@@ -35,8 +35,8 @@ pub struct ReplayArgs {
     /// Number of fish in the tank, when known (overrides the config's `population`).
     #[arg(long)]
     pub population: Option<u32>,
-    /// Where the camera looked from: `top` or `side` (overrides the config's `view`; built-in
-    /// default `top`). Side-view recordings track better with `side`.
+    /// Where the camera looked from: `top`, `side` or `auto` (overrides the config's `view`;
+    /// built-in default `auto`: decided from the first frames and logged).
     #[arg(long, value_enum)]
     pub view: Option<CameraView>,
     /// Frames per second of an image sequence (ignored for videos, which carry their own timing).

@@ -94,10 +94,10 @@ impl Default for TrackConfig {
 
 impl TrackConfig {
     /// `share_area_ratio` and `split_apart_body_lengths` for a camera looking from `view`:
-    /// the values set, else the view's defaults.
+    /// the values set, else the view's defaults (`Auto`, not yet decided: the top view's).
     pub fn for_view(&self, view: CameraView) -> (f32, f32) {
         let (share, apart) = match view {
-            CameraView::Top => (0.8, 1.0),
+            CameraView::Top | CameraView::Auto => (0.8, 1.0),
             CameraView::Side => (0.4, 0.0),
         };
         (
@@ -490,7 +490,8 @@ fn angle_diff(a: f32, b: f32) -> f32 {
 
 impl Tracker {
     /// A tracker; `population` is the tank's known number of fish (None: open population).
-    /// `view` sets the view-dependent settings `cfg` leaves unset.
+    /// `view` sets the view-dependent settings `cfg` leaves unset (`Auto`: the top view's
+    /// until [`Tracker::set_view`]).
     pub fn new(cfg: &TrackConfig, view: CameraView, population: Option<u32>) -> Tracker {
         let (share_ratio, split_apart) = cfg.for_view(view);
         Tracker {
@@ -505,6 +506,13 @@ impl Tracker {
             frames: 0,
             visible: 0,
         }
+    }
+
+    /// Switches the view-dependent settings to `view`'s (those `cfg` leaves unset), from the
+    /// next frame on; tracks are kept.
+    pub fn set_view(&mut self, view: CameraView) {
+        (self.share_ratio, self.split_apart) = self.cfg.for_view(view);
+        self.fit_bodies = view == CameraView::Side;
     }
 
     /// Number of fish in view in the last frame, by the tracker's account: confirmed tracks

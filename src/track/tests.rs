@@ -233,6 +233,7 @@ fn view_sets_the_defaults_it_governs_and_set_values_win() {
     assert_eq!(unset.for_view(CameraView::Side), (0.4, 0.0));
     let set: TrackConfig = toml::from_str("split_apart_body_lengths = 0.5").expect("toml");
     assert_eq!(set.for_view(CameraView::Side), (0.4, 0.5));
+    assert_eq!(unset.for_view(CameraView::Auto), (0.8, 1.0));
     let mut bad = TrackConfig::default();
     bad.share_area_ratio = Some(0.0);
     let e = bad.validate("cameras[0].track").unwrap_err().to_string();
@@ -437,6 +438,22 @@ fn a_shared_blob_is_divided_along_the_fishes_bodies() {
 }
 
 /// Points filling an axis-aligned ellipse with half-axes `a` (along x) and `b` centred at
+#[test]
+fn an_undecided_view_tracks_as_a_top_view_until_it_is_set() {
+    let settings = |t: &Tracker| (t.share_ratio, t.split_apart, t.fit_bodies);
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Auto, Some(2));
+    assert_eq!(settings(&tr), (0.8, 1.0, false));
+    tr.set_view(CameraView::Side);
+    assert_eq!(settings(&tr), (0.4, 0.0, true));
+    tr.set_view(CameraView::Top);
+    assert_eq!(settings(&tr), (0.8, 1.0, false));
+    // Values set in the config still win over the view's defaults.
+    let set: TrackConfig = toml::from_str("share_area_ratio = 0.6").expect("toml");
+    let mut tr = Tracker::new(&set, CameraView::Auto, None);
+    tr.set_view(CameraView::Side);
+    assert_eq!(settings(&tr), (0.6, 0.0, true));
+}
+
 /// (x, y), one per pixel.
 fn ellipse_points(x: f32, y: f32, a: i32, b: i32) -> Vec<[f32; 2]> {
     rect_points(x, y, 2 * a, 2 * b)
