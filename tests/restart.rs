@@ -225,7 +225,8 @@ fn kept(before: &HashMap<String, String>, after: &[(String, String)]) -> (usize,
             release build running beside it (2026-12-01), 0.46 (2026-12-03), 0.982 since \
             fragments are regrouped with hindsight (2026-12-03, one run): the 13 of 720 rows \
             that changed are tracks sharing a blob of three fish, whose centres stay 10-25 px \
-            from the fish. Run with \
+            from the fish; 0.970 (752/775) since the camera's view defaults to auto, which \
+            takes this side-view render for a side view (2026-12-03, session 8). Run with \
             `cargo test --test restart -- --ignored --nocapture`"]
 fn restart_keeps_the_individuals_of_every_fish() {
     let tmp = tempfile::tempdir().unwrap();
