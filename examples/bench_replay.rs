@@ -117,6 +117,7 @@ fn full_replay(
         view: Some(finprint::config::CameraView::Side),
         fps: None,
         quiet: true,
+        crops_out: None,
     };
     let mut cfg = finprint::pipeline::replay_config(&args)?;
     cfg.identity.enabled = identity;

@@ -399,3 +399,83 @@ fn the_camera_view_is_decided_from_the_fish_unless_declared() {
         "a top render was not taken for a top view:\n{e}"
     );
 }
+
+#[test]
+fn crops_out_writes_what_the_encoder_saw_named_by_time_and_track() {
+    // `--crops-out` writes every encoder crop as `<camera>_<t>_<track>.png` at the encoder's
+    // input size; a crop of a track that writes rows names one of them (same `t` with 4
+    // decimals, same track). Tracks embedded while tentative and never confirmed (a spurious
+    // blob) write no rows.
+    let dir = tempfile::tempdir().unwrap();
+    let tank = dir.path().join("tank");
+    let o = run(
+        &[
+            "synth",
+            "--seed",
+            "5",
+            "--fish",
+            "3",
+            "--seconds",
+            "3",
+            "--width",
+            "640",
+            "--height",
+            "360",
+            "--out",
+            tank.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "synth failed: {}", stderr(&o));
+    let (out, crops) = (dir.path().join("out"), dir.path().join("crops/nested"));
+    let o = run(
+        &[
+            "replay",
+            "--quiet",
+            "--population",
+            "3",
+            "--input",
+            tank.join("video.mkv").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--crops-out",
+            crops.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "replay failed: {}", stderr(&o));
+    let rows = std::fs::read_to_string(out.join("cam0/trajectories.csv")).unwrap();
+    let keys: std::collections::HashSet<(String, String)> = rows
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[1].to_string(), c[3].to_string())
+        })
+        .collect();
+    let tracks: std::collections::HashSet<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+    let (mut n, mut named) = (0, 0);
+    for e in std::fs::read_dir(&crops).unwrap() {
+        let p = e.unwrap().path();
+        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+        let parts: Vec<&str> = stem.rsplitn(3, '_').collect();
+        assert_eq!(parts.len(), 3, "crop name {stem}");
+        let (track, t, camera) = (parts[0], parts[1], parts[2]);
+        assert_eq!(camera, "cam0", "crop name {stem}");
+        if tracks.contains(track) {
+            assert!(
+                keys.contains(&(t.to_string(), track.to_string())),
+                "crop {stem} of a track with rows names none of them"
+            );
+            named += 1;
+        }
+        let img = image::open(&p).unwrap();
+        assert_eq!((img.width(), img.height()), (96, 32), "crop {stem}");
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} crops written");
+    assert!(
+        named >= 10,
+        "only {named} of {n} crops are of tracks with rows"
+    );
+}

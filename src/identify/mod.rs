@@ -122,6 +122,12 @@ pub struct IdentityConfig {
     /// evidence of one fish, below it of two (default 0.78, suits the shipped encoder: the
     /// same fish's fragments have a median of 0.9, other fish's a 95th percentile of 0.75–0.8).
     pub relabel_similarity: f32,
+    /// Diagnostics: every crop sent to the encoder is also written here as a PNG named
+    /// `<camera>_<t>_<track>.png` (`t`: stream time in seconds, as in `trajectories.csv`), for
+    /// checking what the encoder sees or training an encoder on this camera's own crops
+    /// (`finprint replay --crops-out`). Unset (default): none. Never set it on a daemon left
+    /// running: it writes about as many files as embeddings.
+    pub crops_dir: Option<PathBuf>,
 }
 
 impl Default for IdentityConfig {
@@ -153,6 +159,7 @@ impl Default for IdentityConfig {
             relabel_window_s: 30.0,
             relabel_every_s: 0.2,
             relabel_similarity: 0.78,
+            crops_dir: None,
         }
     }
 }

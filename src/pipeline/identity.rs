@@ -6,6 +6,7 @@
 //! identity itself — that is `crate::identify`'s job.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::embed::EmbedQueue;
@@ -29,6 +30,8 @@ pub(crate) struct IdentityStep {
     pub(crate) occluded_at: HashMap<u64, f64>,
     /// Frames waiting for their labels (`[identity] label_lag_s`).
     pub(crate) labels: LabelDelay,
+    /// `[identity] crops_dir`: every crop sent to the encoder is also written there.
+    pub(crate) crops_dir: Option<PathBuf>,
 }
 
 /// Where a track report stands for labelling: its fragment, and whether the frame lies in an
@@ -279,6 +282,9 @@ impl IdentityStep {
                 continue;
             }
             if let Some(c) = cut(det) {
+                if let Some(dir) = self.crops_dir.clone() {
+                    self.write_crop(&dir, camera, t, tr.track, &c);
+                }
                 ids.push((tr.track, crop_quality(det)));
                 crops.push(c);
             }
@@ -324,6 +330,23 @@ impl IdentityStep {
             if let Err(e) = self.identifier.save() {
                 tracing::error!(camera, "cannot save identity state (will retry): {e}");
             }
+        }
+    }
+
+    /// Writes one encoder crop to `dir` (`[identity] crops_dir`); a failure is logged once and
+    /// the folder dropped (diagnostics never stop tracking).
+    fn write_crop(&mut self, dir: &Path, camera: &str, t: f64, track: u64, c: &Crop) {
+        let path = dir.join(format!("{camera}_{t:.4}_{track}.png"));
+        let saved = std::fs::create_dir_all(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                image::RgbImage::from_raw(c.width, c.height, c.rgb.clone())
+                    .ok_or_else(|| "crop buffer does not match its size".to_string())
+            })
+            .and_then(|img| img.save(&path).map_err(|e| e.to_string()));
+        if let Err(e) = saved {
+            tracing::warn!(camera, path = %path.display(), "cannot write encoder crop ({e}); no more crops are written");
+            self.crops_dir = None;
         }
     }
 

@@ -250,6 +250,7 @@ impl Pipeline {
                         failures: 0,
                         occluded_at: Default::default(),
                         labels: identity::LabelDelay::new(cfg.identity.label_lag_s),
+                        crops_dir: cfg.identity.crops_dir.clone(),
                     }),
                     _ => None,
                 },

@@ -45,6 +45,11 @@ pub struct ReplayArgs {
     /// No progress bar (also off automatically when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+    /// Also write every crop sent to the encoder to this folder (created if missing) as
+    /// `<camera>_<t>_<track>.png` (sets `[identity] crops_dir`): what the encoder sees, e.g. to
+    /// train one on a camera's own crops (`scripts/daemon_crops.py`).
+    #[arg(long)]
+    pub crops_out: Option<PathBuf>,
 }
 
 /// Builds the one-camera config replay runs with.
@@ -93,6 +98,9 @@ pub fn replay_config(args: &ReplayArgs) -> Result<Config, ConfigError> {
         cam.view = view;
     }
     cfg.cameras = vec![cam];
+    if let Some(dir) = &args.crops_out {
+        cfg.identity.crops_dir = Some(dir.clone());
+    }
     cfg.output = cfg.output.for_replay(&args.out);
     cfg.http.enabled = false;
     cfg.validate()?;
@@ -102,6 +110,14 @@ pub fn replay_config(args: &ReplayArgs) -> Result<Config, ConfigError> {
 /// Entry point of `finprint replay`.
 pub fn replay(args: ReplayArgs) -> Result<(), PipelineError> {
     let cfg = replay_config(&args)?;
+    if let Some(dir) = &cfg.identity.crops_dir {
+        std::fs::create_dir_all(dir).map_err(|source| {
+            PipelineError::Output(crate::output::OutputError::CreateDir {
+                path: dir.clone(),
+                source,
+            })
+        })?;
+    }
     let live = super::live_state(&cfg);
     let metrics = Metrics::new();
     let bar = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
