@@ -328,6 +328,35 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
     );
 }
 
+/// Renders a 3-second, 3-fish tank (seed 5) seen from `view` at `size` into `dir/name`;
+/// returns its video.
+fn render_small(dir: &Path, name: &str, view: &str, size: (u32, u32)) -> PathBuf {
+    let tank = dir.join(name);
+    let (w, h) = (size.0.to_string(), size.1.to_string());
+    let o = run(
+        &[
+            "synth",
+            "--seed",
+            "5",
+            "--fish",
+            "3",
+            "--seconds",
+            "3",
+            "--width",
+            &w,
+            "--height",
+            &h,
+            "--view",
+            view,
+            "--out",
+            tank.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "synth failed: {}", stderr(&o));
+    tank.join("video.mkv")
+}
+
 /// The log line of a camera at `view = "auto"` (the default) once its view is decided.
 const VIEW_SIDE: &str = "camera view set to side";
 const VIEW_TOP: &str = "camera view set to top";
@@ -340,31 +369,7 @@ fn the_camera_view_is_decided_from_the_fish_unless_declared() {
     // defaults (`view = "auto"`) the camera is taken for a side view, and the log says so and
     // how to override it. Dark fish seen from above: a top view. A declared view is kept.
     let dir = tempfile::tempdir().unwrap();
-    let render = |view: &str| {
-        let tank = dir.path().join(view);
-        let o = run(
-            &[
-                "synth",
-                "--seed",
-                "5",
-                "--fish",
-                "3",
-                "--seconds",
-                "3",
-                "--width",
-                "320",
-                "--height",
-                "180",
-                "--view",
-                view,
-                "--out",
-                tank.to_str().unwrap(),
-            ],
-            Duration::from_secs(120),
-        );
-        assert!(o.status.success(), "synth failed: {}", stderr(&o));
-        tank.join("video.mkv")
-    };
+    let render = |view: &str| render_small(dir.path(), view, view, (320, 180));
     let replay = |video: &Path, extra: &[&str]| {
         let out = tempfile::tempdir().unwrap();
         let mut args = vec![
@@ -407,26 +412,7 @@ fn crops_out_writes_what_the_encoder_saw_named_by_time_and_track() {
     // decimals, same track). Tracks embedded while tentative and never confirmed (a spurious
     // blob) write no rows.
     let dir = tempfile::tempdir().unwrap();
-    let tank = dir.path().join("tank");
-    let o = run(
-        &[
-            "synth",
-            "--seed",
-            "5",
-            "--fish",
-            "3",
-            "--seconds",
-            "3",
-            "--width",
-            "640",
-            "--height",
-            "360",
-            "--out",
-            tank.to_str().unwrap(),
-        ],
-        Duration::from_secs(120),
-    );
-    assert!(o.status.success(), "synth failed: {}", stderr(&o));
+    let video = render_small(dir.path(), "tank", "side", (640, 360));
     let (out, crops) = (dir.path().join("out"), dir.path().join("crops/nested"));
     let o = run(
         &[
@@ -435,7 +421,7 @@ fn crops_out_writes_what_the_encoder_saw_named_by_time_and_track() {
             "--population",
             "3",
             "--input",
-            tank.join("video.mkv").to_str().unwrap(),
+            video.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
             "--crops-out",
