@@ -333,16 +333,13 @@ impl IdentityStep {
         }
     }
 
-    /// Writes one encoder crop to `dir` (`[identity] crops_dir`); a failure is logged once and
-    /// the folder dropped (diagnostics never stop tracking).
+    /// Writes one encoder crop to `dir` (`[identity] crops_dir`, created by the pipeline at
+    /// start); a failure is logged once and the folder dropped (diagnostics never stop
+    /// tracking).
     fn write_crop(&mut self, dir: &Path, camera: &str, t: f64, track: u64, c: &Crop) {
         let path = dir.join(format!("{camera}_{t:.4}_{track}.png"));
-        let saved = std::fs::create_dir_all(dir)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                image::RgbImage::from_raw(c.width, c.height, c.rgb.clone())
-                    .ok_or_else(|| "crop buffer does not match its size".to_string())
-            })
+        let saved = image::RgbImage::from_raw(c.width, c.height, c.rgb.clone())
+            .ok_or_else(|| "crop buffer does not match its size".to_string())
             .and_then(|img| img.save(&path).map_err(|e| e.to_string()));
         if let Err(e) = saved {
             tracing::warn!(camera, path = %path.display(), "cannot write encoder crop ({e}); no more crops are written");

@@ -208,6 +208,20 @@ impl Pipeline {
             height: u32::try_from(e.card().input.height).unwrap_or(u32::MAX),
         });
         let save_every = Duration::from_secs_f64(cfg.identity.save_every_s.max(1.0));
+        // `[identity] crops_dir` (diagnostics): created once here; one that cannot be is
+        // logged and dropped, since diagnostics never stop tracking.
+        let crops_dir = cfg
+            .identity
+            .crops_dir
+            .clone()
+            .filter(|_| embed.is_some())
+            .filter(|d| match std::fs::create_dir_all(d) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(path = %d.display(), "cannot create the encoder crops folder ({e}); no crops are written");
+                    false
+                }
+            });
         let (out_tx, out_rx) = bounded::<TrackedFrame>(WRITER_QUEUE);
         let writer_metrics = metrics.clone();
         let writer = std::thread::Builder::new()
@@ -250,7 +264,7 @@ impl Pipeline {
                         failures: 0,
                         occluded_at: Default::default(),
                         labels: identity::LabelDelay::new(cfg.identity.label_lag_s),
-                        crops_dir: cfg.identity.crops_dir.clone(),
+                        crops_dir: crops_dir.clone(),
                     }),
                     _ => None,
                 },

@@ -493,11 +493,10 @@ impl Tracker {
     /// `view` sets the view-dependent settings `cfg` leaves unset (`Auto`: the top view's
     /// until [`Tracker::set_view`]).
     pub fn new(cfg: &TrackConfig, view: CameraView, population: Option<u32>) -> Tracker {
-        let (share_ratio, split_apart) = cfg.for_view(view);
-        Tracker {
-            share_ratio,
-            split_apart,
-            fit_bodies: view == CameraView::Side,
+        let mut tracker = Tracker {
+            share_ratio: 0.0,
+            split_apart: 0.0,
+            fit_bodies: false,
             cfg: cfg.clone(),
             population: population.filter(|&p| p > 0),
             tracks: Vec::new(),
@@ -505,7 +504,9 @@ impl Tracker {
             last_t: None,
             frames: 0,
             visible: 0,
-        }
+        };
+        tracker.set_view(view);
+        tracker
     }
 
     /// Switches the view-dependent settings to `view`'s (those `cfg` leaves unset), from the
