@@ -1873,3 +1873,69 @@ fn known_population_is_not_enrolled_from_crops_too_poor_to_recognise() {
     let enrolled = run(&mut id, 2.0, false, &mut rng);
     assert!(enrolled.iter().all(|l| l.is_some()), "{enrolled:?}");
 }
+
+/// Known population in a crowded tank: two of six fish stay together in one blob, so all but a
+/// quarter are never apart at once. Nobody is enrolled while the patience
+/// (`enrol_patience_s`, 3 s) lasts; then the four fish apart are enrolled together, each under
+/// its own individual, and the pair once it parts, one individual each, never more than six.
+#[test]
+fn a_crowded_known_population_is_enrolled_after_the_patience_runs_out() {
+    let mut rng = ident::rng(43);
+    let fish: Vec<Fish> = (0..6).map(|_| Fish::random(&mut rng)).collect();
+    let mut id = ident::tank(Some(6));
+    let mut t = 0.0;
+    let mut first_enrolled: Option<(f64, Vec<Option<String>>)> = None;
+    for _ in 0..60 {
+        t += 0.1;
+        let seen: Vec<Seen> = (0..6)
+            .map(|k| Seen {
+                track: k as u64 + 1,
+                fish: &fish[k],
+                facing_right: true,
+                merged: k >= 4,
+            })
+            .collect();
+        let labels = frame(&mut id, t, &seen, &mut rng);
+        if first_enrolled.is_none() && labels.iter().any(|l| l.is_some()) {
+            first_enrolled = Some((t, labels));
+        }
+    }
+    let (when, labels) = first_enrolled.expect("the fish apart were never enrolled");
+    assert!(
+        when > 3.0,
+        "enrolled at {when:.1} s, before the 3 s patience ran out: {labels:?}"
+    );
+    assert!(
+        labels[..4].iter().all(|l| l.is_some()) && labels[4..].iter().all(|l| l.is_none()),
+        "the four fish apart are enrolled together, the pair in one blob is not: {labels:?}"
+    );
+    let mut apart: Vec<&String> = labels.iter().flatten().collect();
+    apart.sort();
+    apart.dedup();
+    assert_eq!(apart.len(), 4, "{labels:?}");
+    // The pair parts: each becomes a newcomer of its own.
+    let last = ident::frames(
+        &mut id,
+        &mut t,
+        &fish,
+        &[
+            (1, 0, true),
+            (2, 1, true),
+            (3, 2, true),
+            (4, 3, true),
+            (5, 4, true),
+            (6, 5, true),
+        ],
+        40,
+        &mut rng,
+    );
+    assert!(last.iter().all(|l| l.is_some()), "{last:?}");
+    for k in 0..4 {
+        assert_eq!(last[k], labels[k], "fish {k} changed individual");
+    }
+    let mut all: Vec<&String> = last.iter().flatten().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 6, "{last:?}");
+    assert_eq!(id.api().list().len(), 6);
+}

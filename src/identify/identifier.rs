@@ -180,6 +180,9 @@ pub struct Identifier {
     last_regroup: Option<f64>,
     /// A regrouping not yet taken by [`Identifier::take_regrouped`].
     regroup_ready: bool,
+    /// Known population, nobody enrolled yet: stream time since which the fish have been
+    /// waited for (see `IdentityConfig::enrol_patience_s`).
+    waiting_since: Option<f64>,
 }
 
 /// Handle on one tank's registry and gallery for the HTTP API and `finprint enroll`.
@@ -311,6 +314,7 @@ impl Identifier {
             regrouped: HashMap::new(),
             last_regroup: None,
             regroup_ready: false,
+            waiting_since: None,
         })
     }
 
@@ -345,6 +349,7 @@ impl Identifier {
         {
             // Stream restarted: time went backwards.
             self.tokens = self.cfg.budget_per_s;
+            self.waiting_since = None;
             self.window.clear();
             self.regrouped.clear();
             self.last_regroup = None;
@@ -820,11 +825,18 @@ impl Identifier {
                     })
                     .collect();
                 ready.sort_by_key(|x| std::cmp::Reverse(x.1));
-                tracing::trace!(tank = %self.tank, t, ready = ready.len(), "waiting for all fish to enrol them at once");
                 // All N, or all but a quarter (fish turning towards the camera cannot be
                 // embedded); the rest enrol one by one once everyone else is placed.
-                let need = (n as usize - n as usize / 4).max(1);
+                let need = bootstrap_need(
+                    n,
+                    t - *self.waiting_since.get_or_insert(t),
+                    cfg.enrol_patience_s,
+                );
+                tracing::trace!(tank = %self.tank, t, ready = ready.len(), need, "waiting for all fish to enrol them at once");
                 if ready.len() >= need {
+                    if need < (n as usize - n as usize / 4).max(1) {
+                        tracing::info!(tank = %self.tank, t, enrolled = ready.len().min(n as usize), population = n, "never enough fish apart at once to enrol the known population together: enrolling the fish in view now, the rest one by one");
+                    }
                     ready.into_iter().take(n as usize).map(|x| x.0).collect()
                 } else {
                     Vec::new()
@@ -1478,6 +1490,21 @@ fn continuity(held: &VecDeque<Obs>, now: &VecDeque<Obs>) -> Option<bool> {
     (n >= CONTINUITY_PAIRS).then(|| sum / n as f32 >= CONTINUITY_SIMILARITY)
 }
 
+/// Fish that must be ready together to enrol a known population of `n` at once, after waiting
+/// `waited` seconds: all but a quarter, then after `patience` seconds one fewer per second,
+/// down to half of them (at least one).
+fn bootstrap_need(n: u32, waited: f64, patience: f64) -> usize {
+    let n = n as usize;
+    let full = (n - n / 4).max(1);
+    let floor = n.div_ceil(2).max(1).min(full);
+    let fewer = if waited > patience {
+        (waited - patience).floor() as usize + 1
+    } else {
+        0
+    };
+    full.saturating_sub(fewer).max(floor)
+}
+
 /// A newcomer's embeddings must be alike (one fish, not a track hopping between fish); only
 /// embeddings seen from compatible sides are compared.
 fn self_consistent(tl: &Tracklet, min_mean: f32) -> bool {
@@ -1614,6 +1641,26 @@ impl IdentityApi {
 mod tests {
     use super::*;
     use crate::messages::TrackStatus;
+
+    #[test]
+    fn the_bootstrap_needs_fewer_fish_each_second_after_the_patience_down_to_half() {
+        // 8 fish: all but a quarter (6) until the patience (3 s) is over, then one fewer per
+        // started second, never fewer than half (4).
+        let need: Vec<usize> = [0.0, 2.9, 3.0, 3.1, 4.2, 5.5, 60.0]
+            .iter()
+            .map(|&w| bootstrap_need(8, w, 3.0))
+            .collect();
+        assert_eq!(need, vec![6, 6, 6, 5, 4, 4, 4]);
+        assert_eq!(bootstrap_need(16, 0.0, 3.0), 12);
+        assert_eq!(bootstrap_need(16, 100.0, 3.0), 8);
+        // Small populations: one fish is always enough for one; two wait for both, then one.
+        assert_eq!(bootstrap_need(1, 100.0, 3.0), 1);
+        assert_eq!(bootstrap_need(2, 0.0, 3.0), 2);
+        assert_eq!(bootstrap_need(2, 100.0, 3.0), 1);
+        assert_eq!(bootstrap_need(3, 100.0, 3.0), 2);
+        // No patience: fewer from the start.
+        assert_eq!(bootstrap_need(8, 0.5, 0.0), 5);
+    }
 
     fn report(track: u64, det: Option<usize>) -> TrackReport {
         TrackReport {

@@ -75,6 +75,12 @@ pub struct IdentityConfig {
     pub new_min_observations: usize,
     /// ... spanning at least this many seconds (default 1.5).
     pub new_min_span_s: f64,
+    /// Known population, nobody enrolled yet: the fish are enrolled together at a moment when
+    /// all N but a quarter are in view, apart and recognisable. In a crowded tank that moment
+    /// may never come; after waiting this many seconds (stream time) one fish fewer is needed
+    /// each further second, down to half the population, and the rest are enrolled one by one
+    /// as newcomers (default 3).
+    pub enrol_patience_s: f64,
     /// Embeddings kept per tracklet for its vote (default 24).
     pub window: usize,
     /// Embeddings per second of stream time per tank (default 120, about a quarter of one CPU
@@ -145,6 +151,7 @@ impl Default for IdentityConfig {
             min_observations: 2,
             new_min_observations: 8,
             new_min_span_s: 1.5,
+            enrol_patience_s: 3.0,
             window: 24,
             budget_per_s: 120.0,
             refresh_s: 0.3,
@@ -286,6 +293,7 @@ impl IdentityConfig {
         }
         for (f, v) in [
             ("new_min_span_s", self.new_min_span_s),
+            ("enrol_patience_s", self.enrol_patience_s),
             ("refresh_s", self.refresh_s),
             ("present_window_s", self.present_window_s),
             ("label_lag_s", self.label_lag_s),
