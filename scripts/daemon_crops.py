@@ -38,7 +38,10 @@ def frame_truth(truth: pd.DataFrame, pred: pd.DataFrame, gate: float) -> dict[tu
         pr = by_frame.get(f)
         if pr is None or gt.empty:
             continue
-        d = np.hypot(gt.x.to_numpy()[:, None] - pr.x.to_numpy()[None, :], gt.y.to_numpy()[:, None] - pr.y.to_numpy()[None, :])
+        d = np.hypot(
+            gt.x.to_numpy()[:, None] - pr.x.to_numpy()[None, :],
+            gt.y.to_numpy()[:, None] - pr.y.to_numpy()[None, :],
+        )
         d[d > gate] = 1e6
         rows, cols = linear_sum_assignment(d)
         for i, j in zip(rows, cols, strict=True):

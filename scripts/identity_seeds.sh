@@ -36,5 +36,10 @@ one() {
 }
 export -f one
 export BIN TANKS OUT
-printf '%s\n' "${seeds[@]}" | xargs -P "$JOBS" -I{} bash -c 'one {}' | sort -t' ' -k2n | tee "$OUT/summary.txt"
+# Identity figures differ between the dev and release builds on the same renders (BENCHMARKS
+# round 6): say which binary, built from which commit, made them.
+{
+  echo "# $BIN ($(stat -c %y "$BIN" | cut -d. -f1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), ${EXTRA:-built-in defaults}"
+  printf '%s\n' "${seeds[@]}" | xargs -P "$JOBS" -I{} bash -c 'one {}' | sort -t' ' -k2n
+} | tee "$OUT/summary.txt"
 awk '/IDF1 individual/ {s += $5; n++} END {if (n) printf "mean IDF1 individual over %d seeds: %.2f %%\n", n, s / n}' "$OUT/summary.txt"

@@ -8,8 +8,9 @@ FINPRINT_PROFILE=debug scripts/setup.sh
 export ORT_DYLIB_PATH="$PWD/.venv/lib/libonnxruntime.so"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-echo "== ruff (training/)"
+echo "== ruff (training/, scripts/)"
 .venv/bin/ruff check training
+.venv/bin/ruff check --config training/pyproject.toml scripts
 echo "== pytest (training/)"
 .venv/bin/pytest -q training/tests
 echo "== cargo test"

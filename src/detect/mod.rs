@@ -420,6 +420,12 @@ impl Detector {
         self.model.as_ref()?.typical.map(|t| t * f * f)
     }
 
+    /// Whether the fish differ from the background both ways (polarity `both`: light and dark
+    /// parts, as striped fish seen from the side), once the background is learned.
+    pub fn differs_both_ways(&self) -> Option<bool> {
+        Some(self.model.as_ref()?.polarity == Resolved::Both)
+    }
+
     /// Threshold in luma levels and polarity (`"dark"`, `"light"`, `"both"`) in use, once learned.
     pub fn model_summary(&self) -> Option<(i16, &'static str)> {
         let m = self.model.as_ref()?;

@@ -386,10 +386,10 @@ impl CameraWorker {
         if self.cam.view != CameraView::Auto {
             return;
         }
-        let Some((_, polarity)) = self.detector.model_summary() else {
+        let Some(both_ways) = self.detector.differs_both_ways() else {
             return;
         };
-        let view = self.cam.view.resolve(polarity == "both");
+        let view = self.cam.view.resolve(both_ways);
         self.tracker.set_view(view);
         let (name, why) = match view {
             CameraView::Side => (
