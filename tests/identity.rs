@@ -1939,3 +1939,62 @@ fn a_crowded_known_population_is_enrolled_after_the_patience_runs_out() {
     assert_eq!(all.len(), 6, "{last:?}");
     assert_eq!(id.api().list().len(), 6);
 }
+
+/// Known population: a fish on a track the tracker has not confirmed (with all N tracks
+/// confirmed it keeps an extra blob tentative, and tentative tracks are never written) is not
+/// enrolled, however new it looks: such an individual would hold a place of the population
+/// and never appear. Once the tracker confirms the track, the fish is enrolled.
+#[test]
+fn a_fish_on_a_tentative_track_is_not_enrolled_until_the_tracker_confirms_it() {
+    use finprint::messages::TrackStatus;
+    let mut rng = ident::rng(44);
+    let fish: Vec<Fish> = (0..3).map(|_| Fish::random(&mut rng)).collect();
+    let mut id = ident::tank(Some(3));
+    let dets: Vec<finprint::messages::Detection> = (0..3).map(|_| ident::detection(1)).collect();
+    let step = |id: &mut finprint::identify::Identifier,
+                t: f64,
+                third: Option<TrackStatus>,
+                rng: &mut rand_chacha::ChaCha8Rng| {
+        let n = if third.is_some() { 3 } else { 2 };
+        let mut tracks: Vec<finprint::messages::TrackReport> = (0..n)
+            .map(|k| ident::report(k as u64 + 1, k, true))
+            .collect();
+        if let Some(s) = third {
+            tracks[2].status = s;
+        }
+        for i in id.wants_embedding(t, &tracks, &dets[..n]) {
+            id.observe(t, tracks[i].track, &fish[i].sample(true, 0.08, rng), 1.0);
+        }
+        id.assign(t, &mut tracks);
+        tracks.into_iter().map(|t| t.individual).collect::<Vec<_>>()
+    };
+    // Two fish of three in view for 6 s: after the patience they are enrolled.
+    let mut t = 0.0;
+    for _ in 0..60 {
+        t += 0.1;
+        step(&mut id, t, None, &mut rng);
+    }
+    assert_eq!(
+        id.api().list().len(),
+        2,
+        "the two fish in view were not enrolled"
+    );
+    // The third fish on a tentative track for 4 s: no individual for it.
+    let mut last = Vec::new();
+    for _ in 0..40 {
+        t += 0.1;
+        last = step(&mut id, t, Some(TrackStatus::Tentative), &mut rng);
+    }
+    assert_eq!(
+        last[2], None,
+        "a tentative track got an individual: {last:?}"
+    );
+    assert_eq!(id.api().list().len(), 2, "enrolled from a tentative track");
+    // Confirmed: a newcomer of its own.
+    for _ in 0..40 {
+        t += 0.1;
+        last = step(&mut id, t, Some(TrackStatus::Confirmed), &mut rng);
+    }
+    assert_eq!(id.api().list().len(), 3, "{last:?}");
+    ident::newcomer(&last[2], &last[..2], "the confirmed third fish");
+}

@@ -183,6 +183,9 @@ pub struct Identifier {
     /// Known population, nobody enrolled yet: stream time since which the fish have been
     /// waited for (see `IdentityConfig::enrol_patience_s`).
     waiting_since: Option<f64>,
+    /// Fragments of the regrouping window seen on a track the tracker confirmed: only groups
+    /// holding one are enrolled (a tentative track is never written).
+    confirmed_fragments: HashSet<u64>,
 }
 
 /// Handle on one tank's registry and gallery for the HTTP API and `finprint enroll`.
@@ -315,6 +318,7 @@ impl Identifier {
             last_regroup: None,
             regroup_ready: false,
             waiting_since: None,
+            confirmed_fragments: HashSet::new(),
         })
     }
 
@@ -351,6 +355,7 @@ impl Identifier {
             self.tokens = self.cfg.budget_per_s;
             self.waiting_since = None;
             self.window.clear();
+            self.confirmed_fragments.clear();
             self.regrouped.clear();
             self.last_regroup = None;
             for tl in self.tracklets.values_mut() {
@@ -815,6 +820,7 @@ impl Identifier {
                     .filter_map(|(r, tr)| {
                         let tl = self.tracklets.get(&tr.track)?;
                         let ok = tr.detection.is_some()
+                            && tr.status == TrackStatus::Confirmed
                             && !tl.occluded
                             && tl.obs.len() >= cfg.min_observations.max(BOOTSTRAP_OBSERVATIONS)
                             // Something to recognise it by: crops clear enough to become
@@ -845,11 +851,13 @@ impl Identifier {
             _ => Vec::new(),
         };
         let bootstrapping = self.population.is_some() && active.is_empty();
-        // More fish in view (tracks with a detection) than individuals exist: some fish in
-        // view certainly have none yet.
+        // More fish in view (confirmed tracks with a detection) than individuals exist: some
+        // fish in view certainly have none yet. A tentative track is not counted: with a known
+        // population the tracker keeps an extra blob (a fish split in two, a reflection)
+        // tentative, and it is not written.
         let in_view = tracks
             .iter()
-            .filter(|tr| tr.detection.is_some() && tr.status != TrackStatus::Lost)
+            .filter(|tr| tr.detection.is_some() && tr.status == TrackStatus::Confirmed)
             .count();
         let more_fish_than_individuals = self.population.is_some() && in_view > active.len();
         // Then a fragment that matches nobody needs less evidence to be enrolled (fragments
@@ -916,9 +924,12 @@ impl Identifier {
                 chosen = Some(only.clone());
                 placed = Some(only);
             }
-            // Newcomer: consistent evidence and room in the population.
+            // Newcomer: consistent evidence and room in the population, from a track the
+            // tracker confirmed (an individual enrolled from a tentative one, whose rows are
+            // never written, would be a ghost holding a place of the known population).
             let boot = bootstrap.contains(&r);
             if chosen.is_none()
+                && tr.status == TrackStatus::Confirmed
                 && (boot || !bootstrapping)
                 && (boot || sc.n >= new_need)
                 && (boot || sc.span >= new_span)
@@ -1082,6 +1093,9 @@ impl Identifier {
             }
             // Later rows of this frame see this decision (elimination, flank twins).
             assignment[r] = chosen.clone();
+            if tr.status == TrackStatus::Confirmed {
+                self.confirmed_fragments.insert(tl.fragment);
+            }
             self.window.seen(
                 tl.fragment,
                 tr.track,
@@ -1149,6 +1163,8 @@ impl Identifier {
         let frags = self
             .window
             .fragments(|l| st.registry.resolve(l).to_string());
+        let in_window: HashSet<u64> = frags.iter().map(|f| f.id).collect();
+        self.confirmed_fragments.retain(|f| in_window.contains(f));
         let seen: HashSet<&str> = frags
             .iter()
             .flat_map(|f| {
@@ -1181,6 +1197,8 @@ impl Identifier {
             if !g.distinct
                 || g.sides.iter().all(Option::is_none)
                 || g.weight < self.cfg.new_min_observations as f32
+                // Seen on a confirmed track: a tentative one is never written.
+                || !g.fragments.iter().any(|f| self.confirmed_fragments.contains(f))
             {
                 continue;
             }
