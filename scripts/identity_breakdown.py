@@ -8,8 +8,14 @@ Prints, for one `finprint replay` output scored against `finprint synth`'s truth
   px, the same definition as `finprint eval`);
 - the share of matched rows whose label is right, apart from rows in contact with another
   track (boxes within `--contact-margin` × box height) and rows with no label;
-- two ceilings from the replay's own rows: every contact-free fragment (a stretch of a track
-  between contacts) given its majority true fish, and every matched row given its true fish.
+- ceilings from the replay's own rows: every contact-free fragment (a stretch of a track
+  between contacts) given its majority true fish, with the rows of each contact stretch taking
+  the fragment before it, or (as the daemon's label delay does) the fragment before for the
+  first half and the one after for the second half, or their own true fish; and every matched
+  row given its true fish;
+- how often a track follows another fish after a contact stretch (the fragments before and
+  after it have different majority fish), for stretches whose boxes overlapped and for those
+  that only came near.
 
 A diagnostic for developers measuring the identifier; not used by the daemon or the tests.
 Usage: .venv/bin/python scripts/identity_breakdown.py --truth tank/truth.csv \
@@ -123,6 +129,31 @@ def fragments(pred: pd.DataFrame, contact: set[int]) -> dict[int, tuple[str, int
     return out
 
 
+def contact_stretches(pred: pd.DataFrame, contact: set[int]) -> list[tuple[list[int], list[int], list[int]]]:
+    """Per track, each run of contact rows with the contact-free rows just before and just
+    after it: (before, stretch, after), row indices in frame order."""
+    out: list[tuple[list[int], list[int], list[int]]] = []
+    for _, g in pred.sort_values("frame").groupby("track"):
+        runs: list[tuple[bool, list[int]]] = []
+        for row in g.index:
+            c = int(row) in contact
+            if runs and runs[-1][0] == c:
+                runs[-1][1].append(int(row))
+            else:
+                runs.append((c, [int(row)]))
+        for k, (c, rows) in enumerate(runs):
+            if c:
+                before = runs[k - 1][1] if k > 0 else []
+                after = runs[k + 1][1] if k + 1 < len(runs) else []
+                out.append((before, rows, after))
+    return out
+
+
+def majority(rows: list[int], truth_of: dict[int, str]) -> str:
+    c = Counter(truth_of[r] for r in rows if r in truth_of)
+    return c.most_common(1)[0][0] if c else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--truth", required=True, help="finprint synth's truth.csv")
@@ -167,6 +198,27 @@ def main() -> None:
     ceil_frag = {row: frag_label.get(frag[row], "") for row in frag}
     ceil_frag = {r: v for r, v in ceil_frag.items() if v}
     ceil_det = dict(truth_of)
+    # Contact stretches: the midpoint rule and perfect labels; how often the fish changed.
+    ceil_mid = dict(ceil_frag)
+    ceil_perfect = dict(ceil_frag)
+    changed: Counter[str] = Counter()
+    boxes = pred[["x0", "y0", "x1", "y1"]].to_numpy(dtype=float)
+    by_frame = {f: list(g.index) for f, g in pred.groupby("frame")}
+    frame_of = pred["frame"].to_dict()
+    for before, stretch, after in contact_stretches(pred, contact):
+        first = frag_label.get(frag[before[-1]], "") if before else ""
+        then = frag_label.get(frag[after[0]], "") if after else ""
+        first, then = first or then, then or first
+        for k, row in enumerate(stretch):
+            ceil_mid[row] = first if k < len(stretch) / 2 else then
+            if row in truth_of:
+                ceil_perfect[row] = truth_of[row]
+        if before and after:
+            overlapped = any(overlaps(boxes[r], boxes[o]) for r in stretch for o in by_frame[frame_of[r]] if o != r)
+            kind = "overlapping" if overlapped else "near"
+            same = majority(before[-10:], truth_of) == majority(after[:10], truth_of)
+            changed[kind + (" same fish" if same else " other fish")] += 1
+    ceil_mid = {r: v for r, v in ceil_mid.items() if v}
 
     print(f"rows: truth (visible) {n_gt}, output {n_pred}, matched {len(truth_of)} (gate {a.gate} px)")
     print(
@@ -186,6 +238,17 @@ def main() -> None:
         f"{idf1(ceil_frag, truth_of, n_gt, n_pred):.4f}, every detection given its fish "
         f"{idf1(ceil_det, truth_of, n_gt, n_pred):.4f}"
     )
+    print(
+        f"contact stretches: fragments given their fish, stretch rows split at their midpoint "
+        f"{idf1(ceil_mid, truth_of, n_gt, n_pred):.4f}, stretch rows given their own fish "
+        f"{idf1(ceil_perfect, truth_of, n_gt, n_pred):.4f}"
+    )
+    for kind in ("overlapping", "near"):
+        n_same, n_other = changed[kind + " same fish"], changed[kind + " other fish"]
+        print(
+            f"{kind:>12} contact stretches {n_same + n_other:5d}: the track follows another fish "
+            f"after {n_other} ({n_other / max(n_same + n_other, 1):.3f})"
+        )
 
 
 if __name__ == "__main__":
