@@ -36,8 +36,8 @@ one() {
 }
 export -f one
 export BIN TANKS OUT
-# Identity figures differ between the dev and release builds on the same renders (BENCHMARKS
-# round 6): say which binary, built from which commit, made them.
+# Say which binary, built when and from which commit, made the figures: round 6 of BENCHMARKS
+# compared a release binary older than the code it was taken for (round 7).
 {
   echo "# $BIN ($(stat -c %y "$BIN" | cut -d. -f1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), ${EXTRA:-built-in defaults}"
   printf '%s\n' "${seeds[@]}" | xargs -P "$JOBS" -I{} bash -c 'one {}' | sort -t' ' -k2n
