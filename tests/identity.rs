@@ -433,6 +433,15 @@ mod ident {
         tracks.into_iter().map(|t| t.individual).collect()
     }
 
+    /// How many different individuals `labels` name (unlabelled entries left out).
+    pub fn distinct(labels: &[Option<String>]) -> usize {
+        labels
+            .iter()
+            .flatten()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
     /// Checks that `who`'s `label` is an individual none of `enrolled` holds (a newcomer).
     pub fn newcomer(label: &Option<String>, enrolled: &[Option<String>], who: &str) {
         let Some(l) = label else {
@@ -576,13 +585,9 @@ fn known_population_never_exceeds_n_and_assigns_one_to_one() {
                     })
                     .collect();
                 let labels = frame(&mut id, t, &seen, &mut rng);
-                let mut got: Vec<&String> = labels.iter().flatten().collect();
-                let n = got.len();
-                got.sort();
-                got.dedup();
                 assert_eq!(
-                    got.len(),
-                    n,
+                    ident::distinct(&labels),
+                    labels.iter().flatten().count(),
                     "two visible tracks share an individual: {labels:?}"
                 );
                 let active = id
@@ -1771,10 +1776,7 @@ fn known_population_is_enrolled_at_once_when_the_fish_are_apart() {
         }
     }
     let first = first.expect("the four fish were never enrolled");
-    let mut distinct: Vec<&String> = first.iter().flatten().collect();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), 4, "{first:?}");
+    assert_eq!(ident::distinct(&first), 4, "{first:?}");
     assert_eq!(id.api().list().len(), 4);
 }
 
@@ -1949,10 +1951,7 @@ fn a_crowded_known_population_is_enrolled_after_the_patience_runs_out() {
         labels[..4].iter().all(|l| l.is_some()) && labels[4..].iter().all(|l| l.is_none()),
         "the four fish apart are enrolled together, the pair in one blob is not: {labels:?}"
     );
-    let mut apart: Vec<&String> = labels.iter().flatten().collect();
-    apart.sort();
-    apart.dedup();
-    assert_eq!(apart.len(), 4, "{labels:?}");
+    assert_eq!(ident::distinct(&labels), 4, "{labels:?}");
     // The pair parts: each becomes a newcomer of its own.
     let last = ident::frames(
         &mut id,
@@ -1973,10 +1972,7 @@ fn a_crowded_known_population_is_enrolled_after_the_patience_runs_out() {
     for k in 0..4 {
         assert_eq!(last[k], labels[k], "fish {k} changed individual");
     }
-    let mut all: Vec<&String> = last.iter().flatten().collect();
-    all.sort();
-    all.dedup();
-    assert_eq!(all.len(), 6, "{last:?}");
+    assert_eq!(ident::distinct(&last), 6, "{last:?}");
     assert_eq!(id.api().list().len(), 6);
 }
 
