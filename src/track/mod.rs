@@ -64,10 +64,11 @@ pub struct TrackConfig {
     /// is the union of the bodies, the hidden part of a fish behind another included); a
     /// track's part updates the
     /// track only when it lies at least this many body lengths from the other parts, else the
-    /// track keeps its prediction. Unset (default): 1.0 for a top view, where touching fish
-    /// cross and a closer division swaps them, and 0 (always divide) for a side view (camera
-    /// `view`), where fish pass in front of each other at different depths. Allowed: 0..=10
-    /// (10: never).
+    /// track keeps its prediction (in a side view, where a fish passes in front of another at
+    /// another depth, it keeps its speed through the overlap and its row shows the centre of
+    /// its part). Default (unset): 1.0; a closer division swaps crossing fish (side view: 0
+    /// gave identity IDF1 0.811, 1.0 gives 0.880 over 10 tanks, BENCHMARKS.md round 7).
+    /// Allowed: 0..=10 (10: never).
     pub split_apart_body_lengths: Option<f32>,
     /// Time step assumed when the stream time does not advance (missing or repeated
     /// timestamps), seconds. Default 0.04 (25 fps). Allowed: 0.0001..=10.
@@ -98,7 +99,7 @@ impl TrackConfig {
     pub fn for_view(&self, view: CameraView) -> (f32, f32) {
         let (share, apart) = match view {
             CameraView::Top | CameraView::Auto => (0.8, 1.0),
-            CameraView::Side => (0.4, 0.0),
+            CameraView::Side => (0.4, 1.0),
         };
         (
             self.share_area_ratio.unwrap_or(share),
@@ -758,6 +759,9 @@ impl Tracker {
 
         // Shared blobs with pixel positions: divide them between their tracks.
         let mut split: Vec<Option<(f64, f64, f32)>> = vec![None; self.tracks.len()];
+        // Side view: the part of a track whose part was too close to the others to update it
+        // (where its row is drawn; the track itself coasts through the overlap).
+        let mut shown: Vec<Option<(f64, f64)>> = vec![None; self.tracks.len()];
         for (di, d) in detections.iter().enumerate() {
             if sharers[di] < 2 || d.points.is_empty() {
                 continue;
@@ -802,6 +806,8 @@ impl Tracker {
                 let bl = self.tracks[members[k]].body_length as f64;
                 if frac > 0.0 && apart >= need * bl {
                     split[members[k]] = Some((cx, cy, frac));
+                } else if frac > 0.0 && self.fit_bodies {
+                    shown[members[k]] = Some((cx, cy));
                 }
             }
         }
@@ -840,6 +846,15 @@ impl Tracker {
                 // Its part of a shared blob: a coarser measurement than a blob of its own.
                 tr.motion
                     .update(cx, cy, (SHARED_MEASUREMENT_BL * tr.body_length) as f64);
+                tr.hits = tr.hits.saturating_add(1);
+                tr.last_seen = t;
+                tr.dormant = false;
+                continue;
+            }
+            if sharers[di] >= 2 && self.fit_bodies {
+                // Side view, fish overlapping at different depths: each keeps its speed and
+                // passes (slowing it, or pulling it into the blob, swaps crossing fish);
+                // learn no size or heading from the blob.
                 tr.hits = tr.hits.saturating_add(1);
                 tr.last_seen = t;
                 tr.dormant = false;
@@ -1050,7 +1065,8 @@ impl Tracker {
                         (x as f32, y as f32, frac * detections[di].area)
                     }
                     Some(di) if sharers[di] >= 2 => {
-                        let (cx, cy) = clamp_to_box((x, y), detections[di].bbox);
+                        let (cx, cy) =
+                            shown[ti].unwrap_or_else(|| clamp_to_box((x, y), detections[di].bbox));
                         (cx as f32, cy as f32, detections[di].area)
                     }
                     Some(di) => (detections[di].x, detections[di].y, detections[di].area),
