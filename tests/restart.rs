@@ -226,7 +226,9 @@ fn kept(before: &HashMap<String, String>, after: &[(String, String)]) -> (usize,
             fragments are regrouped with hindsight (2026-12-03, one run): the 13 of 720 rows \
             that changed are tracks sharing a blob of three fish, whose centres stay 10-25 px \
             from the fish; 0.970 (752/775) since the camera's view defaults to auto, which \
-            takes this side-view render for a side view (2026-12-03, session 8). Run with \
+            takes this side-view render for a side view (2026-12-03, session 8); 0.939 in \
+            one run and 0.966 (746/772) by hand since side views coast through overlaps \
+            (session 9), the changed rows the same three-fish tangle. Run with \
             `cargo test --test restart -- --ignored --nocapture`"]
 fn restart_keeps_the_individuals_of_every_fish() {
     let tmp = tempfile::tempdir().unwrap();
