@@ -411,13 +411,7 @@ fn a_shared_blob_is_divided_along_the_fishes_bodies() {
     // division by body shape keeps each centre within 0.1 body lengths (measured: 2.2 px here,
     // nearest-centre 6.6 px).
     let (a, b) = ((100.0f32, 100.0f32), (110.0f32, 106.0f32));
-    let front = rect_points(a.0, a.1, 40, 12);
-    let mut points = front.clone();
-    points.extend(
-        rect_points(b.0, b.1, 40, 12)
-            .into_iter()
-            .filter(|p| !front.contains(p)),
-    );
+    let points = front_and_back(rect_points(a.0, a.1, 40, 12), rect_points(b.0, b.1, 40, 12));
     let seed = |(x, y): (f32, f32), angle: f64| SplitSeed {
         x: x as f64,
         y: y as f64,
@@ -455,6 +449,14 @@ fn an_undecided_view_tracks_as_a_top_view_until_it_is_set() {
 }
 
 /// (x, y), one per pixel.
+/// The pixels of a fish in front (`front`) and of the part of the one behind it (`back`) that
+/// shows: what a side camera sees of two fish overlapping at different depths.
+fn front_and_back(front: Vec<[f32; 2]>, back: Vec<[f32; 2]>) -> Vec<[f32; 2]> {
+    let mut points = front.clone();
+    points.extend(back.into_iter().filter(|p| !front.contains(p)));
+    points
+}
+
 fn ellipse_points(x: f32, y: f32, a: i32, b: i32) -> Vec<[f32; 2]> {
     rect_points(x, y, 2 * a, 2 * b)
         .into_iter()
@@ -470,12 +472,9 @@ fn a_fish_behind_another_is_fitted_by_its_silhouette() {
     // shows; fitting the two silhouettes to the blob (every body inside it, the union covering
     // it) puts both within 2 px (measured: division 3.5 px, fit 0.8 px).
     let (a, b) = ((100.0f32, 100.0f32), (108.0f32, 103.0f32));
-    let front = ellipse_points(a.0, a.1, 20, 6);
-    let mut points = front.clone();
-    points.extend(
-        ellipse_points(b.0, b.1, 20, 6)
-            .into_iter()
-            .filter(|p| !front.contains(p)),
+    let points = front_and_back(
+        ellipse_points(a.0, a.1, 20, 6),
+        ellipse_points(b.0, b.1, 20, 6),
     );
     let seed = |x: f64, y: f64, angle: f64| SplitSeed {
         x,
@@ -590,12 +589,9 @@ fn side_view_fish_passing_each_other_keep_their_tracks() {
         let b = (40.0 + 4.0 * k as f32, 98.0);
         let dets = if (a.0 - b.0).abs() < 40.0 {
             merged += 1;
-            let front = ellipse_points(a.0, a.1, 20, 6);
-            let mut pts = front.clone();
-            pts.extend(
-                ellipse_points(b.0, b.1, 20, 6)
-                    .into_iter()
-                    .filter(|p| !front.contains(p)),
+            let pts = front_and_back(
+                ellipse_points(a.0, a.1, 20, 6),
+                ellipse_points(b.0, b.1, 20, 6),
             );
             let mut m = det((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
             m.bbox = [
