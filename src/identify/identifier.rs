@@ -840,7 +840,7 @@ impl Identifier {
                 );
                 tracing::trace!(tank = %self.tank, t, ready = ready.len(), need, "waiting for all fish to enrol them at once");
                 if ready.len() >= need {
-                    if need < (n as usize - n as usize / 4).max(1) {
+                    if need < bootstrap_need(n, 0.0, cfg.enrol_patience_s) {
                         tracing::info!(tank = %self.tank, t, enrolled = ready.len().min(n as usize), population = n, "never enough fish apart at once to enrol the known population together: enrolling the fish in view now, the rest one by one");
                     }
                     ready.into_iter().take(n as usize).map(|x| x.0).collect()

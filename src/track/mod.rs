@@ -840,35 +840,23 @@ impl Tracker {
         for (ti, tr) in self.tracks.iter_mut().enumerate() {
             let Some(di) = tr.matched else { continue };
             let d = &detections[di];
-            if sharers[di] >= 2
-                && let Some((cx, cy, _)) = split[ti]
-            {
-                // Its part of a shared blob: a coarser measurement than a blob of its own.
-                tr.motion
-                    .update(cx, cy, (SHARED_MEASUREMENT_BL * tr.body_length) as f64);
-                tr.hits = tr.hits.saturating_add(1);
-                tr.last_seen = t;
-                tr.dormant = false;
-                continue;
-            }
-            if sharers[di] >= 2 && self.fit_bodies {
-                // Side view, fish overlapping at different depths: each keeps its speed and
-                // passes (slowing it, or pulling it into the blob, swaps crossing fish);
-                // learn no size or heading from the blob.
-                tr.hits = tr.hits.saturating_add(1);
-                tr.last_seen = t;
-                tr.dormant = false;
-                continue;
-            }
             if sharers[di] >= 2 {
-                // Several fish in one blob: its centroid is none of them. Keep each track's
-                // prediction, slowed down (fish in contact rarely keep their speed) and pulled
-                // inside the blob's box; learn no size or heading from it.
-                tr.motion.damp_velocity(decay);
-                let (px, py) = tr.motion.position();
-                let (cx, cy) = clamp_to_box((px, py), d.bbox);
-                if cx != px || cy != py {
-                    tr.motion.update(cx, cy, (0.25 * tr.body_length) as f64);
+                // A shared blob: learn no size or heading from it.
+                if let Some((cx, cy, _)) = split[ti] {
+                    // Its part of the blob: a coarser measurement than a blob of its own.
+                    tr.motion
+                        .update(cx, cy, (SHARED_MEASUREMENT_BL * tr.body_length) as f64);
+                } else if !self.fit_bodies {
+                    // Top view: the blob's centroid is none of the fish. Keep the prediction,
+                    // slowed down (fish in contact rarely keep their speed) and pulled inside
+                    // the blob's box. A side view keeps it as it is: fish overlap at different
+                    // depths and pass (slowing one, or pulling it into the blob, swaps them).
+                    tr.motion.damp_velocity(decay);
+                    let (px, py) = tr.motion.position();
+                    let (cx, cy) = clamp_to_box((px, py), d.bbox);
+                    if cx != px || cy != py {
+                        tr.motion.update(cx, cy, (0.25 * tr.body_length) as f64);
+                    }
                 }
                 tr.hits = tr.hits.saturating_add(1);
                 tr.last_seen = t;

@@ -431,7 +431,14 @@ fn a_shared_blob_is_divided_along_the_fishes_bodies() {
     }
 }
 
-/// Points filling an axis-aligned ellipse with half-axes `a` (along x) and `b` centred at
+/// The pixels of a fish in front (`front`) and of the part of the one behind it (`back`) that
+/// shows: what a side camera sees of two fish overlapping at different depths.
+fn front_and_back(front: Vec<[f32; 2]>, back: Vec<[f32; 2]>) -> Vec<[f32; 2]> {
+    let mut points = front.clone();
+    points.extend(back.into_iter().filter(|p| !front.contains(p)));
+    points
+}
+
 #[test]
 fn an_undecided_view_tracks_as_a_top_view_until_it_is_set() {
     let settings = |t: &Tracker| (t.share_ratio, t.split_apart, t.fit_bodies);
@@ -448,15 +455,8 @@ fn an_undecided_view_tracks_as_a_top_view_until_it_is_set() {
     assert_eq!(settings(&tr), (0.6, 1.0, true));
 }
 
+/// Points filling an axis-aligned ellipse with half-axes `a` (along x) and `b` centred at
 /// (x, y), one per pixel.
-/// The pixels of a fish in front (`front`) and of the part of the one behind it (`back`) that
-/// shows: what a side camera sees of two fish overlapping at different depths.
-fn front_and_back(front: Vec<[f32; 2]>, back: Vec<[f32; 2]>) -> Vec<[f32; 2]> {
-    let mut points = front.clone();
-    points.extend(back.into_iter().filter(|p| !front.contains(p)));
-    points
-}
-
 fn ellipse_points(x: f32, y: f32, a: i32, b: i32) -> Vec<[f32; 2]> {
     rect_points(x, y, 2 * a, 2 * b)
         .into_iter()
