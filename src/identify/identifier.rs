@@ -183,9 +183,6 @@ pub struct Identifier {
     /// Known population, nobody enrolled yet: stream time since which the fish have been
     /// waited for (see `IdentityConfig::enrol_patience_s`).
     waiting_since: Option<f64>,
-    /// Fragments of the regrouping window seen on a track the tracker confirmed: only groups
-    /// holding one are enrolled (a tentative track is never written).
-    confirmed_fragments: HashSet<u64>,
 }
 
 /// Handle on one tank's registry and gallery for the HTTP API and `finprint enroll`.
@@ -318,7 +315,6 @@ impl Identifier {
             last_regroup: None,
             regroup_ready: false,
             waiting_since: None,
-            confirmed_fragments: HashSet::new(),
         })
     }
 
@@ -355,7 +351,6 @@ impl Identifier {
             self.tokens = self.cfg.budget_per_s;
             self.waiting_since = None;
             self.window.clear();
-            self.confirmed_fragments.clear();
             self.regrouped.clear();
             self.last_regroup = None;
             for tl in self.tracklets.values_mut() {
@@ -1093,9 +1088,6 @@ impl Identifier {
             }
             // Later rows of this frame see this decision (elimination, flank twins).
             assignment[r] = chosen.clone();
-            if tr.status == TrackStatus::Confirmed {
-                self.confirmed_fragments.insert(tl.fragment);
-            }
             self.window.seen(
                 tl.fragment,
                 tr.track,
@@ -1103,6 +1095,9 @@ impl Identifier {
                 tr.detection.is_some() && tr.status != TrackStatus::Lost,
                 chosen.as_deref(),
             );
+            if tr.status == TrackStatus::Confirmed {
+                self.window.confirmed(tl.fragment);
+            }
             tl.individual = chosen.clone();
             tr.individual = chosen.as_deref().map(|i| st.registry.label(i));
         }
@@ -1163,8 +1158,9 @@ impl Identifier {
         let frags = self
             .window
             .fragments(|l| st.registry.resolve(l).to_string());
-        let in_window: HashSet<u64> = frags.iter().map(|f| f.id).collect();
-        self.confirmed_fragments.retain(|f| in_window.contains(f));
+        // Fragments seen on a confirmed track: only groups holding one are enrolled (a
+        // tentative track is never written).
+        let confirmed: HashSet<u64> = frags.iter().filter(|f| f.confirmed).map(|f| f.id).collect();
         let seen: HashSet<&str> = frags
             .iter()
             .flat_map(|f| {
@@ -1197,8 +1193,7 @@ impl Identifier {
             if !g.distinct
                 || g.sides.iter().all(Option::is_none)
                 || g.weight < self.cfg.new_min_observations as f32
-                // Seen on a confirmed track: a tentative one is never written.
-                || !g.fragments.iter().any(|f| self.confirmed_fragments.contains(f))
+                || !g.fragments.iter().any(|f| confirmed.contains(f))
             {
                 continue;
             }

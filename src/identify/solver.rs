@@ -42,6 +42,8 @@ pub struct Fragment {
     pub fixed: Option<String>,
     /// Individuals the online assignment gave its frames, with frame counts.
     pub online: Vec<(String, u32)>,
+    /// Seen on a track the tracker confirmed (a tentative track is never written).
+    pub confirmed: bool,
 }
 
 /// What the solver calls a fragment's fish.
@@ -598,6 +600,7 @@ struct Entry {
     sides: [Option<(Vec<f32>, f32)>; 2],
     online: HashMap<String, u32>,
     fixed: Option<String>,
+    confirmed: bool,
 }
 
 impl Window {
@@ -627,6 +630,13 @@ impl Window {
         }
         if let Some(o) = online {
             *e.online.entry(o.to_string()).or_default() += 1;
+        }
+    }
+
+    /// `fragment` was seen on a track the tracker confirmed (after [`Window::seen`]).
+    pub fn confirmed(&mut self, fragment: u64) {
+        if let Some(e) = self.entries.get_mut(&fragment) {
+            e.confirmed = true;
         }
     }
 
@@ -717,6 +727,7 @@ impl Window {
                     sides: e.sides.clone(),
                     fixed: e.fixed.as_deref().map(&resolve),
                     online,
+                    confirmed: e.confirmed,
                 }
             })
             .collect();
@@ -890,7 +901,9 @@ mod tests {
         w.next_frame();
         w.seen(7, 1, 1.0, true, Some("a"));
         w.written(7, "a");
+        w.confirmed(7);
         let f = w.fragments(|l| format!("{l}!"));
+        assert!(f[0].confirmed);
         // Fragment 8 never matched a detection: no evidence of where its fish was.
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].frames, vec![1, 2]);
