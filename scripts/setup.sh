@@ -51,10 +51,25 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 if [[ ! -f .venv/.finprint-deps ]] || ! cmp -s <(cat requirements-dev.txt training/pyproject.toml 2>/dev/null) .venv/.finprint-deps; then
   log "installing Python packages into .venv (PyPI)"
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements-dev.txt
+  # PyTorch's CUDA wheels are large (cuBLAS alone ~600 MB): a dropped connection must not fail a
+  # fresh machine's setup. pip resumes an interrupted download (--resume-retries) and the whole
+  # install is tried again up to three times; the pip cache keeps what already arrived.
+  pip_install() {
+    local attempt
+    for attempt in 1 2 3; do
+      if .venv/bin/pip install -q --retries 10 --timeout 60 --resume-retries 20 "$@"; then
+        return 0
+      fi
+      log "pip install $* failed (attempt $attempt of 3); retrying in 10 s"
+      sleep 10
+    done
+    log "error: pip could not install $* from PyPI after 3 attempts; check the network and run scripts/setup.sh again"
+    return 1
+  }
+  .venv/bin/pip install -q --retries 10 --timeout 60 --upgrade 'pip>=25.1'
+  pip_install -r requirements-dev.txt
   if [[ "${FINPRINT_SKIP_TRAINING:-0}" != 1 && -f training/pyproject.toml ]]; then
-    .venv/bin/pip install -q -e 'training[dev]'
+    pip_install -e 'training[dev]'
   fi
   cat requirements-dev.txt training/pyproject.toml > .venv/.finprint-deps 2>/dev/null || true
 else
