@@ -1,10 +1,14 @@
 //! Detect: finds fish in a frame (background model on luma, threshold, morphology, components)
 //! and cuts an oriented crop per fish. Must never track or identify.
 //!
-//! Model: a per-pixel background is learned at start (median of the first `learn_frames`
-//! frames, every `learn_stride`-th, buffered — frames are released in order once it is ready,
-//! never lost) and then adapted slowly everywhere except around detected fish, so a resting fish
-//! is not absorbed quickly. The foreground is the deviation from it in the fish's polarity
+//! Model: a per-pixel background is learned at start (the recurring value of the first
+//! `learn_frames` frames, every `learn_stride`-th: the water recurs within the noise while fish
+//! passing over a pixel vary, so a fish that covered it in more than half of the frames is not
+//! learned, as it would be by a median; frames are buffered and released in order once it is
+//! ready, never lost) and then adapted slowly everywhere except around detected fish, so a
+//! resting fish is not absorbed quickly. A "ghost" — a blob whose outline has its edge in the
+//! background and not in the frame, i.e. a fish the background still holds where there is none
+//! now — is reset to the frame at once and not reported (`heal_ghosts`). The foreground is the deviation from it in the fish's polarity
 //! (found automatically by default), thresholded (automatically from the noise by default),
 //! cleaned by opening/closing and split into 8-connected components. Each component becomes a
 //! [`Detection`] with centroid, box, area and body axis from its second moments. A component
@@ -61,7 +65,8 @@ pub struct DetectConfig {
     /// instead of learning one. Default: unset (learn from the stream). A size mismatch is
     /// logged and the background is then learned.
     pub background: Option<PathBuf>,
-    /// Number of frames whose per-pixel median forms the initial background. Default 25.
+    /// Number of frames from which the initial background is learned (per pixel, the median
+    /// of the largest group of values within twice the noise of each other). Default 25.
     /// Allowed: 3..=255.
     pub learn_frames: u32,
     /// Use every n-th frame for learning (so fish have time to move); the frames in between
@@ -72,13 +77,19 @@ pub struct DetectConfig {
     /// Allowed: 0 (frozen) ..= 0.5.
     pub adapt_rate: f32,
     /// After the background is learned, every n-th frame is sampled again until
-    /// `learn_frames` samples are in, and their per-pixel median replaces the background once
+    /// `learn_frames` samples are in, and their per-pixel recurring value (as for the first
+    /// learning) replaces the background once
     /// (3–4 s at 25–30 fps by default, after the 2 s of the first learning). Heals "ghosts":
     /// fish that rested while the background was first learned and would otherwise be
     /// detected where they no longer are. Default 4; 0 turns it off. Ignored with a `background` image. Allowed: 0..=1000.
     pub refine_stride: u32,
     /// Fish polarity: `auto` (default), `dark`, `light` or `both`.
     pub polarity: Polarity,
+    /// Heal ghosts at once: a blob whose outline has its edge in the background but not in
+    /// the current frame is a fish the background still holds where there is none now (it
+    /// rested while the background was learned). Its pixels are reset to the current frame and
+    /// it is not reported. Default true; false leaves ghosts to `refine_stride` and adaptation.
+    pub heal_ghosts: bool,
     /// Fixed foreground threshold in luma levels (1..=254). Unset (default): automatic,
     /// `threshold_sigmas` × the background noise measured while learning, at least 8.
     pub threshold: Option<u8>,
@@ -132,6 +143,7 @@ impl Default for DetectConfig {
             adapt_rate: 0.02,
             refine_stride: 4,
             polarity: Polarity::Auto,
+            heal_ghosts: true,
             threshold: None,
             threshold_sigmas: 6.0,
             open_radius: 1,
@@ -321,6 +333,8 @@ struct Model {
     bg: Vec<u16>,
     polarity: Resolved,
     threshold: i16,
+    /// Noise standard deviation (luma levels) measured while learning.
+    noise_sigma: f32,
     /// Typical single-fish area in working px (None until enough blobs were seen).
     typical: Option<f32>,
     /// Blob areas collected while the typical area is unknown.
@@ -339,6 +353,11 @@ const FRAGMENT_GAP_PX: u32 = 1;
 const SPLIT_MIN_RATIO: f32 = 1.3;
 /// Blob areas needed before the typical area is trusted.
 const TYPICAL_SAMPLES: usize = 30;
+/// A blob is a ghost when the background's edges along its outline are this many times the
+/// current frame's (see `Detector::heal_if_ghost`).
+const GHOST_EDGE_RATIO: i64 = 3;
+/// Fewest outline pixel pairs on which a blob is judged a ghost.
+const GHOST_MIN_OUTLINE: u32 = 8;
 
 /// The fish detector of one camera. Feed it frames in order with [`Detector::push`]; it
 /// returns each frame with its detections, in order, possibly later (while the background is
@@ -371,6 +390,8 @@ pub struct Detector {
     refine_samples: Vec<Vec<u8>>,
     /// The one-shot refinement is done.
     refined: bool,
+    /// Ghost blobs healed so far (see `heal_if_ghost`).
+    ghosts_healed: u64,
 }
 
 impl Detector {
@@ -406,7 +427,14 @@ impl Detector {
             refine_tick: 0,
             refine_samples: Vec::new(),
             refined: false,
+            ghosts_healed: 0,
         })
+    }
+
+    /// Number of ghost blobs healed so far: places where the background held a fish that had
+    /// swum off, reset to the current frame instead of being reported.
+    pub fn ghosts_healed(&self) -> u64 {
+        self.ghosts_healed
     }
 
     /// True while the background is still being learned (frames are being buffered).
@@ -569,7 +597,8 @@ impl Detector {
     fn learn(&mut self) {
         let Some(g) = self.geom else { return };
         let n = g.ww * g.wh;
-        let bg8: Vec<u8> = if self.preset_matches() {
+        let mut learned_from: Vec<&Vec<u8>> = Vec::new();
+        let mut bg8: Vec<u8> = if self.preset_matches() {
             let mut v = Vec::new();
             if let Some(p) = &self.preset {
                 segment::downscale_box(
@@ -593,9 +622,10 @@ impl Detector {
                 // At end of a short stream use everything rather than too few samples.
                 if picked.len() < 3 { usable } else { picked }
             };
-            pixel_median(&samples, n)
+            let bg = pixel_median(&samples, n);
+            learned_from = samples;
+            bg
         };
-        let bg16: Vec<u16> = bg8.iter().map(|&v| (v as u16) << 8).collect();
 
         // Noise and polarity from the buffered frames (every 3rd pixel).
         let frames: Vec<&Vec<u8>> = self
@@ -622,6 +652,13 @@ impl Detector {
         mads.sort_by(|a, b| a.total_cmp(b));
         let mad = mads.get(mads.len() / 2).copied().unwrap_or(1.0).max(0.5);
         let sigma = 1.4826 * mad;
+        // Where fish passed slowly or often while learning, they are in more than half of the
+        // samples and the median keeps part of them (a ghost that holds a track until the
+        // refinement). The water is the value that recurs within the noise; fish pixels vary.
+        if !learned_from.is_empty() {
+            bg8 = pixel_mode(&learned_from, n, mode_half_width(sigma));
+        }
+        let bg16: Vec<u16> = bg8.iter().map(|&v| (v as u16) << 8).collect();
         let threshold = match self.cfg.threshold {
             Some(t) => t as i16,
             None => (self.cfg.threshold_sigmas * sigma)
@@ -663,6 +700,7 @@ impl Detector {
             bg: bg16,
             polarity,
             threshold,
+            noise_sigma: sigma,
             typical,
             area_samples: Vec::new(),
         });
@@ -697,9 +735,9 @@ impl Detector {
 
     /// One-shot refinement of a learned background: samples every `refine_stride`-th frame
     /// until `learn_frames` samples are in, then replaces the background by their per-pixel
-    /// median. The first background spans a couple of seconds; a fish resting in that time
-    /// stays in it as a "ghost" that is detected where there is no fish — and, being detected,
-    /// is protected from adaptation. The refined median spans many seconds and heals it.
+    /// recurring value ([`pixel_mode`]). The first background spans a couple of seconds; a fish
+    /// resting in that time stays in it as a "ghost" that is detected where there is no fish —
+    /// and, being detected, is protected from adaptation. The refined one spans many seconds.
     fn refine(&mut self, luma: &[u8]) {
         let stride = self.cfg.refine_stride as u64;
         if stride == 0 || self.refined || self.preset_matches() {
@@ -720,9 +758,9 @@ impl Detector {
             return;
         }
         let refs: Vec<&Vec<u8>> = samples.iter().collect();
-        let median = pixel_median(&refs, m.bg.len());
+        let mode = pixel_mode(&refs, m.bg.len(), mode_half_width(m.noise_sigma));
         let mut changed = 0usize;
-        for (b, med) in m.bg.iter_mut().zip(median) {
+        for (b, med) in m.bg.iter_mut().zip(mode) {
             if (((*b + 128) >> 8) as i16 - med as i16).abs() > m.threshold {
                 changed += 1;
             }
@@ -878,6 +916,67 @@ impl Detector {
         parts
     }
 
+    /// A ghost is a blob where the *background* holds a fish that is no longer there (it
+    /// rested while the background was learned and then swam off). Such a blob is detected,
+    /// and, being detected, protected from adaptation: it would hold a track — with a known
+    /// population, the track that the real fish needs — until the refinement. Told apart by its
+    /// outline: along a real fish's outline the current frame has the edge and the background
+    /// none; along a ghost's the background has it and the current frame none. A ghost's
+    /// pixels (and its box grown by 2 px, other blobs' pixels excepted) are reset to the
+    /// current frame at once and `true` is returned; the blob must then not be reported.
+    fn heal_if_ghost(&mut self, cur: &[u8], b: &Blob) -> bool {
+        let (Some(g), Some(m)) = (self.geom, self.model.as_mut()) else {
+            return false;
+        };
+        let labels = &self.labeller.labels;
+        let bgv = |i: usize| ((m.bg[i] + 128) >> 8) as i32;
+        let (mut edge_cur, mut edge_bg, mut n) = (0i64, 0i64, 0u32);
+        for y in b.y0..=b.y1 {
+            for x in b.x0..=b.x1 {
+                let i = y as usize * g.ww + x as usize;
+                if labels[i] != b.label {
+                    continue;
+                }
+                let (x, y) = (x as usize, y as usize);
+                let outside = [
+                    (x > 0).then(|| i - 1),
+                    (x + 1 < g.ww).then(|| i + 1),
+                    (y > 0).then(|| i - g.ww),
+                    (y + 1 < g.wh).then(|| i + g.ww),
+                ];
+                for j in outside.into_iter().flatten() {
+                    if labels[j] != 0 {
+                        continue;
+                    }
+                    edge_cur += (cur[i] as i32 - cur[j] as i32).abs() as i64;
+                    edge_bg += (bgv(i) - bgv(j)).abs() as i64;
+                    n += 1;
+                }
+            }
+        }
+        // Most of a real fish's outline has its edge in the frame; a ghost's outline has a
+        // clear edge (at least the threshold on average) in the background only.
+        let ghost = n >= GHOST_MIN_OUTLINE
+            && edge_bg >= m.threshold as i64 * n as i64
+            && edge_bg >= GHOST_EDGE_RATIO * edge_cur;
+        if !ghost {
+            return false;
+        }
+        let x0 = b.x0.saturating_sub(2) as usize;
+        let x1 = (b.x1 as usize + 2).min(g.ww - 1);
+        let y0 = b.y0.saturating_sub(2) as usize;
+        let y1 = (b.y1 as usize + 2).min(g.wh - 1);
+        for y in y0..=y1 {
+            for i in y * g.ww + x0..=y * g.ww + x1 {
+                if labels[i] == 0 || labels[i] == b.label {
+                    let v = (cur[i] as i32 - self.offset as i32).clamp(0, 255);
+                    m.bg[i] = (v as u16) << 8;
+                }
+            }
+        }
+        true
+    }
+
     /// Extent (working px) of the blob's pixels along the direction `angle`: from the
     /// farthest pixel one way to the farthest the other, pixel widths included.
     fn axis_extent(&self, b: &Blob, angle: f32) -> f32 {
@@ -984,9 +1083,19 @@ impl Detector {
         if let Some(t) = typical {
             absorb_fragments(&mut blobs, FRAGMENT_RATIO * t, FRAGMENT_GAP_PX);
         }
+        let mut ghosts = 0usize;
         for b in &blobs {
             let area = b.n as f32;
             if area < min_px || area > max_px {
+                continue;
+            }
+            if self.cfg.heal_ghosts && self.heal_if_ghost(cur, b) {
+                ghosts += 1;
+                tracing::debug!(
+                    camera = %frame.camera, frame = frame.index,
+                    x = to_full((b.x0 + b.x1) as f64 / 2.0), y = to_full((b.y0 + b.y1) as f64 / 2.0),
+                    "detect: a ghost (a fish the background still holds where there is none now) healed"
+                );
                 continue;
             }
             kept.push(*b);
@@ -1029,6 +1138,7 @@ impl Detector {
             dets.push(d);
         }
         self.blobs = blobs;
+        self.ghosts_healed += ghosts as u64;
         // Adapt the background away from kept blobs (their boxes grown by 2 px).
         if self.cfg.adapt_rate > 0.0
             && let Some(m) = self.model.as_mut()
@@ -1116,6 +1226,53 @@ fn pixel_median(samples: &[&Vec<u8>], n: usize) -> Vec<u8> {
         let mid = vals.len() / 2;
         let (_, m, _) = vals.select_nth_unstable(mid);
         *o = *m;
+    }
+    out
+}
+
+/// Half width (luma levels) of the window in which [`pixel_mode`] looks for the recurring
+/// value: two noise standard deviations, at least 2.
+fn mode_half_width(sigma: f32) -> u8 {
+    (2.0 * sigma).round().clamp(2.0, 40.0) as u8
+}
+
+/// Per-pixel "mode" of `n`-pixel images: the median of the largest group of samples lying
+/// within `2 × half` levels of each other (on equal counts, the group nearest the median),
+/// where it lies farther than `2 × half` from the plain median; the median otherwise.
+/// The background recurs within the noise while fish passing over a pixel vary (stripes,
+/// body, fins), so this keeps the background where a median would keep a fish that covered
+/// the pixel in more than half of the samples. `samples` must not be empty.
+fn pixel_mode(samples: &[&Vec<u8>], n: usize, half: u8) -> Vec<u8> {
+    let width = 2 * half as i32;
+    let mut vals = vec![0u8; samples.len()];
+    let mut out = vec![0u8; n];
+    for (i, o) in out.iter_mut().enumerate() {
+        for (v, s) in vals.iter_mut().zip(samples) {
+            *v = s[i];
+        }
+        vals.sort_unstable();
+        let med = vals[vals.len() / 2] as i32;
+        let (mut best, mut best_count, mut best_off) = (med as u8, 0usize, i32::MAX);
+        let mut hi = 0usize;
+        for lo in 0..vals.len() {
+            hi = hi.max(lo);
+            while hi + 1 < vals.len() && vals[hi + 1] as i32 - vals[lo] as i32 <= width {
+                hi += 1;
+            }
+            let count = hi - lo + 1;
+            let mid = vals[(lo + hi) / 2];
+            let off = (mid as i32 - med).abs();
+            if count > best_count || (count == best_count && off < best_off) {
+                (best, best_count, best_off) = (mid, count, off);
+            }
+        }
+        // Within the noise of the median, the median (the recurring value only replaces a
+        // median that a fish pulled away from it).
+        *o = if (best as i32 - med).abs() <= width {
+            med as u8
+        } else {
+            best
+        };
     }
     out
 }

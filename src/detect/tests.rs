@@ -485,11 +485,13 @@ fn a_ghost_of_a_fish_resting_while_learning_is_healed() {
             .count()
     };
     // Polarity `both` (a side view): the ghost, lighter than the background that holds the
-    // fish, is foreground too.
+    // fish, is foreground too. The refinement alone (ghost healing off) removes it.
     let mut on = DetectConfig::default();
     on.polarity = Polarity::Both;
+    on.heal_ghosts = false;
     let mut off = on.clone();
     off.refine_stride = 0;
+    off.heal_ghosts = false;
     let dets = run(&off, 300, 200, scene, None);
     assert!(
         ghost_frames(&dets, 250) >= 45,
@@ -507,4 +509,140 @@ fn a_ghost_of_a_fish_resting_while_learning_is_healed() {
             .iter()
             .all(|f| f.iter().any(|d| (d.y - 90.0).abs() < 3.0))
     );
+}
+
+#[test]
+fn the_background_is_the_value_that_recurs_not_a_fish_that_passed_slowly() {
+    // One pixel over 9 samples: water (100 ± 1) in 3, a striped fish that passed slowly
+    // (varying values) in 6; a second pixel that never changes.
+    let values: [u8; 9] = [100, 40, 210, 101, 60, 150, 200, 180, 170];
+    let samples: Vec<Vec<u8>> = values.iter().map(|&v| vec![v, 128]).collect();
+    let refs: Vec<&Vec<u8>> = samples.iter().collect();
+    assert_eq!(pixel_median(&refs, 2)[0], 150, "the median keeps the fish");
+    let bg = pixel_mode(&refs, 2, 2);
+    assert!(
+        (99..=101).contains(&bg[0]),
+        "the mode keeps the water: {}",
+        bg[0]
+    );
+    assert_eq!(bg[1], 128, "a pixel that never changes keeps its value");
+}
+
+#[test]
+fn a_fish_passing_slowly_while_learning_leaves_no_ghost() {
+    // A striped fish drifts slowly over x = 20..70 during the learning span (pixels near
+    // x = 40 are covered in more than half of the samples), then swims off; another swims along
+    // y = 90. No detection may stay behind where the first one drifted, with the refinement
+    // and the ghost healing off: the learned background itself must be the water.
+    let scene = |i: u64| {
+        let mut v = vec![swimmer(i % 60, 60)];
+        v[0].cy = 90.0;
+        v[0].angle = 0.0;
+        // 1 px per frame while learning: pixels near x = 40 are covered in 28 of the 49
+        // learning frames (more than half), then faster.
+        let cx = if i < 60 {
+            20.0 + i as f32
+        } else {
+            80.0 + (i - 60) as f32 * 3.0
+        };
+        if cx < 170.0 {
+            // Stripes: the body's grey value changes as it moves.
+            let value = if (i / 3).is_multiple_of(2) { 60 } else { 150 };
+            v.push(Ell {
+                cx,
+                cy: 30.0,
+                a: 14.0,
+                b: 5.0,
+                angle: 0.0,
+                value,
+            });
+        }
+        v
+    };
+    let mut cfg = DetectConfig::default();
+    cfg.polarity = Polarity::Both;
+    cfg.refine_stride = 0;
+    cfg.heal_ghosts = false;
+    let dets = run(&cfg, 200, 200, scene, None);
+    let stuck = dets[110..]
+        .iter()
+        .filter(|f| {
+            f.iter()
+                .any(|d| (d.y - 30.0).abs() < 8.0 && (20.0..60.0).contains(&d.x))
+        })
+        .count();
+    assert_eq!(
+        stuck, 0,
+        "nothing is detected where the fish drifted while learning"
+    );
+    assert!(
+        dets[110..]
+            .iter()
+            .all(|f| f.iter().any(|d| (d.y - 90.0).abs() < 3.0)),
+        "the other fish is found in every frame"
+    );
+}
+
+#[test]
+fn a_ghost_is_healed_at_once_and_a_fish_resting_after_learning_is_still_found() {
+    // Fish A rests at (40, 30) through the learning span and swims off at frame 80: its ghost
+    // must go within a few frames, without waiting for the refinement (turned off here). Fish
+    // C arrives at (120, 30) at frame 100 and rests there to the end: it is a fish, not a ghost,
+    // and must be found in every frame.
+    let scene = |i: u64| {
+        let mut v = vec![swimmer(i % 60, 60)];
+        v[0].cy = 90.0;
+        if i < 80 {
+            v.push(Ell {
+                cx: 40.0,
+                cy: 30.0,
+                a: 12.0,
+                b: 4.0,
+                angle: 0.0,
+                value: 60,
+            });
+        }
+        if i >= 100 {
+            v.push(Ell {
+                cx: 120.0,
+                cy: 30.0,
+                a: 12.0,
+                b: 4.0,
+                angle: 0.0,
+                value: 60,
+            });
+        }
+        v
+    };
+    let near = |f: &Vec<Detection>, x: f32, y: f32| {
+        f.iter()
+            .any(|d| (d.x - x).abs() < 6.0 && (d.y - y).abs() < 6.0)
+    };
+    for polarity in [Polarity::Both, Polarity::Dark] {
+        let mut cfg = DetectConfig::default();
+        cfg.polarity = polarity;
+        cfg.refine_stride = 0;
+        let mut det = Detector::build(&cfg).expect("build");
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut out = Vec::new();
+        for i in 0..300 {
+            out.extend(det.push(render(160, 120, 200, &scene(i), 4.0, &mut rng, i), None));
+        }
+        out.extend(det.flush(None));
+        let dets: Vec<Vec<Detection>> = out.into_iter().map(|f| f.detections).collect();
+        assert!(
+            dets[40..80].iter().all(|f| !near(f, 40.0, 30.0)),
+            "{polarity:?}: scenario: A is in the learned background while it rests"
+        );
+        let ghost = dets[83..].iter().filter(|f| near(f, 40.0, 30.0)).count();
+        assert_eq!(ghost, 0, "{polarity:?}: the ghost of A is healed at once");
+        // With `dark`, the light ghost of a dark fish is no foreground in the first place.
+        if polarity == Polarity::Both {
+            assert!(det.ghosts_healed() >= 1, "{polarity:?}: and counted");
+        }
+        assert!(
+            dets[100..].iter().all(|f| near(f, 120.0, 30.0)),
+            "{polarity:?}: the resting fish C is found in every frame"
+        );
+    }
 }
