@@ -118,6 +118,23 @@ fn embedding_matches_onnxruntime_python() {
     }
     println!("embedding: max |rust - onnxruntime-python| = {worst:e}");
     assert!(worst <= 1e-4, "embeddings differ by {worst}");
+    // 22 crops in 11 runs: each run's crops are preprocessed while the previous run is on the
+    // session; every row must still be its own crop's embedding, in order.
+    let many: Vec<usize> = (0..22).map(|k| (k * 7 + k / 3) % cases.len()).collect();
+    let crops: Vec<Crop> = many.iter().map(|&i| cases[i].crop.clone()).collect();
+    let got = emb.embed(&crops).unwrap();
+    assert_eq!(got.len(), many.len());
+    for (k, (g, &i)) in got.iter().zip(&many).enumerate() {
+        let d = g
+            .iter()
+            .zip(&cases[i].embedding)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            d <= 1e-4,
+            "crop {k} (case {i}) in a pipelined batch differs by {d}"
+        );
+    }
 }
 
 #[test]

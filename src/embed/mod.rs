@@ -348,7 +348,9 @@ pub struct Embedder {
     assignment: Vec<(String, usize)>,
     fixed_batch: Option<usize>,
     batch_size: usize,
+    /// Tensor buffers of the run on the session and of the next run being preprocessed.
     buf: Vec<f32>,
+    buf_next: Vec<f32>,
 }
 
 impl Embedder {
@@ -373,6 +375,7 @@ impl Embedder {
             fixed_batch: opened.fixed_batch,
             batch_size,
             buf: Vec::new(),
+            buf_next: Vec::new(),
         })
     }
 
@@ -428,79 +431,121 @@ impl Embedder {
     }
 
     /// [`Embedder::embed`] on borrowed crops.
+    ///
+    /// With more than one run, the next run's crops are preprocessed on a scoped helper thread
+    /// while the session runs the current one: on a GPU the CPU-side preprocessing would
+    /// otherwise add its whole time to the run's (BENCHMARKS.md, "Embedding throughput").
     pub fn embed_refs(&mut self, crops: &[&Crop]) -> Result<Vec<Vec<f32>>, EmbedError> {
         for c in crops {
             preprocess::check_crop(c)?;
         }
+        let mut cur = std::mem::take(&mut self.buf);
+        let mut next = std::mem::take(&mut self.buf_next);
         let mut out = Vec::with_capacity(crops.len());
-        let len = self.card.input_len();
-        let dim = self.card.output.dim;
-        let mut buf = std::mem::take(&mut self.buf);
-        for chunk in crops.chunks(self.batch_size) {
-            let run_n = self.fixed_batch.unwrap_or(chunk.len());
-            buf.clear();
-            buf.resize(run_n * len, 0.0);
-            for (crop, slot) in chunk.iter().zip(buf.chunks_exact_mut(len)) {
-                preprocess::preprocess_into(crop, &self.card.input, slot)?;
-            }
-            let shape = self.input_shape(run_n);
-            let rows = self.run_raw(shape, &buf, chunk.len(), dim);
-            match rows {
-                Ok(rows) => out.extend(rows),
-                Err(e) => {
-                    self.buf = buf;
-                    return Err(e);
-                }
-            }
-        }
-        self.buf = buf;
-        Ok(out)
+        let result = self.embed_pipelined(crops, &mut cur, &mut next, &mut out);
+        self.buf = cur;
+        self.buf_next = next;
+        result.map(|()| out)
     }
 
-    /// Runs the session on a prepared tensor and returns the first `take` rows, normalised.
-    fn run_raw(
+    /// Runs `crops` in runs of `batch_size`, preprocessing run k+1 into `next` while run k
+    /// (in `cur`) is on the session.
+    fn embed_pipelined(
         &mut self,
-        shape: [usize; 4],
-        data: &[f32],
-        take: usize,
-        dim: usize,
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let inf = |e: ort::Error| EmbedError::Inference {
-            message: e.to_string(),
-        };
-        let tensor = ort::value::TensorRef::from_array_view((shape, data)).map_err(inf)?;
-        let in_name = self.card.input.name.clone();
-        let out_name = self.card.output.name.clone();
-        let outputs = self
-            .session
-            .run(ort::inputs![in_name.as_str() => tensor])
-            .map_err(inf)?;
-        let Some(value) = outputs.get(&out_name) else {
-            return Err(EmbedError::Inference {
-                message: format!("the model returned no output `{out_name}`"),
-            });
-        };
-        let (oshape, values) = value.try_extract_tensor::<f32>().map_err(inf)?;
-        if oshape.len() != 2 || oshape[1] as usize != dim || (oshape[0] as usize) < take {
-            return Err(EmbedError::Inference {
-                message: format!(
-                    "output `{out_name}` has shape {oshape}; expected [{}, {dim}]",
-                    shape[0]
-                ),
-            });
-        }
-        let mut rows = Vec::with_capacity(take);
-        for r in values.chunks_exact(dim).take(take) {
-            let mut v = r.to_vec();
-            if !preprocess::l2_normalize(&mut v) {
-                return Err(EmbedError::Inference {
-                    message: "the model returned a non-finite or zero embedding".into(),
-                });
+        crops: &[&Crop],
+        cur: &mut Vec<f32>,
+        next: &mut Vec<f32>,
+        out: &mut Vec<Vec<f32>>,
+    ) -> Result<(), EmbedError> {
+        let card = Arc::clone(&self.card);
+        let fixed = self.fixed_batch;
+        let fill = |chunk: &[&Crop], buf: &mut Vec<f32>| -> Result<(), EmbedError> {
+            let len = card.input_len();
+            buf.clear();
+            buf.resize(fixed.unwrap_or(chunk.len()) * len, 0.0);
+            for (crop, slot) in chunk.iter().zip(buf.chunks_exact_mut(len)) {
+                preprocess::preprocess_into(crop, &card.input, slot)?;
             }
-            rows.push(v);
+            Ok(())
+        };
+        let chunks: Vec<&[&Crop]> = crops.chunks(self.batch_size).collect();
+        if let Some(first) = chunks.first() {
+            fill(first, cur)?;
         }
-        Ok(rows)
+        for (k, chunk) in chunks.iter().enumerate() {
+            let shape = self.input_shape(fixed.unwrap_or(chunk.len()));
+            let session = &mut self.session;
+            let rows = match chunks.get(k + 1) {
+                None => run_session(session, &card, shape, cur, chunk.len())?,
+                Some(following) => {
+                    let (rows, filled) = std::thread::scope(|s| {
+                        let helper = std::thread::Builder::new()
+                            .name("finprint-preprocess".into())
+                            .spawn_scoped(s, || fill(following, next));
+                        let rows = run_session(session, &card, shape, cur, chunk.len());
+                        let filled = helper.ok().map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(EmbedError::Inference {
+                                    message: "the preprocessing thread panicked".into(),
+                                })
+                            })
+                        });
+                        (rows, filled)
+                    });
+                    // No thread to be had: preprocess after the run instead.
+                    filled.unwrap_or_else(|| fill(following, next))?;
+                    rows?
+                }
+            };
+            out.extend(rows);
+            std::mem::swap(cur, next);
+        }
+        Ok(())
     }
+}
+
+/// Runs `session` on a prepared tensor and returns the first `take` rows, L2-normalised.
+fn run_session(
+    session: &mut ort::session::Session,
+    card: &ModelCard,
+    shape: [usize; 4],
+    data: &[f32],
+    take: usize,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let inf = |e: ort::Error| EmbedError::Inference {
+        message: e.to_string(),
+    };
+    let dim = card.output.dim;
+    let tensor = ort::value::TensorRef::from_array_view((shape, data)).map_err(inf)?;
+    let out_name = card.output.name.as_str();
+    let outputs = session
+        .run(ort::inputs![card.input.name.as_str() => tensor])
+        .map_err(inf)?;
+    let Some(value) = outputs.get(out_name) else {
+        return Err(EmbedError::Inference {
+            message: format!("the model returned no output `{out_name}`"),
+        });
+    };
+    let (oshape, values) = value.try_extract_tensor::<f32>().map_err(inf)?;
+    if oshape.len() != 2 || oshape[1] as usize != dim || (oshape[0] as usize) < take {
+        return Err(EmbedError::Inference {
+            message: format!(
+                "output `{out_name}` has shape {oshape}; expected [{}, {dim}]",
+                shape[0]
+            ),
+        });
+    }
+    let mut rows = Vec::with_capacity(take);
+    for r in values.chunks_exact(dim).take(take) {
+        let mut v = r.to_vec();
+        if !preprocess::l2_normalize(&mut v) {
+            return Err(EmbedError::Inference {
+                message: "the model returned a non-finite or zero embedding".into(),
+            });
+        }
+        rows.push(v);
+    }
+    Ok(rows)
 }
 
 struct Job {

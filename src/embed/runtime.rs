@@ -165,8 +165,10 @@ fn session_err(model: &Path, e: impl std::fmt::Display) -> EmbedError {
     }
 }
 
-/// Whether the CUDA provider library sits beside the runtime library.
+/// Whether the CUDA provider library sits beside the runtime library (beside the file a
+/// symlink such as setup's `.venv/lib/libonnxruntime.so` points to, where ONNX Runtime looks).
 pub fn cuda_library_present(library: &Path) -> bool {
+    let library = std::fs::canonicalize(library).unwrap_or_else(|_| library.to_path_buf());
     let dir = match library.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => return false,
@@ -397,4 +399,33 @@ pub fn check_session_against_card(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cuda_library_present;
+
+    /// `auto` must find the CUDA provider through setup's symlink to the wheel's library.
+    #[test]
+    fn cuda_provider_is_found_through_a_symlinked_runtime() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wheel = dir.path().join("capi");
+        let venv_lib = dir.path().join("lib");
+        std::fs::create_dir_all(&wheel).expect("capi dir");
+        std::fs::create_dir_all(&venv_lib).expect("lib dir");
+        let real = wheel.join("libonnxruntime.so.1.31.1");
+        std::fs::write(&real, b"").expect("runtime file");
+        let link = venv_lib.join("libonnxruntime.so");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        assert!(!cuda_library_present(&link), "no CUDA provider yet");
+        std::fs::write(wheel.join("libonnxruntime_providers_cuda.so"), b"").expect("cuda file");
+        assert!(
+            cuda_library_present(&link),
+            "provider beside the link's target"
+        );
+        assert!(cuda_library_present(&real));
+        assert!(!cuda_library_present(std::path::Path::new(
+            "libonnxruntime.so"
+        )));
+    }
 }
