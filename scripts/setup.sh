@@ -10,6 +10,57 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
+# --- 0. Disk space -----------------------------------------------------------------------------
+# A full disk fails halfway with pip's or cargo's "No space left on device" and leaves a half-made
+# .venv behind. Check first what this run still has to write, per file system, and say so plainly.
+# Sizes measured on a fresh Debian 12 machine (2026-12-04, README "Disk space"): Debian packages
+# ~1 GB; .venv ~7.6 GB (PyPI's PyTorch wheel brings ~4.9 GB of CUDA libraries even to a CPU
+# machine; PyPI has no CPU-only build); pip's downloads ~3.6 GB, purged once installed, before the
+# Rust build; the Rust build ~6 GB (debug with tests) or ~2.5 GB (release) in
+# target/, plus ~0.5 GB of crates in ~/.cargo. FINPRINT_SKIP_DISK_CHECK=1 skips the check.
+free_mb() { df -Pm "$1" 2>/dev/null | awk 'NR==2 {print $4}'; }
+mount_of() { df -P "$1" 2>/dev/null | awk 'NR==2 {print $6}'; }
+existing_parent() { local d=$1; while [[ ! -e "$d" ]]; do d=$(dirname "$d"); done; printf '%s' "$d"; }
+if [[ "${FINPRINT_SKIP_DISK_CHECK:-0}" != 1 ]]; then
+  declare -A during_install=() during_build=() why=()
+  want() { # PATH MB WHAT PHASE: this run writes about MB under PATH, kept (all) or only while
+    # installing Python packages (install) or from the Rust build on (build)
+    local m; m=$(mount_of "$(existing_parent "$1")")
+    [[ -z "$m" ]] && return 0
+    [[ "$4" != build ]] && during_install[$m]=$(( ${during_install[$m]:-0} + $2 ))
+    [[ "$4" != install ]] && during_build[$m]=$(( ${during_build[$m]:-0} + $2 ))
+    why[$m]="${why[$m]:+${why[$m]}, }$3 ~$(( ($2 + 511) / 1024 )) GB"
+  }
+  if [[ "${FINPRINT_SKIP_APT:-0}" != 1 ]] && ! dpkg-query -W -f='${Status}' gstreamer1.0-libav 2>/dev/null | grep -q "install ok installed"; then
+    want /usr 1024 "Debian packages" all
+  fi
+  if [[ ! -f .venv/.finprint-deps ]]; then
+    if [[ "${FINPRINT_SKIP_TRAINING:-0}" == 1 ]]; then
+      want "$PWD/.venv" 600 "Python .venv without PyTorch" all
+    else
+      want "$PWD/.venv" 7800 "Python .venv (PyTorch and its CUDA wheels)" all
+      want "${PIP_CACHE_DIR:-$HOME/.cache/pip}" 3700 "pip downloads (freed after install)" install
+    fi
+  fi
+  target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+  if [[ "${FINPRINT_PROFILE:-release}" == release ]]; then
+    [[ -d "$target_dir/release" ]] || want "$target_dir" 2600 "Rust release build" build
+  else
+    [[ -d "$target_dir/debug" ]] || want "$target_dir" 6500 "Rust debug build with tests" build
+  fi
+  [[ -d "${CARGO_HOME:-$HOME/.cargo}/registry/src" ]] || want "${CARGO_HOME:-$HOME/.cargo}" 600 "crates from crates.io" build
+  for m in "${!why[@]}"; do
+    peak=$(( ${during_install[$m]:-0} > ${during_build[$m]:-0} ? ${during_install[$m]:-0} : ${during_build[$m]:-0} ))
+    free=$(free_mb "$m")
+    if [[ -n "$free" ]] && (( free < peak )); then
+      log "error: not enough disk space on $m: ${free} MB free, but this setup still needs about ${peak} MB there at its peak (${why[$m]})."
+      log "free space on $m (an old .venv or target/, ~/.cache/pip, unused docker images) and run scripts/setup.sh again;"
+      log "FINPRINT_SKIP_TRAINING=1 leaves PyTorch out (no training/ tests); FINPRINT_SKIP_DISK_CHECK=1 skips this check."
+      exit 1
+    fi
+  done
+fi
+
 # --- 1. Debian packages -------------------------------------------------------------------------
 APT_PACKAGES=(
   build-essential pkg-config ca-certificates python3 python3-venv python3-dev
@@ -72,6 +123,9 @@ if [[ ! -f .venv/.finprint-deps ]] || ! cmp -s <(cat requirements-dev.txt traini
     pip_install -e 'training[dev]'
   fi
   cat requirements-dev.txt training/pyproject.toml > .venv/.finprint-deps 2>/dev/null || true
+  # The downloaded wheels (~3.6 GB, mostly CUDA libraries) are installed now: give the space back
+  # to the Rust build.
+  .venv/bin/pip cache purge -q >/dev/null 2>&1 || true
 else
   log "Python packages present"
 fi
