@@ -5,8 +5,9 @@
 //! `learn_frames` frames, every `learn_stride`-th: the water recurs within the noise while fish
 //! passing over a pixel vary, so a fish that covered it in more than half of the frames is not
 //! learned, as it would be by a median; frames are buffered and released in order once it is
-//! ready, never lost) and then adapted slowly everywhere except around detected fish, so a
-//! resting fish is not absorbed quickly. A "ghost" — a blob whose outline has its edge in the
+//! ready, never lost) and then adapted slowly everywhere except around detected fish and blobs
+//! too large to count (touching large fish; up to 4 × `max_area`), so a resting fish is not
+//! absorbed quickly. A "ghost" — a blob whose outline has its edge in the
 //! background and not in the frame, i.e. a fish the background still holds where there is none
 //! now — is reset to the frame at once and not reported (`heal_ghosts`). The foreground is the deviation from it in the fish's polarity
 //! (found automatically by default), thresholded (automatically from the noise by default),
@@ -73,7 +74,8 @@ pub struct DetectConfig {
     /// are buffered and released afterwards. Default 2. Allowed: 1..=100.
     pub learn_stride: u32,
     /// Per frame, the fraction of the way the background moves towards the current frame at
-    /// pixels away from detected fish (slow adaptation to lighting drift). Default 0.02.
+    /// pixels away from detected fish and from blobs too large to count as fish (slow
+    /// adaptation to lighting drift). Default 0.02.
     /// Allowed: 0 (frozen) ..= 0.5.
     pub adapt_rate: f32,
     /// After the background is learned, every n-th frame is sampled again until
@@ -358,6 +360,9 @@ const TYPICAL_SAMPLES: usize = 30;
 const GHOST_EDGE_RATIO: i64 = 3;
 /// Fewest outline pixel pairs on which a blob is judged a ghost.
 const GHOST_MIN_OUTLINE: u32 = 8;
+/// Blobs up to this many times the largest countable blob (`max_area`) are kept out of the
+/// background's adaptation although they are not reported.
+const OVERSIZED_PROTECT_RATIO: f32 = 4.0;
 
 /// The fish detector of one camera. Feed it frames in order with [`Detector::push`]; it
 /// returns each frame with its detections, in order, possibly later (while the background is
@@ -1084,8 +1089,16 @@ impl Detector {
             absorb_fragments(&mut blobs, FRAGMENT_RATIO * t, FRAGMENT_GAP_PX);
         }
         let mut ghosts = 0usize;
+        // Blobs too large to count (fish larger than the typical one touching, near the
+        // glass) are not reported, but they are not background either: the adaptation below
+        // must not learn them, or they leave a ghost where they were. Far larger blobs (a
+        // light switched on over part of the tank) are left to adapt.
+        let mut oversized: Vec<Blob> = Vec::new();
         for b in &blobs {
             let area = b.n as f32;
+            if area > max_px && area <= OVERSIZED_PROTECT_RATIO * max_px {
+                oversized.push(*b);
+            }
             if area < min_px || area > max_px {
                 continue;
             }
@@ -1139,14 +1152,14 @@ impl Detector {
         }
         self.blobs = blobs;
         self.ghosts_healed += ghosts as u64;
-        // Adapt the background away from kept blobs (their boxes grown by 2 px).
+        // Adapt the background away from kept and oversized blobs (their boxes grown by 2 px).
         if self.cfg.adapt_rate > 0.0
             && let Some(m) = self.model.as_mut()
         {
             let rate = (self.cfg.adapt_rate * 65536.0).round() as i32;
             self.tmp.clear();
             self.tmp.resize(g.ww * g.wh, 0);
-            for b in &kept {
+            for b in kept.iter().chain(&oversized) {
                 let x0 = b.x0.saturating_sub(2) as usize;
                 let x1 = (b.x1 as usize + 2).min(g.ww - 1);
                 let y0 = b.y0.saturating_sub(2) as usize;

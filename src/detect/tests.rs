@@ -646,3 +646,58 @@ fn a_ghost_is_healed_at_once_and_a_fish_resting_after_learning_is_still_found() 
         );
     }
 }
+
+#[test]
+fn a_blob_too_large_to_count_is_not_learned_into_the_background() {
+    // Two large fish touching (a blob above `max_area`) rest at (100, 40) for 40 frames after
+    // learning: they are not reported, but the background's adaptation must not take them in,
+    // or they leave a ghost with soft edges that holds a track (seen on a side-view render:
+    // two fish near the glass overlapping, then a ghost for 170 frames).
+    let big = |i: u64| {
+        let mut v = vec![swimmer(i % 50, 60)];
+        v[0].cy = 95.0;
+        if (60..100).contains(&i) {
+            v.push(Ell {
+                cx: 100.0,
+                cy: 40.0,
+                a: 34.0,
+                b: 16.0,
+                angle: 0.0,
+                value: 70,
+            });
+        }
+        v
+    };
+    let mut cfg = DetectConfig::default();
+    cfg.polarity = Polarity::Both;
+    cfg.refine_stride = 0;
+    let mut det = Detector::build(&cfg).expect("build");
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut out = Vec::new();
+    let mut bg_at_99 = None;
+    for i in 0..160 {
+        out.extend(det.push(render(160, 120, 200, &big(i), 4.0, &mut rng, i), None));
+        if i == 99
+            && let (Some(g), Some(m)) = (det.geom, det.model.as_ref())
+        {
+            let k = (40 / g.factor) * g.ww + 100 / g.factor;
+            bg_at_99 = Some((((m.bg[k] + 128) >> 8) as i32, m.threshold as i32));
+        }
+    }
+    out.extend(det.flush(None));
+    let (bg, thr) = bg_at_99.expect("background learned by frame 99");
+    assert!(
+        (bg - 200).abs() <= thr / 2,
+        "after 40 frames under the oversized blob the background reads {bg} (water 200, threshold {thr})"
+    );
+    let near = |f: &Detection| (f.x - 100.0).abs() < 20.0 && (f.y - 40.0).abs() < 12.0;
+    assert!(
+        out[70..100].iter().all(|f| !f.detections.iter().any(near)),
+        "scenario: the blob is too large to be reported"
+    );
+    let ghosts = out[102..]
+        .iter()
+        .filter(|f| f.detections.iter().any(near))
+        .count();
+    assert_eq!(ghosts, 0, "no ghost where the oversized blob rested");
+}
