@@ -57,6 +57,13 @@ pub struct CardInput {
     pub std: [f32; 3],
 }
 
+impl CardInput {
+    /// Number of f32 values of one preprocessed crop.
+    pub fn values_per_crop(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
 /// Output side of the card.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct CardOutput {
@@ -209,7 +216,7 @@ impl ModelCard {
 
     /// Number of f32 values of one preprocessed crop.
     pub fn input_len(&self) -> usize {
-        self.input.channels * self.input.height * self.input.width
+        self.input.values_per_crop()
     }
 }
 

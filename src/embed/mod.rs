@@ -415,12 +415,7 @@ impl Embedder {
 
     /// Preprocesses crops into `out` (resized to hold `n·3·h·w` values).
     pub fn preprocess_batch(&self, crops: &[&Crop], out: &mut Vec<f32>) -> Result<(), EmbedError> {
-        let len = self.card.input_len();
-        out.resize(crops.len() * len, 0.0);
-        for (crop, slot) in crops.iter().zip(out.chunks_exact_mut(len)) {
-            preprocess::preprocess_into(crop, &self.card.input, slot)?;
-        }
-        Ok(())
+        preprocess::preprocess_batch_into(crops, &self.card.input, crops.len(), out)
     }
 
     /// Embeds crops (any count; split into runs of [`Embedder::batch_size`]). Returns one
@@ -459,14 +454,8 @@ impl Embedder {
     ) -> Result<(), EmbedError> {
         let card = Arc::clone(&self.card);
         let fixed = self.fixed_batch;
-        let fill = |chunk: &[&Crop], buf: &mut Vec<f32>| -> Result<(), EmbedError> {
-            let len = card.input_len();
-            buf.clear();
-            buf.resize(fixed.unwrap_or(chunk.len()) * len, 0.0);
-            for (crop, slot) in chunk.iter().zip(buf.chunks_exact_mut(len)) {
-                preprocess::preprocess_into(crop, &card.input, slot)?;
-            }
-            Ok(())
+        let fill = |chunk: &[&Crop], buf: &mut Vec<f32>| {
+            preprocess::preprocess_batch_into(chunk, &card.input, fixed.unwrap_or(chunk.len()), buf)
         };
         let chunks: Vec<&[&Crop]> = crops.chunks(self.batch_size).collect();
         if let Some(first) = chunks.first() {

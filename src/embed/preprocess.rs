@@ -48,6 +48,23 @@ pub fn check_crop(crop: &Crop) -> Result<(), EmbedError> {
     Ok(())
 }
 
+/// Preprocesses `crops` into `out`, resized to `rows` crops' worth of values (`rows` ≥
+/// `crops.len()`; rows past the crops, the padding of a fixed-batch model, are zero).
+pub fn preprocess_batch_into(
+    crops: &[&Crop],
+    input: &CardInput,
+    rows: usize,
+    out: &mut Vec<f32>,
+) -> Result<(), EmbedError> {
+    let len = input.values_per_crop();
+    out.clear();
+    out.resize(rows.max(crops.len()) * len, 0.0);
+    for (crop, slot) in crops.iter().zip(out.chunks_exact_mut(len)) {
+        preprocess_into(crop, input, slot)?;
+    }
+    Ok(())
+}
+
 /// Writes one crop, preprocessed per `input`, into `dst` (exactly `3·height·width` values).
 pub fn preprocess_into(crop: &Crop, input: &CardInput, dst: &mut [f32]) -> Result<(), EmbedError> {
     check_crop(crop)?;
