@@ -16,7 +16,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # Sizes measured on a fresh Debian 12 machine (2026-12-04, README "Disk space"): Debian packages
 # ~1 GB; .venv ~7.6 GB (PyPI's PyTorch wheel brings ~4.9 GB of CUDA libraries even to a CPU
 # machine; PyPI has no CPU-only build); pip's downloads ~3.6 GB, purged once installed, before the
-# Rust build; the Rust build ~6 GB (debug with tests) or ~2.5 GB (release) in
+# Rust build; the Rust build ~6 GB (debug with tests) or ~1.6 GB (release; checked against 2.6 GB) in
 # target/, plus ~0.5 GB of crates in ~/.cargo. FINPRINT_SKIP_DISK_CHECK=1 skips the check.
 free_mb() { df -Pm "$1" 2>/dev/null | awk 'NR==2 {print $4}'; }
 mount_of() { df -P "$1" 2>/dev/null | awk 'NR==2 {print $6}'; }
