@@ -65,8 +65,8 @@ pub struct TrackConfig {
     /// track's part updates the
     /// track only when it lies at least this many body lengths from the other parts, else the
     /// track keeps its prediction (in a side view, where a fish passes in front of another at
-    /// another depth, it keeps its speed through the overlap and its row shows the centre of
-    /// its part). Default (unset): 1.0; a closer division swaps crossing fish (side view: 0
+    /// another depth, it keeps its speed through the overlap, pulled only weakly towards its
+    /// part, and its row shows the centre of its part). Default (unset): 1.0; a closer division swaps crossing fish (side view: 0
     /// gave identity IDF1 0.811, 1.0 gives 0.880 over 10 tanks, BENCHMARKS.md round 7).
     /// Allowed: 0..=10 (10: never).
     pub split_apart_body_lengths: Option<f32>,
@@ -266,6 +266,11 @@ const LENGTH_FALL: f32 = 0.02;
 const OCCLUDED_IN_VIEW_S: f64 = 1.0;
 /// Measurement noise (body lengths) of a track's part of a shared blob.
 const SHARED_MEASUREMENT_BL: f32 = 0.15;
+/// Measurement noise (body lengths) of a side-view track's fitted part of a shared blob when
+/// the parts lie too close to trust (`split_apart_body_lengths`): a weak pull that keeps the
+/// track on fish swimming together without swapping fish that pass each other
+/// (BENCHMARKS.md round 10).
+const SHOWN_MEASUREMENT_BL: f32 = 1.0;
 /// Iterations of the k-means division of a shared blob.
 const SPLIT_ITERATIONS: usize = 8;
 
@@ -569,6 +574,72 @@ impl Tracker {
         }
     }
 
+    /// Stage 3: population full → left-over detections re-link to lost/dormant tracks.
+    fn relink_leftovers(
+        &mut self,
+        detections: &[Detection],
+        slots: &[usize],
+        slot_used: &mut [bool],
+        det_used: &mut [bool],
+    ) {
+        if let Some(n) = self.population
+            && self.confirmed_count() >= n as usize
+        {
+            let rows: Vec<usize> = (0..self.tracks.len())
+                .filter(|&i| self.tracks[i].confirmed && self.tracks[i].matched.is_none())
+                .collect();
+            let free: Vec<usize> = (0..slots.len())
+                .filter(|&s| !slot_used[s] && !det_used[slots[s]])
+                .collect();
+            if !rows.is_empty() && !free.is_empty() {
+                let gates: Vec<f64> = rows
+                    .iter()
+                    .map(|&r| {
+                        let tr = &self.tracks[r];
+                        if tr.dormant {
+                            1e6
+                        } else {
+                            let base = (self.cfg.relink_body_lengths * tr.body_length) as f64;
+                            base + (2.0 * tr.motion.position_sigma()).min(base)
+                        }
+                    })
+                    .collect();
+                let preds: Vec<(f64, f64)> = rows
+                    .iter()
+                    .map(|&r| self.tracks[r].motion.position())
+                    .collect();
+                let assign = gated_assignment(
+                    rows.len(),
+                    free.len(),
+                    |r, c| Some(dist(preds[r], &detections[slots[free[c]]])),
+                    &gates,
+                );
+                for (ri, a) in assign.into_iter().enumerate() {
+                    if let Some(c) = a {
+                        let s = free[c];
+                        slot_used[s] = true;
+                        det_used[slots[s]] = true;
+                        let normal_gate = self.gate(&self.tracks[rows[ri]]);
+                        let tr = &mut self.tracks[rows[ri]];
+                        tr.matched = Some(slots[s]);
+                        let d = &detections[slots[s]];
+                        if tr.dormant || dist(tr.motion.position(), d) > normal_gate {
+                            // Far from the prediction: restart the motion model there.
+                            let bl = tr.body_length;
+                            tr.motion = MotionState::new(
+                                d.x as f64,
+                                d.y as f64,
+                                (self.cfg.measurement_noise * bl) as f64,
+                                (5.0 * bl) as f64,
+                            );
+                        }
+                        tr.dormant = false;
+                    }
+                }
+            }
+        }
+    }
+
     /// Processes one frame's detections at stream time `t` (seconds) and returns every
     /// track's state (confirmed, tentative and coasting; dormant tracks are not reported).
     pub fn update(&mut self, t: f64, detections: &[Detection]) -> Vec<TrackReport> {
@@ -638,63 +709,7 @@ impl Tracker {
             }
         }
 
-        // Stage 3: population full → left-over detections re-link to lost/dormant tracks.
-        if let Some(n) = self.population
-            && self.confirmed_count() >= n as usize
-        {
-            let rows: Vec<usize> = (0..self.tracks.len())
-                .filter(|&i| self.tracks[i].confirmed && self.tracks[i].matched.is_none())
-                .collect();
-            let free: Vec<usize> = (0..slots.len())
-                .filter(|&s| !slot_used[s] && !det_used[slots[s]])
-                .collect();
-            if !rows.is_empty() && !free.is_empty() {
-                let gates: Vec<f64> = rows
-                    .iter()
-                    .map(|&r| {
-                        let tr = &self.tracks[r];
-                        if tr.dormant {
-                            1e6
-                        } else {
-                            let base = (self.cfg.relink_body_lengths * tr.body_length) as f64;
-                            base + (2.0 * tr.motion.position_sigma()).min(base)
-                        }
-                    })
-                    .collect();
-                let preds: Vec<(f64, f64)> = rows
-                    .iter()
-                    .map(|&r| self.tracks[r].motion.position())
-                    .collect();
-                let assign = gated_assignment(
-                    rows.len(),
-                    free.len(),
-                    |r, c| Some(dist(preds[r], &detections[slots[free[c]]])),
-                    &gates,
-                );
-                for (ri, a) in assign.into_iter().enumerate() {
-                    if let Some(c) = a {
-                        let s = free[c];
-                        slot_used[s] = true;
-                        det_used[slots[s]] = true;
-                        let normal_gate = self.gate(&self.tracks[rows[ri]]);
-                        let tr = &mut self.tracks[rows[ri]];
-                        tr.matched = Some(slots[s]);
-                        let d = &detections[slots[s]];
-                        if tr.dormant || dist(tr.motion.position(), d) > normal_gate {
-                            // Far from the prediction: restart the motion model there.
-                            let bl = tr.body_length;
-                            tr.motion = MotionState::new(
-                                d.x as f64,
-                                d.y as f64,
-                                (self.cfg.measurement_noise * bl) as f64,
-                                (5.0 * bl) as f64,
-                            );
-                        }
-                        tr.dormant = false;
-                    }
-                }
-            }
-        }
+        self.relink_leftovers(detections, &slots, &mut slot_used, &mut det_used);
 
         // A blob flagged as several fish by its area may be one large fish: the tracks that
         // took its slots must fit in it together, else the farthest give it up (and coast).
@@ -729,6 +744,7 @@ impl Tracker {
                 on_det[di] += tr.area;
             }
         }
+        let fit_bodies = self.fit_bodies;
         for i in 0..self.tracks.len() {
             let tr = &self.tracks[i];
             if !tr.confirmed || tr.dormant || tr.matched.is_some() {
@@ -742,7 +758,17 @@ impl Tracker {
                 .filter(|&(di, d)| {
                     on_det[di] > 0.0 && d.area >= share_ratio * (on_det[di] + tr.area)
                 })
-                .map(|(di, d)| (di, dist(pos, d)))
+                .map(|(di, d)| {
+                    // Side view: distance to the blob's box, not its centre, which lies a body
+                    // length or more from the fish at the ends of a blob of two or three fish
+                    // swimming together (BENCHMARKS.md round 10; top views keep the centre).
+                    if fit_bodies {
+                        let c = clamp_to_box(pos, d.bbox);
+                        (di, ((c.0 - pos.0).powi(2) + (c.1 - pos.1).powi(2)).sqrt())
+                    } else {
+                        (di, dist(pos, d))
+                    }
+                })
                 .filter(|&(_, dd)| dd <= gate)
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((di, _)) = best {
@@ -857,6 +883,12 @@ impl Tracker {
                     if cx != px || cy != py {
                         tr.motion.update(cx, cy, (0.25 * tr.body_length) as f64);
                     }
+                } else if let Some((sx, sy)) = shown[ti] {
+                    // Side view, parts too close to trust: the track keeps its speed, but is
+                    // drawn weakly (one body length of noise) towards its fitted part, so that
+                    // fish swimming together in one blob keep their tracks on it.
+                    tr.motion
+                        .update(sx, sy, (SHOWN_MEASUREMENT_BL * tr.body_length) as f64);
                 }
                 tr.hits = tr.hits.saturating_add(1);
                 tr.last_seen = t;
