@@ -66,8 +66,9 @@ pub struct TrackConfig {
     /// track only when it lies at least this many body lengths from the other parts, else the
     /// track keeps its prediction (in a side view, where a fish passes in front of another at
     /// another depth, it keeps its speed through the overlap, pulled only weakly towards its
-    /// part, and its row shows the centre of its part). Default (unset): 1.0; a closer division swaps crossing fish (side view: 0
-    /// gave identity IDF1 0.811, 1.0 gives 0.880 over 10 tanks, BENCHMARKS.md round 7).
+    /// part, and its row shows the centre of its part). Default (unset): 1.0; a closer
+    /// division swaps crossing fish (side view: 0 gave identity IDF1 0.811, 1.0 gives 0.880
+    /// over 10 tanks, BENCHMARKS.md round 7).
     /// Allowed: 0..=10 (10: never).
     pub split_apart_body_lengths: Option<f32>,
     /// Time step assumed when the stream time does not advance (missing or repeated
@@ -574,6 +575,34 @@ impl Tracker {
         }
     }
 
+    /// Gated optimal assignment of the tracks `rows` (track indices, with their `gates`) to
+    /// the free detection slots `free` by distance to the tracks' predicted centres. Returns
+    /// `(track index, slot)` per match.
+    fn assign_to_slots(
+        &self,
+        rows: &[usize],
+        gates: &[f64],
+        free: &[usize],
+        detections: &[Detection],
+        slots: &[usize],
+    ) -> Vec<(usize, usize)> {
+        let preds: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|&r| self.tracks[r].motion.position())
+            .collect();
+        let assign = gated_assignment(
+            rows.len(),
+            free.len(),
+            |r, c| Some(dist(preds[r], &detections[slots[free[c]]])),
+            gates,
+        );
+        assign
+            .into_iter()
+            .enumerate()
+            .filter_map(|(ri, a)| a.map(|c| (rows[ri], free[c])))
+            .collect()
+    }
+
     /// Stage 3: population full → left-over detections re-link to lost/dormant tracks.
     fn relink_leftovers(
         &mut self,
@@ -604,37 +633,25 @@ impl Tracker {
                         }
                     })
                     .collect();
-                let preds: Vec<(f64, f64)> = rows
-                    .iter()
-                    .map(|&r| self.tracks[r].motion.position())
-                    .collect();
-                let assign = gated_assignment(
-                    rows.len(),
-                    free.len(),
-                    |r, c| Some(dist(preds[r], &detections[slots[free[c]]])),
-                    &gates,
-                );
-                for (ri, a) in assign.into_iter().enumerate() {
-                    if let Some(c) = a {
-                        let s = free[c];
-                        slot_used[s] = true;
-                        det_used[slots[s]] = true;
-                        let normal_gate = self.gate(&self.tracks[rows[ri]]);
-                        let tr = &mut self.tracks[rows[ri]];
-                        tr.matched = Some(slots[s]);
-                        let d = &detections[slots[s]];
-                        if tr.dormant || dist(tr.motion.position(), d) > normal_gate {
-                            // Far from the prediction: restart the motion model there.
-                            let bl = tr.body_length;
-                            tr.motion = MotionState::new(
-                                d.x as f64,
-                                d.y as f64,
-                                (self.cfg.measurement_noise * bl) as f64,
-                                (5.0 * bl) as f64,
-                            );
-                        }
-                        tr.dormant = false;
+                let matches = self.assign_to_slots(&rows, &gates, &free, detections, slots);
+                for (ti, s) in matches {
+                    slot_used[s] = true;
+                    det_used[slots[s]] = true;
+                    let normal_gate = self.gate(&self.tracks[ti]);
+                    let tr = &mut self.tracks[ti];
+                    tr.matched = Some(slots[s]);
+                    let d = &detections[slots[s]];
+                    if tr.dormant || dist(tr.motion.position(), d) > normal_gate {
+                        // Far from the prediction: restart the motion model there.
+                        let bl = tr.body_length;
+                        tr.motion = MotionState::new(
+                            d.x as f64,
+                            d.y as f64,
+                            (self.cfg.measurement_noise * bl) as f64,
+                            (5.0 * bl) as f64,
+                        );
                     }
+                    tr.dormant = false;
                 }
             }
         }
@@ -689,23 +706,11 @@ impl Tracker {
                 .collect();
             let free: Vec<usize> = (0..slots.len()).filter(|&s| !slot_used[s]).collect();
             let gates: Vec<f64> = rows.iter().map(|&r| self.gate(&self.tracks[r])).collect();
-            let preds: Vec<(f64, f64)> = rows
-                .iter()
-                .map(|&r| self.tracks[r].motion.position())
-                .collect();
-            let assign = gated_assignment(
-                rows.len(),
-                free.len(),
-                |r, c| Some(dist(preds[r], &detections[slots[free[c]]])),
-                &gates,
-            );
-            for (ri, a) in assign.into_iter().enumerate() {
-                if let Some(c) = a {
-                    let s = free[c];
-                    slot_used[s] = true;
-                    det_used[slots[s]] = true;
-                    self.tracks[rows[ri]].matched = Some(slots[s]);
-                }
+            let matches = self.assign_to_slots(&rows, &gates, &free, detections, &slots);
+            for (ti, s) in matches {
+                slot_used[s] = true;
+                det_used[slots[s]] = true;
+                self.tracks[ti].matched = Some(slots[s]);
             }
         }
 
