@@ -4,6 +4,12 @@
 //! individual each true fish carries after the restart must be the one it carried before (mapped
 //! through the simulator's ground truth) for at least 99% of the labelled track-frames.
 //!
+//! Two figures, two tests. Rows of a fish whose true box does not touch another fish's are what
+//! the restart itself can lose (a fish enrolled again, or named after another): CI asserts ≥ 99%
+//! of those. Rows inside contacts also carry the tracker's swaps in a tangle, which an
+//! uninterrupted run makes as well (issue 5's IDF1 figures measure them); the strict figure over
+//! all rows is asserted by the ignored test, which is not met yet.
+//!
 //! The scene is small (3 fish) so that identity within each run is mostly settled and the
 //! figure measures what the restart keeps; the identity accuracy itself is measured by
 //! `tests/identity.rs` and the issue's replay figures.
@@ -25,6 +31,8 @@ const SEED: u32 = 23;
 const HALF: u32 = 300;
 /// Ground truth and prediction centres match when at most this far apart, px.
 const GATE: f32 = 10.0;
+/// Two fish are in contact when their true boxes, each grown by this × its height, meet.
+const CONTACT_MARGIN: f32 = 0.2;
 
 fn run_ok(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -51,28 +59,49 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// `(frame, true individual, x, y)`.
-type TruthRow = (u32, String, f32, f32);
+/// `(frame, true individual, x, y, box [x0, y0, x1, y1])`.
+type TruthRow = (u32, String, f32, f32, [f32; 4]);
 /// `(frame, individual or None, x, y)`.
 type PredRow = (u32, Option<String>, f32, f32);
 
-/// `(frame, individual, x, y)` of the simulator's `truth.csv`.
+/// The fish in view (any pixel visible) of the simulator's `truth.csv`.
 fn read_truth(path: &Path) -> Vec<TruthRow> {
     let mut r = csv::Reader::from_path(path).unwrap();
     let h = r.headers().unwrap().clone();
     let col = |n: &str| h.iter().position(|c| c == n).unwrap();
     let (f, i, x, y) = (col("frame"), col("individual"), col("x"), col("y"));
+    let b = [col("x0"), col("y0"), col("x1"), col("y1")];
+    let v = col("visible_fraction");
     r.records()
+        .map(|rec| rec.unwrap())
+        .filter(|rec| rec[v].parse::<f32>().unwrap() > 0.0)
         .map(|rec| {
-            let rec = rec.unwrap();
             (
                 rec[f].parse().unwrap(),
                 rec[i].to_string(),
                 rec[x].parse().unwrap(),
                 rec[y].parse().unwrap(),
+                b.map(|c| rec[c].parse().unwrap()),
             )
         })
         .collect()
+}
+
+/// Whether a true fish's box, grown by `CONTACT_MARGIN` × its height, meets another fish's box
+/// grown the same way in that frame (the contact rule of `scripts/identity_breakdown.py`).
+fn in_contact(frame: &[&TruthRow], fish: &str) -> bool {
+    let grown = |b: &[f32; 4]| {
+        let m = CONTACT_MARGIN * (b[3] - b[1]);
+        [b[0] - m, b[1] - m, b[2] + m, b[3] + m]
+    };
+    let Some(me) = frame.iter().find(|g| g.1 == fish) else {
+        return true;
+    };
+    let a = grown(&me.4);
+    frame.iter().filter(|g| g.1 != fish).any(|g| {
+        let b = grown(&g.4);
+        a[0] <= b[2] && b[0] <= a[2] && a[1] <= b[3] && b[1] <= a[3]
+    })
 }
 
 /// `(frame, individual or None, x, y)` of the daemon's trajectories file(s) of `camera`.
@@ -114,10 +143,13 @@ fn read_pred(out: &Path, camera: &str) -> Vec<PredRow> {
     rows
 }
 
+/// A labelled prediction matched to a true fish: `(true fish, individual, in contact)`.
+type Labelled = (String, String, bool);
+
 /// Labelled predictions matched to true fish (greedy by distance within `GATE`, one-to-one per
-/// frame): `(true fish, individual)` per matched labelled row. `offset` is added to the
-/// prediction's frame numbers to get the truth's.
-fn matched_labels(truth: &[TruthRow], pred: &[PredRow], offset: u32) -> Vec<(String, String)> {
+/// frame), with whether the fish is in contact with another ([`in_contact`]). `offset` is added
+/// to the prediction's frame numbers to get the truth's.
+fn matched_labels(truth: &[TruthRow], pred: &[PredRow], offset: u32) -> Vec<Labelled> {
     let mut gt_by_frame: HashMap<u32, Vec<&TruthRow>> = HashMap::new();
     for g in truth {
         gt_by_frame.entry(g.0).or_default().push(g);
@@ -149,7 +181,7 @@ fn matched_labels(truth: &[TruthRow], pred: &[PredRow], offset: u32) -> Vec<(Str
             ga[a] = true;
             pb[b] = true;
             if let Some(l) = &ps[b].1 {
-                out.push((gs[a].1.clone(), l.clone()));
+                out.push((gs[a].1.clone(), l.clone(), in_contact(gs, &gs[a].1)));
             }
         }
     }
@@ -190,9 +222,9 @@ enabled = false
 }
 
 /// Majority individual of each true fish.
-fn majority(labels: &[(String, String)]) -> HashMap<String, String> {
+fn majority(labels: &[Labelled]) -> HashMap<String, String> {
     let mut counts: HashMap<&str, HashMap<&str, usize>> = HashMap::new();
-    for (fish, l) in labels {
+    for (fish, l, _) in labels {
         *counts.entry(fish).or_default().entry(l).or_default() += 1;
     }
     counts
@@ -205,32 +237,37 @@ fn majority(labels: &[(String, String)]) -> HashMap<String, String> {
         .collect()
 }
 
-/// Of the `after` rows of fish that had an individual before: how many carry that one, and
-/// how many there are.
-fn kept(before: &HashMap<String, String>, after: &[(String, String)]) -> (usize, usize) {
-    let known: Vec<&(String, String)> = after
+/// Of the `after` rows of fish that had an individual before (only those apart from other fish
+/// when `apart_only`): how many carry that one, and how many there are.
+fn kept(before: &HashMap<String, String>, after: &[Labelled], apart_only: bool) -> (usize, usize) {
+    let known: Vec<&Labelled> = after
         .iter()
-        .filter(|(fish, _)| before.contains_key(fish))
+        .filter(|(fish, _, contact)| before.contains_key(fish) && !(apart_only && *contact))
         .collect();
     let same = known
         .iter()
-        .filter(|(fish, l)| before.get(fish) == Some(l))
+        .filter(|(fish, l, _)| before.get(fish) == Some(l))
         .count();
     (same, known.len())
 }
 
-#[test]
-#[ignore = "issue 5 (c) not met: the share of labelled track-frames (3 fish, seed 23) that keep \
-            their individual across the restart was 0.24-0.27 (2026-11-28) and 0.38 with a \
-            release build running beside it (2026-12-01), 0.46 (2026-12-03), 0.982 since \
-            fragments are regrouped with hindsight (2026-12-03, one run): the 13 of 720 rows \
-            that changed are tracks sharing a blob of three fish, whose centres stay 10-25 px \
-            from the fish; 0.970 (752/775) since the camera's view defaults to auto, which \
-            takes this side-view render for a side view (2026-12-03, session 8); 0.939 in \
-            one run and 0.966 (746/772) by hand since side views coast through overlaps \
-            (session 9), the changed rows the same three-fish tangle. Run with \
-            `cargo test --test restart -- --ignored --nocapture`"]
-fn restart_keeps_the_individuals_of_every_fish() {
+/// What one restart kept: labelled track-frames after it carrying the individual their fish
+/// carried before, over all rows and over the rows apart from other fish.
+struct Kept {
+    all: (usize, usize),
+    apart: (usize, usize),
+}
+
+impl Kept {
+    fn share(x: (usize, usize)) -> f64 {
+        x.0 as f64 / x.1.max(1) as f64
+    }
+}
+
+/// Renders the tank, runs the daemon on each half with one state folder, checks what every
+/// restart must do (the saved individuals loaded, none enrolled again, every fish labelled) and
+/// returns the figures.
+fn restart_figures() -> Kept {
     let tmp = tempfile::tempdir().unwrap();
     let tank = tmp.path().join("tank");
     run_ok(
@@ -322,14 +359,20 @@ fn restart_keeps_the_individuals_of_every_fish() {
     let before_rows = matched_labels(&truth, &pred1, 0);
     let before = majority(&before_rows);
     let after_rows = matched_labels(&truth, &pred2, offset);
-    let (same, total) = kept(&before, &after_rows);
-    let share = same as f64 / total.max(1) as f64;
-    let (b_same, b_total) = kept(&before, &before_rows);
+    let kept_all = kept(&before, &after_rows, false);
+    let kept_apart = kept(&before, &after_rows, true);
+    let (b_same, b_total) = kept(&before, &before_rows, false);
     println!(
         "restart ({FISH} fish, seed {SEED}, {HALF}+{HALF} frames, side view): before the restart \
          {b_same}/{b_total} labelled track-frames carry their fish's majority individual; after \
-         it {same}/{total} = {share:.4} carry the same individual as before ({} of {FISH} fish \
-         labelled before)",
+         it {}/{} = {:.4} carry the same individual as before, {}/{} = {:.4} of those apart \
+         from other fish ({} of {FISH} fish labelled before)",
+        kept_all.0,
+        kept_all.1,
+        Kept::share(kept_all),
+        kept_apart.0,
+        kept_apart.1,
+        Kept::share(kept_apart),
         before.len()
     );
     assert!(
@@ -338,11 +381,56 @@ fn restart_keeps_the_individuals_of_every_fish() {
         before.len()
     );
     assert!(
-        total as f64 >= 0.5 * (HALF * FISH) as f64,
-        "too few labelled track-frames after the restart: {total}"
+        kept_all.1 as f64 >= 0.5 * (HALF * FISH) as f64,
+        "too few labelled track-frames after the restart: {}",
+        kept_all.1
     );
     assert!(
+        kept_apart.1 as f64 >= 0.25 * (HALF * FISH) as f64,
+        "too few labelled track-frames apart from other fish after the restart: {}",
+        kept_apart.1
+    );
+    Kept {
+        all: kept_all,
+        apart: kept_apart,
+    }
+}
+
+/// What the restart itself can lose: after it, every fish apart from the others carries the
+/// individual it carried before. Measured 563/563 (2026-12-05, release build by hand, 0.2 box
+/// heights); the uninterrupted run of the same 600 frames had 543/564 of its second half's such
+/// rows on its first half's individuals, i.e. the restart lost nothing there.
+#[test]
+fn restart_keeps_the_individual_of_every_fish_apart_from_others() {
+    let k = restart_figures();
+    let share = Kept::share(k.apart);
+    assert!(
         share >= 0.99,
-        "only {share:.4} of the labelled track-frames kept their individual across the restart"
+        "only {share:.4} ({}/{}) of the labelled track-frames apart from other fish kept their \
+         individual across the restart",
+        k.apart.0,
+        k.apart.1
+    );
+}
+
+#[test]
+#[ignore = "issue 5 (c) not met over all rows: the share of labelled track-frames (3 fish, seed \
+            23) that keep their individual across the restart was 0.24-0.27 (2026-11-28), 0.46 \
+            (2026-12-03), 0.982 since fragments are regrouped with hindsight (2026-12-03), \
+            0.970 since the camera's view defaults to auto, 0.939-0.966 since side views coast \
+            through overlaps (session 9), 0.970 (753/776) on 2026-12-05 by hand: all 23 \
+            changed rows lie in contacts of the three-fish tangle (frames 386-491), where an \
+            uninterrupted run of the same frames got 104 rows wrong. Rows apart from other \
+            fish: see the test above. Run with \
+            `cargo test --test restart -- --ignored --nocapture`"]
+fn restart_keeps_the_individuals_of_every_fish() {
+    let k = restart_figures();
+    let share = Kept::share(k.all);
+    assert!(
+        share >= 0.99,
+        "only {share:.4} ({}/{}) of the labelled track-frames kept their individual across the \
+         restart",
+        k.all.0,
+        k.all.1
     );
 }
