@@ -64,18 +64,16 @@ type TruthRow = (u32, String, f32, f32, [f32; 4]);
 /// `(frame, individual or None, x, y)`.
 type PredRow = (u32, Option<String>, f32, f32);
 
-/// The fish in view (any pixel visible) of the simulator's `truth.csv`.
+/// The rows of the simulator's `truth.csv` (hidden fish too: one behind another is in contact).
 fn read_truth(path: &Path) -> Vec<TruthRow> {
     let mut r = csv::Reader::from_path(path).unwrap();
     let h = r.headers().unwrap().clone();
     let col = |n: &str| h.iter().position(|c| c == n).unwrap();
     let (f, i, x, y) = (col("frame"), col("individual"), col("x"), col("y"));
     let b = [col("x0"), col("y0"), col("x1"), col("y1")];
-    let v = col("visible_fraction");
     r.records()
-        .map(|rec| rec.unwrap())
-        .filter(|rec| rec[v].parse::<f32>().unwrap() > 0.0)
         .map(|rec| {
+            let rec = rec.unwrap();
             (
                 rec[f].parse().unwrap(),
                 rec[i].to_string(),
@@ -87,18 +85,16 @@ fn read_truth(path: &Path) -> Vec<TruthRow> {
         .collect()
 }
 
-/// Whether a true fish's box, grown by `CONTACT_MARGIN` × its height, meets another fish's box
-/// grown the same way in that frame (the contact rule of `scripts/identity_breakdown.py`).
-fn in_contact(frame: &[&TruthRow], fish: &str) -> bool {
+/// Whether the true fish `me`'s box, grown by `CONTACT_MARGIN` × its height, meets another
+/// fish's box grown the same way in its `frame` (the contact rule of
+/// `scripts/identity_breakdown.py`).
+fn in_contact(frame: &[&TruthRow], me: &TruthRow) -> bool {
     let grown = |b: &[f32; 4]| {
         let m = CONTACT_MARGIN * (b[3] - b[1]);
         [b[0] - m, b[1] - m, b[2] + m, b[3] + m]
     };
-    let Some(me) = frame.iter().find(|g| g.1 == fish) else {
-        return true;
-    };
     let a = grown(&me.4);
-    frame.iter().filter(|g| g.1 != fish).any(|g| {
+    frame.iter().filter(|g| g.1 != me.1).any(|g| {
         let b = grown(&g.4);
         a[0] <= b[2] && b[0] <= a[2] && a[1] <= b[3] && b[1] <= a[3]
     })
@@ -181,7 +177,7 @@ fn matched_labels(truth: &[TruthRow], pred: &[PredRow], offset: u32) -> Vec<Labe
             ga[a] = true;
             pb[b] = true;
             if let Some(l) = &ps[b].1 {
-                out.push((gs[a].1.clone(), l.clone(), in_contact(gs, &gs[a].1)));
+                out.push((gs[a].1.clone(), l.clone(), in_contact(gs, gs[a])));
             }
         }
     }
@@ -258,10 +254,9 @@ struct Kept {
     apart: (usize, usize),
 }
 
-impl Kept {
-    fn share(x: (usize, usize)) -> f64 {
-        x.0 as f64 / x.1.max(1) as f64
-    }
+/// `same / total` of a `(same, total)` count (0 when there are none).
+fn share((same, total): (usize, usize)) -> f64 {
+    same as f64 / total.max(1) as f64
 }
 
 /// Renders the tank, runs the daemon on each half with one state folder, checks what every
@@ -369,10 +364,10 @@ fn restart_figures() -> Kept {
          from other fish ({} of {FISH} fish labelled before)",
         kept_all.0,
         kept_all.1,
-        Kept::share(kept_all),
+        share(kept_all),
         kept_apart.0,
         kept_apart.1,
-        Kept::share(kept_apart),
+        share(kept_apart),
         before.len()
     );
     assert!(
@@ -403,10 +398,10 @@ fn restart_figures() -> Kept {
 #[test]
 fn restart_keeps_the_individual_of_every_fish_apart_from_others() {
     let k = restart_figures();
-    let share = Kept::share(k.apart);
+    let fraction = share(k.apart);
     assert!(
-        share >= 0.99,
-        "only {share:.4} ({}/{}) of the labelled track-frames apart from other fish kept their \
+        fraction >= 0.99,
+        "only {fraction:.4} ({}/{}) of the labelled track-frames apart from other fish kept their \
          individual across the restart",
         k.apart.0,
         k.apart.1
@@ -425,10 +420,10 @@ fn restart_keeps_the_individual_of_every_fish_apart_from_others() {
             `cargo test --test restart -- --ignored --nocapture`"]
 fn restart_keeps_the_individuals_of_every_fish() {
     let k = restart_figures();
-    let share = Kept::share(k.all);
+    let fraction = share(k.all);
     assert!(
-        share >= 0.99,
-        "only {share:.4} ({}/{}) of the labelled track-frames kept their individual across the \
+        fraction >= 0.99,
+        "only {fraction:.4} ({}/{}) of the labelled track-frames kept their individual across the \
          restart",
         k.all.0,
         k.all.1
