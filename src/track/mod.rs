@@ -10,7 +10,9 @@
 //! population N, at most N confirmed tracks exist: once all N exist, a detection left over
 //! re-links to the best coasting track within a wider gate, a new track that proves itself
 //! takes over the id of a lost one, and lost tracks are not deleted but wait (dormant) to be
-//! re-linked.
+//! re-linked. While a known population is not complete, a blob counted as k fish that fewer
+//! than k tracks hold starts the missing tracks on parts of it (fish overlapping from the
+//! start of a recording).
 
 mod kalman;
 
@@ -467,6 +469,72 @@ fn split_points(points: &[[f32; 2]], seeds: &[SplitSeed]) -> Vec<(f64, f64, f32)
         .collect()
 }
 
+/// Points in the image, px.
+type Centres = Vec<(f64, f64)>;
+
+/// Divides a blob of `count` fish whose `points` hold tracks at `held` into `count` parts:
+/// seeded by farthest points (the first the point farthest from the blob's centre), then
+/// divided as a shared blob is ([`split_points`], bodies of `length` along the blob's axis
+/// `angle`, so that fish side by side are told apart along their bodies). Each held track takes
+/// its nearest part. Returns the held tracks' parts, in order, and the parts left over. The
+/// held tracks' own positions do not seed it: one track on a blob of two fish sits at the
+/// blob's centre, between them.
+fn seed_parts(
+    points: &[[f32; 2]],
+    held: &[(f64, f64)],
+    count: usize,
+    angle: f64,
+    length: f64,
+) -> (Centres, Centres) {
+    let d2 =
+        |p: &[f32; 2], c: (f64, f64)| (p[0] as f64 - c.0).powi(2) + (p[1] as f64 - c.1).powi(2);
+    if points.is_empty() || count == 0 {
+        return (held.to_vec(), Vec::new());
+    }
+    let n = points.len() as f64;
+    let mean = points.iter().fold((0.0, 0.0), |a, p| {
+        (a.0 + p[0] as f64 / n, a.1 + p[1] as f64 / n)
+    });
+    let mut seeds: Vec<SplitSeed> = Vec::with_capacity(count);
+    let mut near = vec![f64::INFINITY; points.len()];
+    let mut from = mean;
+    for k in 0..count {
+        for (m, p) in near.iter_mut().zip(points) {
+            // Distances from the blob's centre choose only the first seed.
+            *m = if k == 1 {
+                d2(p, from)
+            } else {
+                m.min(d2(p, from))
+            };
+        }
+        let Some(far) = (0..points.len()).max_by(|&a, &b| near[a].total_cmp(&near[b])) else {
+            break;
+        };
+        from = (points[far][0] as f64, points[far][1] as f64);
+        seeds.push(SplitSeed {
+            x: from.0,
+            y: from.1,
+            angle,
+            length,
+            area: 0.0,
+        });
+    }
+    let mut parts: Vec<(f64, f64)> = split_points(points, &seeds)
+        .into_iter()
+        .map(|(x, y, _)| (x, y))
+        .collect();
+    let mut mine = Vec::with_capacity(held.len());
+    for &h in held {
+        let nearest = (0..parts.len()).min_by(|&a, &b| {
+            let da = (parts[a].0 - h.0).powi(2) + (parts[a].1 - h.1).powi(2);
+            let db = (parts[b].0 - h.0).powi(2) + (parts[b].1 - h.1).powi(2);
+            da.total_cmp(&db)
+        });
+        mine.push(nearest.map_or(h, |k| parts.swap_remove(k)));
+    }
+    (mine, parts)
+}
+
 /// Whether the point lies in the box `[left, top, right, bottom]` (edges included).
 fn in_box(p: (f64, f64), b: [f32; 4]) -> bool {
     (b[0] as f64..=b[2] as f64).contains(&p.0) && (b[1] as f64..=b[3] as f64).contains(&p.1)
@@ -653,6 +721,126 @@ impl Tracker {
                     }
                     tr.dormant = false;
                 }
+            }
+        }
+    }
+
+    /// While a known population is not complete, a blob the detector counts as k ≥ 2 fish
+    /// (and gives pixel positions of) that fewer than k tracks hold starts new tracks for the
+    /// fish missing on it — fish that overlapped from the start of the stream, or since before
+    /// any of them was seen apart, would otherwise get one track until they part. Each new
+    /// track starts at one part of a division of the blob's points ([`seed_parts`]) and is
+    /// treated like any new track (confirmed at once at stream start, else it proves itself
+    /// holding the blob's spare slot); the tracks already on the blob restart at their parts.
+    /// Never more tracks than the population has room for.
+    fn start_missing_fish(&mut self, t: f64, start_up: bool, detections: &[Detection]) {
+        let Some(n) = self.population else { return };
+        // Blobs already held by several tracks first: they are known to hold several fish,
+        // while a blob of one track counted as two may be one large fish (side views: a fish
+        // near the glass looks twice the typical size, but keeps a fish's shape). Then the
+        // blobs least like one body: whose depth for their length differs most from that of
+        // the frame's single fish (fish overlapping side by side are deeper, end to end longer).
+        let aspect = |d: &Detection| {
+            let r = d.minor_axis / d.major_axis;
+            if r.is_finite() && r > 0.0 { r } else { 0.0 }
+        };
+        let mut singles: Vec<f32> = detections
+            .iter()
+            .filter(|d| d.fish_count == 1)
+            .map(aspect)
+            .filter(|&r| r > 0.0)
+            .collect();
+        singles.sort_by(f32::total_cmp);
+        let typical = singles
+            .get(singles.len() / 2)
+            .copied()
+            .unwrap_or(BODY_ASPECT as f32);
+        let unlike = |d: &Detection| match aspect(d) {
+            r if r > 0.0 => (r / typical).ln().abs(),
+            _ => 0.0,
+        };
+        let held = |i: usize| {
+            self.tracks
+                .iter()
+                .filter(|tr| tr.matched == Some(i))
+                .count()
+        };
+        let mut order: Vec<(usize, usize)> = (0..detections.len()).map(|i| (i, held(i))).collect();
+        order.sort_by(|&(a, ha), &(b, hb)| {
+            hb.cmp(&ha)
+                .then(unlike(&detections[b]).total_cmp(&unlike(&detections[a])))
+                .then(a.cmp(&b))
+        });
+        let mut started = 0usize;
+        for (i, _) in order {
+            let d = &detections[i];
+            let room = (n as usize).saturating_sub(self.confirmed_count() + started);
+            let count = d.fish_count.clamp(1, 50) as usize;
+            if room == 0 || count < 2 || d.points.is_empty() {
+                continue;
+            }
+            let on: Vec<(f64, f64)> = self
+                .tracks
+                .iter()
+                .filter(|tr| tr.matched == Some(i))
+                .map(|tr| clamp_to_box(tr.motion.position(), d.bbox))
+                .collect();
+            let extra = count.saturating_sub(on.len()).min(room);
+            if on.is_empty() || extra == 0 {
+                continue;
+            }
+            let body_length = self
+                .tracks
+                .iter()
+                .filter(|tr| tr.matched == Some(i))
+                .map(|tr| tr.body_length / on.len() as f32)
+                .sum::<f32>();
+            let (mine, new) = seed_parts(
+                &d.points,
+                &on,
+                count,
+                d.axis_angle as f64,
+                body_length as f64,
+            );
+            // The tracks on it restart at their parts (what they learned from the blob's centre
+            // lies between the fish), and the size they learned from the blob as if it were one
+            // fish is cut to a fish's share.
+            let share = d.area / count as f32;
+            let noise = self.cfg.measurement_noise;
+            for (tr, (x, y)) in self
+                .tracks
+                .iter_mut()
+                .filter(|tr| tr.matched == Some(i))
+                .zip(mine)
+            {
+                tr.area = tr.area.min(share);
+                let bl = tr.body_length as f64;
+                tr.motion = MotionState::new(x, y, noise as f64 * bl, 5.0 * bl);
+            }
+            for (x, y) in new.into_iter().take(extra) {
+                let (x, y) = (x as f32, y as f32);
+                let (half, depth) = (body_length / 2.0, BODY_ASPECT as f32 * body_length / 2.0);
+                let part = Detection {
+                    x,
+                    y,
+                    bbox: [x - half, y - depth, x + half, y + depth],
+                    area: share,
+                    major_axis: body_length,
+                    fish_count: 1,
+                    crop: None,
+                    points: Vec::new(),
+                    ..*d
+                };
+                let confirmed = start_up && self.confirmed_count() < n as usize;
+                let mut tr = self.new_track(&part, t, confirmed);
+                started += usize::from(!confirmed);
+                tr.matched = Some(i);
+                tracing::debug!(
+                    track = tr.id,
+                    fish = count,
+                    "track: a blob of several fish holds fewer tracks; started one for a missing fish"
+                );
+                self.tracks.push(tr);
             }
         }
     }
@@ -993,6 +1181,7 @@ impl Tracker {
             tr.matched = Some(i);
             self.tracks.push(tr);
         }
+        self.start_missing_fish(t, start_up, detections);
 
         // Promotions.
         for i in 0..self.tracks.len() {

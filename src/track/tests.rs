@@ -641,3 +641,96 @@ fn side_view_fish_passing_each_other_keep_their_tracks() {
         "both fish had a row within 8 px in only {near} of {merged} overlapping frames"
     );
 }
+
+/// A blob of two fish swimming side by side, one above the other (bodies 20×6 centred at
+/// `a` and `b`), as the detector reports it: one detection counted as two fish, with points.
+fn pair_blob(a: (f32, f32), b: (f32, f32)) -> Detection {
+    let mut pts = body_points(a.0, a.1);
+    pts.extend(body_points(b.0, b.1));
+    let mut m = det((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+    m.bbox = [
+        a.0.min(b.0) - 10.0,
+        a.1 - 3.0,
+        a.0.max(b.0) + 10.0,
+        b.1 + 3.0,
+    ];
+    m.minor_axis = m.bbox[3] - m.bbox[1];
+    m.area = pts.len() as f32;
+    m.fish_count = 2;
+    m.points = pts;
+    m
+}
+
+#[test]
+fn fish_overlapping_from_the_start_get_a_track_each_while_the_population_is_incomplete() {
+    // Side view: two fish swim right side by side, 8 px apart, as one blob from the first
+    // frame until frame 20, then part. With a known population of 2, the blob counted as two fish gets
+    // a second track at once, and each fish is reported within 4 px from frame 3 on, keeping
+    // its id when they part.
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(2));
+    let mut ids = None;
+    for k in 0..40i32 {
+        let x = 100.0 + 2.0 * k as f32;
+        let (a, b) = ((x, 50.0), (x, 58.0 + 2.0 * (k - 20).max(0) as f32));
+        let dets = if k < 20 {
+            vec![pair_blob(a, b)]
+        } else {
+            vec![det(a.0, a.1), det(b.0, b.1)]
+        };
+        let reps = tr.update(k as f64 * DT, &dets);
+        if k < 3 {
+            continue;
+        }
+        let ia = id_near(&reps, a.0, a.1, 4.0).unwrap_or_else(|| panic!("A lost at {k}: {reps:?}"));
+        let ib = id_near(&reps, b.0, b.1, 4.0).unwrap_or_else(|| panic!("B lost at {k}: {reps:?}"));
+        assert_ne!(ia, ib, "one track for both fish at frame {k}");
+        assert_eq!(
+            *ids.get_or_insert((ia, ib)),
+            (ia, ib),
+            "ids changed at frame {k}"
+        );
+    }
+    assert_eq!(tr.confirmed_count(), 2);
+}
+
+#[test]
+fn a_blob_counted_as_two_fish_starts_no_track_when_the_population_is_complete() {
+    // Population 2: one fish alone, the other a large fish the detector counts as two by area.
+    // Both fish are tracked, so no third track is started on the large one.
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(2));
+    for k in 0..20 {
+        let x = 100.0 + 2.0 * k as f32;
+        let dets = vec![det(x, 200.0), pair_blob((x, 50.0), (x, 58.0))];
+        let reps = tr.update(k as f64 * DT, &dets);
+        let shown = reps
+            .iter()
+            .filter(|r| r.status != TrackStatus::Tentative)
+            .count();
+        assert!(shown <= 2, "frame {k}: {reps:?}");
+    }
+    assert_eq!(tr.tracks.len(), 2, "{:?}", tr.tracks);
+}
+
+#[test]
+fn the_missing_fish_is_looked_for_in_the_blob_least_like_one_fish() {
+    // Population 4, from the first frame: a fish alone, a large fish (twice the area, a fish's
+    // shape) and two fish side by side in one blob — both large blobs counted as two fish,
+    // each held by one track. The one missing track goes to the pair, not to the large fish.
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(4));
+    for k in 0..10 {
+        let x = 100.0 + 2.0 * k as f32;
+        let mut large = det(x, 200.0);
+        large.points = rect_points(x, 200.0, 40, 12);
+        large.area = large.points.len() as f32;
+        (large.major_axis, large.minor_axis, large.fish_count) = (40.0, 12.0, 2);
+        large.bbox = [x - 20.0, 194.0, x + 20.0, 206.0];
+        let dets = vec![det(x, 300.0), large, pair_blob((x, 50.0), (x, 58.0))];
+        let reps = tr.update(k as f64 * DT, &dets);
+        let on_pair = reps
+            .iter()
+            .filter(|r| r.status != TrackStatus::Tentative && r.y < 100.0)
+            .count();
+        assert_eq!(on_pair, 2, "frame {k}: {reps:?}");
+    }
+    assert_eq!(tr.confirmed_count(), 4);
+}
