@@ -274,6 +274,9 @@ const SHARED_MEASUREMENT_BL: f32 = 0.15;
 /// track on fish swimming together without swapping fish that pass each other
 /// (BENCHMARKS.md round 10).
 const SHOWN_MEASUREMENT_BL: f32 = 1.0;
+/// Tracks started in the first frames are checked for doubles of one fish (see
+/// `Tracker::drop_start_up_doubles`) for this many times `min_hits` frames.
+const START_UP_CHECK_HITS: u32 = 3;
 /// Iterations of the k-means division of a shared blob.
 const SPLIT_ITERATIONS: usize = 8;
 
@@ -845,6 +848,43 @@ impl Tracker {
         }
     }
 
+    /// Tracks started at stream start are confirmed at once, unproven: one fish seen in two
+    /// pieces in the first frame (a plant or a stem in front of it) gets two. Within the first
+    /// [`START_UP_CHECK_HITS`] × `min_hits` frames, when such tracks share a blob the detector
+    /// counts as one fish, only the one nearest its centre is kept; the others are removed
+    /// (their ids are never reported again), so that a fish of a known population is not
+    /// kept out by a double of another.
+    fn drop_start_up_doubles(&mut self, detections: &[Detection]) {
+        if self.frames > START_UP_CHECK_HITS as u64 * self.cfg.min_hits as u64 {
+            return;
+        }
+        for (di, d) in detections.iter().enumerate() {
+            if d.fish_count != 1 {
+                continue;
+            }
+            let on: Vec<usize> = (0..self.tracks.len())
+                .filter(|&i| self.tracks[i].matched == Some(di))
+                .collect();
+            let Some(&keep) = on.iter().min_by(|&&a, &&b| {
+                dist(self.tracks[a].motion.position(), d)
+                    .total_cmp(&dist(self.tracks[b].motion.position(), d))
+            }) else {
+                continue;
+            };
+            let kept = self.tracks[keep].id;
+            for &i in on.iter().filter(|&&i| i != keep) {
+                let tr = &mut self.tracks[i];
+                tracing::debug!(
+                    track = tr.id,
+                    kept,
+                    "track: two tracks started at stream start share one fish's blob; removed one"
+                );
+                tr.matched = None;
+                tr.id = 0; // removed with the tracks taken over below
+            }
+        }
+    }
+
     /// Processes one frame's detections at stream time `t` (seconds) and returns every
     /// track's state (confirmed, tentative and coasting; dormant tracks are not reported).
     pub fn update(&mut self, t: f64, detections: &[Detection]) -> Vec<TrackReport> {
@@ -969,6 +1009,7 @@ impl Tracker {
                 self.tracks[i].matched = Some(di);
             }
         }
+        self.drop_start_up_doubles(detections);
         let mut sharers = vec![0u32; detections.len()];
         for tr in &self.tracks {
             if let Some(di) = tr.matched {

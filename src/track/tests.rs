@@ -734,3 +734,41 @@ fn the_missing_fish_is_looked_for_in_the_blob_least_like_one_fish() {
     }
     assert_eq!(tr.confirmed_count(), 4);
 }
+
+#[test]
+fn a_fish_seen_in_two_pieces_at_the_start_keeps_one_track() {
+    // Side view, population 2. In the first frame fish A shows in two pieces (a plant stem in
+    // front of it), then whole; fish B comes into view at frame 5. A must keep one track, so
+    // that B gets the population's second one as soon as it has proven itself.
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(2));
+    let mut first_b = None;
+    for k in 0..30 {
+        let x = 100.0 + 2.0 * k as f32;
+        let mut dets = if k == 0 {
+            let mut head = det(x + 6.0, 50.0);
+            let mut tail = det(x - 6.0, 50.0);
+            for piece in [&mut head, &mut tail] {
+                (piece.major_axis, piece.area) = (8.0, 45.0);
+            }
+            vec![head, tail]
+        } else {
+            vec![det(x, 50.0)]
+        };
+        if k >= 5 {
+            dets.push(det(300.0 - 2.0 * k as f32, 150.0));
+        }
+        let reps = tr.update(k as f64 * DT, &dets);
+        let on_a = reps
+            .iter()
+            .filter(|r| r.status != TrackStatus::Tentative && (r.y - 50.0).abs() < 20.0)
+            .count();
+        if k >= 3 {
+            assert_eq!(on_a, 1, "frame {k}: {reps:?}");
+        }
+        if first_b.is_none() && id_near(&reps, 300.0 - 2.0 * k as f32, 150.0, 4.0).is_some() {
+            first_b = Some(k);
+        }
+    }
+    let first_b = first_b.expect("B never tracked");
+    assert!(first_b <= 5 + 3, "B tracked only from frame {first_b}");
+}
