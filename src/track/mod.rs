@@ -12,7 +12,8 @@
 //! takes over the id of a lost one, and lost tracks are not deleted but wait (dormant) to be
 //! re-linked. While a known population is not complete, a blob counted as k fish that fewer
 //! than k tracks hold starts the missing tracks on parts of it (fish overlapping from the
-//! start of a recording).
+//! start of a recording). Tracks started in the first frames are confirmed at once; two of them
+//! sharing a one-fish blob soon after are one fish seen in pieces, and only one is kept.
 
 mod kalman;
 
@@ -181,6 +182,11 @@ struct Track {
     matched: Option<usize>,
     /// Area of this fish alone (px²), from detections it had to itself.
     area: f32,
+    /// This frame: its part of a shared blob, trusted to update it (centre, share of points).
+    part: Option<(f64, f64, f32)>,
+    /// This frame, side view: its part of a shared blob, too close to the others' to update
+    /// it (where its row is drawn; the track itself coasts through the overlap).
+    shown: Option<(f64, f64)>,
 }
 
 /// Tracks of one camera. Feed it every frame's detections in order with [`Tracker::update`].
@@ -642,6 +648,8 @@ impl Tracker {
             ],
             dormant: false,
             matched: None,
+            part: None,
+            shown: None,
             area: d.area,
         }
     }
@@ -735,7 +743,8 @@ impl Tracker {
     /// track starts at one part of a division of the blob's points ([`seed_parts`]) and is
     /// treated like any new track (confirmed at once at stream start, else it proves itself
     /// holding the blob's spare slot); the tracks already on the blob restart at their parts.
-    /// Never more tracks than the population has room for.
+    /// Never more tracks than the population has room for, and none on a blob within the gate
+    /// of a confirmed track lost this frame (it may be one of the blob's fish).
     fn start_missing_fish(&mut self, t: f64, start_up: bool, detections: &[Detection]) {
         let Some(n) = self.population else { return };
         // Blobs already held by several tracks first: they are known to hold several fish,
@@ -780,6 +789,18 @@ impl Tracker {
             let room = (n as usize).saturating_sub(self.confirmed_count() + started);
             let count = d.fish_count.clamp(1, 50) as usize;
             if room == 0 || count < 2 || d.points.is_empty() {
+                continue;
+            }
+            // A confirmed track lost within its gate of the blob may be one of its fish.
+            let lost_near = self.tracks.iter().any(|tr| {
+                let p = tr.motion.position();
+                let c = clamp_to_box(p, d.bbox);
+                tr.confirmed
+                    && !tr.dormant
+                    && tr.matched.is_none()
+                    && ((c.0 - p.0).powi(2) + (c.1 - p.1).powi(2)).sqrt() <= self.gate(tr)
+            });
+            if lost_near {
                 continue;
             }
             let on: Vec<(f64, f64)> = self
@@ -908,6 +929,7 @@ impl Tracker {
 
         for tr in &mut self.tracks {
             tr.matched = None;
+            (tr.part, tr.shown) = (None, None);
             if !tr.dormant && dt > 0.0 {
                 tr.motion
                     .predict(dt, (self.cfg.accel_noise * tr.body_length) as f64);
@@ -1017,11 +1039,8 @@ impl Tracker {
             }
         }
 
-        // Shared blobs with pixel positions: divide them between their tracks.
-        let mut split: Vec<Option<(f64, f64, f32)>> = vec![None; self.tracks.len()];
-        // Side view: the part of a track whose part was too close to the others to update it
-        // (where its row is drawn; the track itself coasts through the overlap).
-        let mut shown: Vec<Option<(f64, f64)>> = vec![None; self.tracks.len()];
+        // Shared blobs with pixel positions: divide them between their tracks (`Track::part`,
+        // `Track::shown`; kept on the tracks, as tracks are added and removed below).
         for (di, d) in detections.iter().enumerate() {
             if sharers[di] < 2 || d.points.is_empty() {
                 continue;
@@ -1065,9 +1084,9 @@ impl Tracker {
                 let need = self.split_apart as f64;
                 let bl = self.tracks[members[k]].body_length as f64;
                 if frac > 0.0 && apart >= need * bl {
-                    split[members[k]] = Some((cx, cy, frac));
+                    self.tracks[members[k]].part = Some((cx, cy, frac));
                 } else if frac > 0.0 && self.fit_bodies {
-                    shown[members[k]] = Some((cx, cy));
+                    self.tracks[members[k]].shown = Some((cx, cy));
                 }
             }
         }
@@ -1097,12 +1116,12 @@ impl Tracker {
         // Apply matches.
         let decay = (-dt / COAST_VELOCITY_DECAY_S).exp();
         let meas_noise = self.cfg.measurement_noise;
-        for (ti, tr) in self.tracks.iter_mut().enumerate() {
+        for tr in self.tracks.iter_mut() {
             let Some(di) = tr.matched else { continue };
             let d = &detections[di];
             if sharers[di] >= 2 {
                 // A shared blob: learn no size or heading from it.
-                if let Some((cx, cy, _)) = split[ti] {
+                if let Some((cx, cy, _)) = tr.part {
                     // Its part of the blob: a coarser measurement than a blob of its own.
                     tr.motion
                         .update(cx, cy, (SHARED_MEASUREMENT_BL * tr.body_length) as f64);
@@ -1117,7 +1136,7 @@ impl Tracker {
                     if cx != px || cy != py {
                         tr.motion.update(cx, cy, (0.25 * tr.body_length) as f64);
                     }
-                } else if let Some((sx, sy)) = shown[ti] {
+                } else if let Some((sx, sy)) = tr.shown {
                     // Side view, parts too close to trust: the track keeps its speed, but is
                     // drawn weakly (one body length of noise) towards its fitted part, so that
                     // fish swimming together in one blob keep their tracks on it.
@@ -1310,18 +1329,18 @@ impl Tracker {
 
         self.tracks
             .iter()
-            .enumerate()
-            .filter(|(_, tr)| !tr.dormant)
-            .map(|(ti, tr)| {
+            .filter(|tr| !tr.dormant)
+            .map(|tr| {
                 let (x, y) = tr.motion.position();
                 let (x, y, area) = match tr.matched {
-                    Some(di) if sharers[di] >= 2 && split[ti].is_some() => {
-                        let frac = split[ti].map_or(0.0, |s| s.2);
+                    Some(di) if sharers[di] >= 2 && tr.part.is_some() => {
+                        let frac = tr.part.map_or(0.0, |s| s.2);
                         (x as f32, y as f32, frac * detections[di].area)
                     }
                     Some(di) if sharers[di] >= 2 => {
-                        let (cx, cy) =
-                            shown[ti].unwrap_or_else(|| clamp_to_box((x, y), detections[di].bbox));
+                        let (cx, cy) = tr
+                            .shown
+                            .unwrap_or_else(|| clamp_to_box((x, y), detections[di].bbox));
                         (cx as f32, cy as f32, detections[di].area)
                     }
                     Some(di) => (detections[di].x, detections[di].y, detections[di].area),

@@ -772,3 +772,37 @@ fn a_fish_seen_in_two_pieces_at_the_start_keeps_one_track() {
     let first_b = first_b.expect("B never tracked");
     assert!(first_b <= 5 + 3, "B tracked only from frame {first_b}");
 }
+
+#[test]
+fn a_track_started_on_a_blob_already_shared_is_reported() {
+    // Population 4 (one more than the tank holds, as when a fish has died): fish A and B are
+    // tracked apart, then swim into one blob with fish C, which was never seen apart. The blob
+    // is counted as three fish and already shared by two tracks when C's track starts on it;
+    // every frame must report (this indexed past the end of the frame's parts and panicked),
+    // and C's track proves itself there.
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(4));
+    for k in 0..15 {
+        let x = 100.0 + 2.0 * k as f32;
+        let dets = if k < 5 {
+            vec![det(x - 14.0, 50.0), det(x + 14.0, 50.0)]
+        } else {
+            let (a, b, c) = ((x - 12.0, 50.0), (x + 12.0, 50.0), (x, 58.0));
+            let mut pts = body_points(a.0, a.1);
+            pts.extend(body_points(b.0, b.1));
+            pts.extend(body_points(c.0, c.1));
+            let mut m = det(x, 53.0);
+            m.bbox = [a.0 - 10.0, 47.0, b.0 + 10.0, 61.0];
+            (m.major_axis, m.minor_axis) = (44.0, 14.0);
+            m.area = pts.len() as f32;
+            m.fish_count = 3;
+            m.points = pts;
+            vec![m]
+        };
+        let reps = tr.update(k as f64 * DT, &dets);
+        assert!(
+            reps.iter().all(|r| r.x.is_finite() && r.y.is_finite()),
+            "{reps:?}"
+        );
+    }
+    assert_eq!(tr.confirmed_count(), 3, "{:?}", tr.tracks);
+}
