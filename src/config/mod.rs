@@ -82,7 +82,9 @@ pub struct CameraConfig {
     #[serde(default)]
     pub tank: Option<String>,
     /// How many fish live in the tank. Constrains the number of tracks and identities;
-    /// leave unset when unknown (open population).
+    /// leave unset when unknown (open population). Keep it exact: one more than the tank holds
+    /// leaves room for a track on a piece or a large fish (8 fish replayed as 9: 0.5–1 extra
+    /// track per frame, BENCHMARKS.md round 12).
     #[serde(default)]
     pub population: Option<u32>,
     /// Where the camera looks from: `"top"` (down onto the water, fish seen from above),
