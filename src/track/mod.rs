@@ -871,14 +871,15 @@ impl Tracker {
 
     /// Tracks started at stream start are confirmed at once, unproven: one fish seen in two
     /// pieces in the first frame (a plant or a stem in front of it) gets two. Within the first
-    /// [`START_UP_CHECK_HITS`] × `min_hits` frames, when such tracks share a blob the detector
-    /// counts as one fish, only the one nearest its centre is kept; the others are removed
-    /// (their ids are never reported again), so that a fish of a known population is not
-    /// kept out by a double of another.
+    /// [`START_UP_CHECK_HITS`] × `min_hits` frames, tracks that share a blob the detector
+    /// counts as one fish are taken for one fish: only the one nearest its centre is kept, the
+    /// others are removed at once (their ids are never reported again), so that a fish of a
+    /// known population is not kept out by a double of another.
     fn drop_start_up_doubles(&mut self, detections: &[Detection]) {
         if self.frames > START_UP_CHECK_HITS as u64 * self.cfg.min_hits as u64 {
             return;
         }
+        let mut doubles = false;
         for (di, d) in detections.iter().enumerate() {
             if d.fish_count != 1 {
                 continue;
@@ -901,8 +902,13 @@ impl Tracker {
                     "track: two tracks started at stream start share one fish's blob; removed one"
                 );
                 tr.matched = None;
-                tr.id = 0; // removed with the tracks taken over below
+                tr.id = 0;
+                doubles = true;
             }
+        }
+        if doubles {
+            // No per-track state of this frame is held by position yet.
+            self.tracks.retain(|tr| tr.id != 0);
         }
     }
 
