@@ -745,8 +745,17 @@ impl Tracker {
     /// holding the blob's spare slot); the tracks already on the blob restart at their parts.
     /// Never more tracks than the population has room for, and none on a blob within the gate
     /// of a confirmed track lost this frame (it may be one of the blob's fish).
-    fn start_missing_fish(&mut self, t: f64, start_up: bool, detections: &[Detection]) {
-        let Some(n) = self.population else { return };
+    /// Returns the blob of each track started.
+    fn start_missing_fish(
+        &mut self,
+        t: f64,
+        start_up: bool,
+        detections: &[Detection],
+    ) -> Vec<usize> {
+        let mut on_blob = Vec::new();
+        let Some(n) = self.population else {
+            return on_blob;
+        };
         // Blobs already held by several tracks first: they are known to hold several fish,
         // while a blob of one track counted as two may be one large fish (side views: a fish
         // near the glass looks twice the typical size, but keeps a fish's shape). Then the
@@ -865,8 +874,10 @@ impl Tracker {
                     "track: a blob of several fish holds fewer tracks; started one for a missing fish"
                 );
                 self.tracks.push(tr);
+                on_blob.push(i);
             }
         }
+        on_blob
     }
 
     /// Tracks started at stream start are confirmed at once, unproven: one fish seen in two
@@ -1247,7 +1258,15 @@ impl Tracker {
             tr.matched = Some(i);
             self.tracks.push(tr);
         }
-        self.start_missing_fish(t, start_up, detections);
+        // Tracks started for missing fish share their blob from this frame on (their rows
+        // show their parts, not the blob's centre).
+        for di in self.start_missing_fish(t, start_up, detections) {
+            sharers[di] = self
+                .tracks
+                .iter()
+                .filter(|tr| tr.matched == Some(di))
+                .count() as u32;
+        }
 
         // Promotions.
         for i in 0..self.tracks.len() {

@@ -664,9 +664,9 @@ fn pair_blob(a: (f32, f32), b: (f32, f32)) -> Detection {
 #[test]
 fn fish_overlapping_from_the_start_get_a_track_each_while_the_population_is_incomplete() {
     // Side view: two fish swim right side by side, 8 px apart, as one blob from the first
-    // frame until frame 20, then part. With a known population of 2, the blob counted as two fish gets
-    // a second track at once, and each fish is reported within 4 px from frame 3 on, keeping
-    // its id when they part.
+    // frame until frame 20, then part. With a known population of 2, the blob counted as two
+    // fish gets a second track at once, and each fish is reported within 4 px from the first
+    // frame on, keeping its id when they part.
     let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(2));
     let mut ids = None;
     for k in 0..40i32 {
@@ -678,9 +678,6 @@ fn fish_overlapping_from_the_start_get_a_track_each_while_the_population_is_inco
             vec![det(a.0, a.1), det(b.0, b.1)]
         };
         let reps = tr.update(k as f64 * DT, &dets);
-        if k < 3 {
-            continue;
-        }
         let ia = id_near(&reps, a.0, a.1, 4.0).unwrap_or_else(|| panic!("A lost at {k}: {reps:?}"));
         let ib = id_near(&reps, b.0, b.1, 4.0).unwrap_or_else(|| panic!("B lost at {k}: {reps:?}"));
         assert_ne!(ia, ib, "one track for both fish at frame {k}");
