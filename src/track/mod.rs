@@ -557,6 +557,12 @@ fn clamp_to_box(p: (f64, f64), b: [f32; 4]) -> (f64, f64) {
     )
 }
 
+/// Distance from the point to the box `[left, top, right, bottom]` (0 inside it).
+fn dist_to_box(p: (f64, f64), b: [f32; 4]) -> f64 {
+    let c = clamp_to_box(p, b);
+    ((c.0 - p.0).powi(2) + (c.1 - p.1).powi(2)).sqrt()
+}
+
 fn dist(a: (f64, f64), d: &Detection) -> f64 {
     ((a.0 - d.x as f64).powi(2) + (a.1 - d.y as f64).powi(2)).sqrt()
 }
@@ -802,31 +808,28 @@ impl Tracker {
             }
             // A confirmed track lost within its gate of the blob may be one of its fish.
             let lost_near = self.tracks.iter().any(|tr| {
-                let p = tr.motion.position();
-                let c = clamp_to_box(p, d.bbox);
                 tr.confirmed
                     && !tr.dormant
                     && tr.matched.is_none()
-                    && ((c.0 - p.0).powi(2) + (c.1 - p.1).powi(2)).sqrt() <= self.gate(tr)
+                    && dist_to_box(tr.motion.position(), d.bbox) <= self.gate(tr)
             });
             if lost_near {
                 continue;
             }
-            let on: Vec<(f64, f64)> = self
-                .tracks
-                .iter()
-                .filter(|tr| tr.matched == Some(i))
-                .map(|tr| clamp_to_box(tr.motion.position(), d.bbox))
+            let members: Vec<usize> = (0..self.tracks.len())
+                .filter(|&k| self.tracks[k].matched == Some(i))
                 .collect();
-            let extra = count.saturating_sub(on.len()).min(room);
-            if on.is_empty() || extra == 0 {
+            let extra = count.saturating_sub(members.len()).min(room);
+            if members.is_empty() || extra == 0 {
                 continue;
             }
-            let body_length = self
-                .tracks
+            let on: Vec<(f64, f64)> = members
                 .iter()
-                .filter(|tr| tr.matched == Some(i))
-                .map(|tr| tr.body_length / on.len() as f32)
+                .map(|&k| clamp_to_box(self.tracks[k].motion.position(), d.bbox))
+                .collect();
+            let body_length = members
+                .iter()
+                .map(|&k| self.tracks[k].body_length / members.len() as f32)
                 .sum::<f32>();
             let (mine, new) = seed_parts(
                 &d.points,
@@ -840,12 +843,8 @@ impl Tracker {
             // fish is cut to a fish's share.
             let share = d.area / count as f32;
             let noise = self.cfg.measurement_noise;
-            for (tr, (x, y)) in self
-                .tracks
-                .iter_mut()
-                .filter(|tr| tr.matched == Some(i))
-                .zip(mine)
-            {
+            for (&k, (x, y)) in members.iter().zip(mine) {
+                let tr = &mut self.tracks[k];
                 tr.area = tr.area.min(share);
                 let bl = tr.body_length as f64;
                 tr.motion = MotionState::new(x, y, noise as f64 * bl, 5.0 * bl);
@@ -1035,8 +1034,7 @@ impl Tracker {
                     // length or more from the fish at the ends of a blob of two or three fish
                     // swimming together (BENCHMARKS.md round 10; top views keep the centre).
                     if fit_bodies {
-                        let c = clamp_to_box(pos, d.bbox);
-                        (di, ((c.0 - pos.0).powi(2) + (c.1 - pos.1).powi(2)).sqrt())
+                        (di, dist_to_box(pos, d.bbox))
                     } else {
                         (di, dist(pos, d))
                     }

@@ -642,23 +642,33 @@ fn side_view_fish_passing_each_other_keep_their_tracks() {
     );
 }
 
-/// A blob of two fish swimming side by side, one above the other (bodies 20×6 centred at
-/// `a` and `b`), as the detector reports it: one detection counted as two fish, with points.
-fn pair_blob(a: (f32, f32), b: (f32, f32)) -> Detection {
-    let mut pts = body_points(a.0, a.1);
-    pts.extend(body_points(b.0, b.1));
-    let mut m = det((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+/// One blob of touching fish with 20×6 bodies centred at `centres`, as the detector reports
+/// it: its box spans the bodies, its axes are the box's sides, it is counted as that many fish
+/// and carries its points.
+fn bodies_blob(centres: &[(f32, f32)]) -> Detection {
+    let n = centres.len().max(1) as f32;
+    let (sx, sy) = centres
+        .iter()
+        .fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
+    let mut m = det(sx / n, sy / n);
+    let lo = |f: fn(&(f32, f32)) -> f32| centres.iter().map(f).fold(f32::INFINITY, f32::min);
+    let hi = |f: fn(&(f32, f32)) -> f32| centres.iter().map(f).fold(f32::NEG_INFINITY, f32::max);
     m.bbox = [
-        a.0.min(b.0) - 10.0,
-        a.1 - 3.0,
-        a.0.max(b.0) + 10.0,
-        b.1 + 3.0,
+        lo(|c| c.0) - 10.0,
+        lo(|c| c.1) - 3.0,
+        hi(|c| c.0) + 10.0,
+        hi(|c| c.1) + 3.0,
     ];
-    m.minor_axis = m.bbox[3] - m.bbox[1];
-    m.area = pts.len() as f32;
-    m.fish_count = 2;
-    m.points = pts;
+    (m.major_axis, m.minor_axis) = (m.bbox[2] - m.bbox[0], m.bbox[3] - m.bbox[1]);
+    m.points = centres.iter().flat_map(|c| body_points(c.0, c.1)).collect();
+    m.area = m.points.len() as f32;
+    m.fish_count = centres.len() as u32;
     m
+}
+
+/// Two fish swimming side by side, one above the other, in one blob.
+fn pair_blob(a: (f32, f32), b: (f32, f32)) -> Detection {
+    bodies_blob(&[a, b])
 }
 
 #[test]
@@ -783,17 +793,11 @@ fn a_track_started_on_a_blob_already_shared_is_reported() {
         let dets = if k < 5 {
             vec![det(x - 14.0, 50.0), det(x + 14.0, 50.0)]
         } else {
-            let (a, b, c) = ((x - 12.0, 50.0), (x + 12.0, 50.0), (x, 58.0));
-            let mut pts = body_points(a.0, a.1);
-            pts.extend(body_points(b.0, b.1));
-            pts.extend(body_points(c.0, c.1));
-            let mut m = det(x, 53.0);
-            m.bbox = [a.0 - 10.0, 47.0, b.0 + 10.0, 61.0];
-            (m.major_axis, m.minor_axis) = (44.0, 14.0);
-            m.area = pts.len() as f32;
-            m.fish_count = 3;
-            m.points = pts;
-            vec![m]
+            vec![bodies_blob(&[
+                (x - 12.0, 50.0),
+                (x + 12.0, 50.0),
+                (x, 58.0),
+            ])]
         };
         let reps = tr.update(k as f64 * DT, &dets);
         assert!(
