@@ -18,7 +18,10 @@
 //! between them, each part one detection with `fish_count = 1` and **no crop** (a crop of
 //! touching fish must not be used for identification) — that missing crop is the "touching"
 //! flag the later stages see; otherwise it stays one detection flagged by
-//! `fish_count` = round(area / typical area) ≥ 2.
+//! `fish_count` = round(area / typical area) ≥ 2. In side views a fish near the front glass
+//! looks two or three times the typical area: a blob of up to 3 typical areas that keeps a
+//! single fish's shape (fill of its moment axes, depth for length, learned from blobs of about
+//! the typical area) is one fish with a crop.
 //!
 //! All work is on luma at a reduced working resolution; only crops read colour, from the
 //! full-resolution frame.
@@ -33,7 +36,7 @@ use serde::Deserialize;
 
 pub use crop::{CropSpec, oriented_crop};
 
-use crate::config::ConfigError;
+use crate::config::{CameraView, ConfigError};
 use crate::messages::{DetectedFrame, Detection, Frame};
 use segment::{Blob, Labeller};
 
@@ -122,7 +125,8 @@ pub struct DetectConfig {
     /// Split blobs of touching fish into one detection per fish: a blob of at least 1.3 typical
     /// areas whose strongest pixels form two or more separate body cores is cut between them
     /// (dark or light polarity only: with `both`, stripes would look like cores). Default
-    /// true. Blobs not split stay one detection with `fish_count` = round(area / typical).
+    /// true. Blobs not split stay one detection with `fish_count` = round(area / typical)
+    /// (side views: 1 for a blob of up to 3 typical areas with a single fish's shape).
     pub split_touching: bool,
     /// Region of interest: polygon of at least 3 `[x, y]` vertices in full-frame pixels; only
     /// pixels inside are searched. Default: unset (whole frame).
@@ -341,6 +345,47 @@ struct Model {
     typical: Option<f32>,
     /// Blob areas collected while the typical area is unknown.
     area_samples: Vec<f32>,
+    /// Silhouette of a typical single fish, once learned (side views: see [`BodyShape`]).
+    shape: Option<BodyShape>,
+    /// Shapes of single-fish blobs collected while `shape` is unknown.
+    shape_samples: Vec<BodyShape>,
+}
+
+/// The size-free silhouette of a fish seen broadside: how much of the box spanned by its
+/// moment axes it fills, and its depth for its length. A fish near the front glass looks
+/// larger but keeps both; two fish overlapping fill less of their joint axes (notches where
+/// they cross) or are deeper or longer for their size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BodyShape {
+    /// Area / (major axis × minor axis).
+    fill: f32,
+    /// Minor axis / major axis.
+    aspect: f32,
+}
+
+impl BodyShape {
+    fn of(d: &Detection) -> Option<BodyShape> {
+        let fill = d.area / (d.major_axis * d.minor_axis);
+        let aspect = d.minor_axis / d.major_axis;
+        (fill.is_finite() && aspect.is_finite() && fill > 0.0 && aspect > 0.0)
+            .then_some(BodyShape { fill, aspect })
+    }
+
+    /// Median of each measure (`v` not empty).
+    fn median(v: &[BodyShape]) -> BodyShape {
+        let mut fills: Vec<f32> = v.iter().map(|s| s.fill).collect();
+        let mut aspects: Vec<f32> = v.iter().map(|s| s.aspect).collect();
+        BodyShape {
+            fill: median(&mut fills),
+            aspect: median(&mut aspects),
+        }
+    }
+
+    /// A blob of this shape is one fish of the `typical` shape, at another size.
+    fn like_one_fish(self, typical: BodyShape) -> bool {
+        self.fill >= ONE_FISH_MIN_FILL * typical.fill
+            && (self.aspect / typical.aspect).ln().abs() <= ONE_FISH_MAX_ASPECT_LN
+    }
 }
 
 /// Below this many working pixels a blob is noise, whatever the typical area.
@@ -355,6 +400,21 @@ const FRAGMENT_GAP_PX: u32 = 1;
 const SPLIT_MIN_RATIO: f32 = 1.3;
 /// Blob areas needed before the typical area is trusted.
 const TYPICAL_SAMPLES: usize = 30;
+/// Side views: a blob up to this many typical areas large that has a single fish's shape is
+/// one fish near the glass, not several touching (fish at the front of a tank look up to
+/// twice or three times the size of those at the back). Measured on 20 rendered side-view
+/// tanks (BENCHMARKS.md, detection round 13): of blobs counted as two by area, three in four
+/// were one fish; the shape test below kept 95 % of those and took 15 % of the real pairs for
+/// one fish.
+const ONE_FISH_MAX_RATIO: f32 = 3.0;
+/// Least fill of a one-fish blob, relative to the typical single fish's.
+const ONE_FISH_MIN_FILL: f32 = 0.95;
+/// Largest |ln| of a one-fish blob's depth for length over the typical single fish's.
+const ONE_FISH_MAX_ASPECT_LN: f32 = 0.3;
+/// Blobs within this many typical areas of it teach the typical single fish's shape.
+const SHAPE_SAMPLE_RATIO: (f32, f32) = (0.6, 1.4);
+/// How fast the typical shape follows each frame's single fish.
+const SHAPE_FOLLOW_RATE: f32 = 0.02;
 /// A blob is a ghost when the background's edges along its outline are this many times the
 /// current frame's (see `Detector::heal_if_ghost`).
 const GHOST_EDGE_RATIO: i64 = 3;
@@ -397,6 +457,9 @@ pub struct Detector {
     refined: bool,
     /// Ghost blobs healed so far (see `heal_if_ghost`).
     ghosts_healed: u64,
+    /// Where the camera looks from (`Auto`: side when the fish differ from the background
+    /// both ways); side views count a large blob of one fish's shape as one fish.
+    view: CameraView,
 }
 
 impl Detector {
@@ -433,7 +496,14 @@ impl Detector {
             refine_samples: Vec::new(),
             refined: false,
             ghosts_healed: 0,
+            view: CameraView::Auto,
         })
+    }
+
+    /// Sets where the camera looks from (the camera's `view`; `Auto` decides from the
+    /// polarity once the background is learned, as the tracker's view is decided).
+    pub fn set_view(&mut self, view: CameraView) {
+        self.view = view;
     }
 
     /// Number of ghost blobs healed so far: places where the background held a fish that had
@@ -708,6 +778,8 @@ impl Detector {
             noise_sigma: sigma,
             typical,
             area_samples: Vec::new(),
+            shape: None,
+            shape_samples: Vec::new(),
         });
 
         // Typical area from the buffered frames' blobs.
@@ -1071,6 +1143,9 @@ impl Detector {
         }
         let typical = m.typical;
         let polarity = m.polarity;
+        let shape = m.shape;
+        let side = self.view.resolve(polarity == Resolved::Both) == CameraView::Side;
+        let mut shapes: Vec<BodyShape> = Vec::new();
         let min_px = match (self.cfg.min_area, typical) {
             (Some(a), _) => a / f2,
             (None, Some(t)) => (MIN_AREA_RATIO * t).max(NOISE_FLOOR_PX as f32),
@@ -1112,7 +1187,7 @@ impl Detector {
                 continue;
             }
             kept.push(*b);
-            let count = match typical {
+            let mut count = match typical {
                 Some(t) => ((area / t).round() as u32).clamp(1, self.cfg.max_fish_per_blob),
                 None => 1,
             };
@@ -1131,6 +1206,26 @@ impl Detector {
             }
             let mut d = blob_detection(b, f, count, &to_full);
             d.length = self.axis_extent(b, d.axis_angle) * f;
+            if let Some(t) = typical {
+                let body = BodyShape::of(&d);
+                let ratio = area / t;
+                if ratio > SHAPE_SAMPLE_RATIO.0
+                    && ratio < SHAPE_SAMPLE_RATIO.1
+                    && let Some(s) = body
+                {
+                    shapes.push(s);
+                }
+                // One fish near the glass, larger than the typical one (side views).
+                if side
+                    && count >= 2
+                    && ratio <= ONE_FISH_MAX_RATIO
+                    && let (Some(s), Some(typ)) = (body, shape)
+                    && s.like_one_fish(typ)
+                {
+                    count = 1;
+                    d.fish_count = 1;
+                }
+            }
             if let Some(t) = typical
                 && area >= SPLIT_MIN_RATIO * t
             {
@@ -1152,6 +1247,9 @@ impl Detector {
         }
         self.blobs = blobs;
         self.ghosts_healed += ghosts as u64;
+        if let Some(m) = self.model.as_mut() {
+            learn_shape(m, &shapes);
+        }
         // Adapt the background away from kept and oversized blobs (their boxes grown by 2 px).
         if self.cfg.adapt_rate > 0.0
             && let Some(m) = self.model.as_mut()
@@ -1313,6 +1411,30 @@ fn median(v: &mut [f32]) -> f32 {
 }
 
 /// Detection from blob statistics (working pixels → full-frame pixels).
+/// Learns the typical single fish's shape from this frame's blobs of about one typical area:
+/// the median of the first [`TYPICAL_SAMPLES`], then each frame's median followed slowly.
+fn learn_shape(m: &mut Model, frame_shapes: &[BodyShape]) {
+    if frame_shapes.is_empty() {
+        return;
+    }
+    match m.shape {
+        None => {
+            m.shape_samples.extend_from_slice(frame_shapes);
+            if m.shape_samples.len() >= TYPICAL_SAMPLES {
+                m.shape = Some(BodyShape::median(&m.shape_samples));
+                m.shape_samples.clear();
+            }
+        }
+        Some(s) => {
+            let fm = BodyShape::median(frame_shapes);
+            m.shape = Some(BodyShape {
+                fill: s.fill + SHAPE_FOLLOW_RATE * (fm.fill - s.fill),
+                aspect: s.aspect + SHAPE_FOLLOW_RATE * (fm.aspect - s.aspect),
+            });
+        }
+    }
+}
+
 fn blob_detection(b: &Blob, f: f32, count: u32, to_full: &impl Fn(f64) -> f32) -> Detection {
     let (mx, my, cxx, cyy, cxy) = b.moments();
     let (angle, major, minor) = segment::axis_from_moments(cxx, cyy, cxy);

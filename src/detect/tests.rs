@@ -68,7 +68,20 @@ fn run(
     scene: impl Fn(u64) -> Vec<Ell>,
     crops: Option<CropSpec>,
 ) -> Vec<Vec<Detection>> {
+    run_in_view(cfg, CameraView::Auto, n, bg, scene, crops)
+}
+
+/// [`run`] with the camera's view set.
+fn run_in_view(
+    cfg: &DetectConfig,
+    view: CameraView,
+    n: u64,
+    bg: u8,
+    scene: impl Fn(u64) -> Vec<Ell>,
+    crops: Option<CropSpec>,
+) -> Vec<Vec<Detection>> {
     let mut det = Detector::build(cfg).expect("build");
+    det.set_view(view);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut out = Vec::new();
     for i in 0..n {
@@ -349,6 +362,74 @@ fn touching_fish_are_split_at_their_bodies_or_flagged() {
         2,
         "{:?}",
         summary(f)
+    );
+}
+
+/// Side view: five fish of the typical size in lanes, a fish near the glass twice their area
+/// (same shape), two fish overlapping one above the other and two end to end, all swimming.
+fn near_and_far_scene(i: u64) -> Vec<Ell> {
+    let x = 25.0 + (i % 70) as f32 * 1.4;
+    let fish = |cx: f32, cy: f32, scale: f32| Ell {
+        cx,
+        cy,
+        a: 12.0 * scale,
+        b: 4.0 * scale,
+        angle: 0.0,
+        value: 50,
+    };
+    let mut v: Vec<Ell> = [8.0, 22.0, 36.0, 50.0, 64.0]
+        .iter()
+        .map(|&y| fish(x, y, 1.0))
+        .collect();
+    v.push(fish(x, 80.0, std::f32::consts::SQRT_2));
+    v.push(fish(x, 95.0, 1.0));
+    v.push(fish(x, 101.0, 1.0));
+    v.push(fish(x, 113.0, 1.0));
+    v.push(fish(x + 18.0, 113.0, 1.0));
+    v
+}
+
+#[test]
+fn side_view_counts_a_large_blob_of_one_fishs_shape_as_one_fish() {
+    let spec = CropSpec {
+        width: 48,
+        height: 16,
+    };
+    let at = |f: &[Detection], y: f32| -> Option<(u32, bool)> {
+        f.iter()
+            .find(|d| (d.y - y).abs() < 4.0)
+            .map(|d| (d.fish_count, d.crop.is_some()))
+    };
+    let side = run_in_view(
+        &DetectConfig::default(),
+        CameraView::Side,
+        70,
+        200,
+        near_and_far_scene,
+        Some(spec),
+    );
+    let f = &side[65];
+    assert_eq!(f.len(), 8, "{:?}", summary(f));
+    // Twice the typical area but a fish's shape: one fish, with a crop for identity.
+    assert_eq!(at(f, 80.0), Some((1, true)), "{:?}", summary(f));
+    // Deeper (one above the other) or longer (end to end) than one fish: two, no crop.
+    assert_eq!(at(f, 98.0), Some((2, false)), "{:?}", summary(f));
+    assert_eq!(at(f, 113.0), Some((2, false)), "{:?}", summary(f));
+    assert_eq!(at(f, 36.0), Some((1, true)), "{:?}", summary(f));
+    // A top view keeps counting by area: fish there are all at one distance from the camera.
+    let top = run_in_view(
+        &DetectConfig::default(),
+        CameraView::Top,
+        70,
+        200,
+        near_and_far_scene,
+        Some(spec),
+    );
+    assert_eq!(
+        at(&top[65], 80.0),
+        Some((2, false)),
+        "{:?}",
+        summary(&top[65])
     );
 }
 

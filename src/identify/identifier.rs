@@ -1195,6 +1195,16 @@ impl Identifier {
                 || g.weight < self.cfg.new_min_observations as f32
                 || !g.fragments.iter().any(|f| confirmed.contains(f))
             {
+                tracing::debug!(
+                    tank = %self.tank,
+                    t,
+                    distinct = g.distinct,
+                    sides = g.sides.iter().filter(|s| s.is_some()).count(),
+                    weight = g.weight,
+                    confirmed = g.fragments.iter().any(|f| confirmed.contains(f)),
+                    fragments = g.fragments.len(),
+                    "a main group no individual fits is not enrolled"
+                );
                 continue;
             }
             let id = st.registry.create();

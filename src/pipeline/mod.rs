@@ -178,10 +178,11 @@ impl Pipeline {
         // Build every detector before any thread starts, so a bad config fails fast.
         let mut detectors = Vec::new();
         for cam in &cfg.cameras {
-            let d = Detector::build(&cam.detect).map_err(|source| PipelineError::Detect {
+            let mut d = Detector::build(&cam.detect).map_err(|source| PipelineError::Detect {
                 camera: cam.name.clone(),
                 source,
             })?;
+            d.set_view(cam.view);
             detectors.push(d);
         }
         let embed = start_embedder(cfg)?;
