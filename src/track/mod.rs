@@ -187,6 +187,8 @@ struct Track {
     /// This frame, side view: its part of a shared blob, too close to the others' to update
     /// it (where its row is drawn; the track itself coasts through the overlap).
     shown: Option<(f64, f64)>,
+    /// Side view: the box of the blob it shared with other tracks in the last frame.
+    shared_box: Option<[f32; 4]>,
 }
 
 /// Tracks of one camera. Feed it every frame's detections in order with [`Tracker::update`].
@@ -210,6 +212,9 @@ pub struct Tracker {
 
 /// Scale of distances in the integer cost matrix (1/100 px).
 const COST_SCALE: f64 = 100.0;
+/// Side view: a blob overlapping by this much (of the smaller box) the box of one that tracks
+/// shared in the last frame continues it (see the detection slots in [`Tracker::update`]).
+const CONTINUED_OVERLAP: f32 = 0.5;
 /// Time constant (s) of the velocity decay of a coasting track.
 const COAST_VELOCITY_DECAY_S: f64 = 0.5;
 /// Cost of a forbidden pair (beyond any gate).
@@ -563,6 +568,16 @@ fn dist_to_box(p: (f64, f64), b: [f32; 4]) -> f64 {
     ((c.0 - p.0).powi(2) + (c.1 - p.1).powi(2)).sqrt()
 }
 
+/// Overlap of two boxes `[left, top, right, bottom]`: their intersection over the smaller's
+/// area (0 when either is empty).
+fn box_overlap(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |x: [f32; 4]| (x[2] - x[0]).max(0.0) * (x[3] - x[1]).max(0.0);
+    let smaller = area(a).min(area(b));
+    if smaller > 0.0 { w * h / smaller } else { 0.0 }
+}
+
 fn dist(a: (f64, f64), d: &Detection) -> f64 {
     ((a.0 - d.x as f64).powi(2) + (a.1 - d.y as f64).powi(2)).sqrt()
 }
@@ -656,6 +671,7 @@ impl Tracker {
             matched: None,
             part: None,
             shown: None,
+            shared_box: None,
             area: d.area,
         }
     }
@@ -952,12 +968,30 @@ impl Tracker {
             }
         }
 
-        // Detection slots: a touching blob of k fish can take k tracks.
+        // Detection slots: a touching blob of k fish can take k tracks. Side view: a blob that
+        // continues one several tracks shared in the last frame (boxes overlapping by half)
+        // keeps a slot for each of them, although the detector counts it as one fish by its
+        // shape: two fish swimming one almost exactly behind the other look like one large
+        // fish near the glass (BENCHMARKS.md round 13).
+        let continued = |d: &Detection| {
+            self.tracks
+                .iter()
+                .filter(|tr| {
+                    tr.confirmed
+                        && tr
+                            .shared_box
+                            .is_some_and(|b| box_overlap(b, d.bbox) >= CONTINUED_OVERLAP)
+                })
+                .count()
+        };
         let slots: Vec<usize> = detections
             .iter()
             .enumerate()
             .filter(|(_, d)| d.x.is_finite() && d.y.is_finite())
-            .flat_map(|(i, d)| std::iter::repeat_n(i, d.fish_count.clamp(1, 50) as usize))
+            .flat_map(|(i, d)| {
+                let k = (d.fish_count as usize).max(continued(d)).clamp(1, 50);
+                std::iter::repeat_n(i, k)
+            })
             .collect();
         let mut slot_used = vec![false; slots.len()];
         let mut det_used = vec![false; detections.len()];
@@ -1052,6 +1086,13 @@ impl Tracker {
             if let Some(di) = tr.matched {
                 sharers[di] += 1;
             }
+        }
+        for tr in &mut self.tracks {
+            tr.shared_box = tr
+                .matched
+                .filter(|&di| fit_bodies && sharers[di] >= 2)
+                .and_then(|di| detections.get(di))
+                .map(|d| d.bbox);
         }
 
         // Shared blobs with pixel positions: divide them between their tracks (`Track::part`,
