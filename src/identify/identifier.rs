@@ -1218,6 +1218,7 @@ impl Identifier {
             room -= 1;
             new_ids[k] = Some(id);
         }
+        self.name_by_elimination(&st, &sol, &confirmed, &mut new_ids);
         drop(st);
         // A fragment no group kept (in view beside a longer one of its group) keeps the
         // individual its rows were written with.
@@ -1240,6 +1241,82 @@ impl Identifier {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "fragments regrouped"
         );
+    }
+
+    /// Known population, all enrolled: main groups of the regrouping that no individual fits,
+    /// each a fish of its own (in view beside every other main group, or unlike it, and seen on
+    /// a confirmed track), are the individuals no group of the window is named after, when
+    /// there are as many of each; paired by appearance (best total similarity of the groups'
+    /// side means to the individuals' prototypes). Otherwise such a fish's rows stay
+    /// unlabelled for as long as its individual's online name sits on another fish's group
+    /// (BENCHMARKS.md round 13: seeds 7 and 51, a whole recording).
+    fn name_by_elimination(
+        &self,
+        st: &TankState,
+        sol: &solver::Solution,
+        confirmed: &HashSet<u64>,
+        new_ids: &mut [Option<String>],
+    ) {
+        let Some(n) = self.population else { return };
+        if st.registry.active().count() < n as usize {
+            return;
+        }
+        let named: HashSet<&str> = sol
+            .names
+            .values()
+            .filter_map(|name| match name {
+                Name::Individual(i) => Some(i.as_str()),
+                Name::New(_) => None,
+            })
+            .collect();
+        let unused: Vec<String> = st
+            .registry
+            .active()
+            .map(|i| i.id.clone())
+            .filter(|i| !named.contains(i.as_str()))
+            .collect();
+        let open: Vec<usize> = sol
+            .new_groups
+            .iter()
+            .enumerate()
+            .filter(|(k, g)| {
+                new_ids.get(*k).is_some_and(Option::is_none)
+                    && g.distinct
+                    && g.fragments.iter().any(|f| confirmed.contains(f))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        if open.is_empty() || open.len() != unused.len() {
+            return;
+        }
+        let w: Vec<Vec<i64>> = open
+            .iter()
+            .map(|&k| {
+                unused
+                    .iter()
+                    .map(|id| {
+                        let sims: Vec<f32> = View::SIDES
+                            .into_iter()
+                            .zip(&sol.new_groups[k].sides)
+                            .filter_map(|(view, mean)| {
+                                st.gallery.similarity_in_view(id, mean.as_deref()?, view)
+                            })
+                            .collect();
+                        let mean = sims.iter().sum::<f32>() / sims.len().max(1) as f32;
+                        (mean * 1000.0).round() as i64
+                    })
+                    .collect()
+            })
+            .collect();
+        let Ok(m) = pathfinding::matrix::Matrix::from_rows(w) else {
+            return;
+        };
+        let (_, assigned) = pathfinding::kuhn_munkres::kuhn_munkres(&m);
+        for (r, &c) in assigned.iter().enumerate() {
+            let (k, id) = (open[r], &unused[c]);
+            tracing::debug!(tank = %self.tank, individual = %id, fragments = sol.new_groups[k].fragments.len(), "a fish no individual fitted named by elimination");
+            new_ids[k] = Some(id.clone());
+        }
     }
 
     /// The last regrouping's individual (label: name, else id) of every fragment it covered
@@ -1746,9 +1823,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_track_gets_a_new_fragment_when_a_contact_or_a_long_coast_ends() {
-        let card: ModelCard = serde_json::from_value(serde_json::json!({
+    /// A model card for a 4-dimensional encoder (no model file is read).
+    fn test_card() -> ModelCard {
+        serde_json::from_value(serde_json::json!({
             "format": "finprint-encoder/1",
             "name": "t",
             "onnx": "t.onnx",
@@ -1758,9 +1835,83 @@ mod tests {
             "output": {"name": "embedding", "dim": 4, "l2_normalized": true},
             "crop": {"aspect": 3.0, "length_margin": 1.3, "orientation": "x"}
         }))
-        .expect("card");
-        let mut id =
-            Identifier::build(&IdentityConfig::default(), "tank", None, &card).expect("identifier");
+        .expect("card")
+    }
+
+    /// An identifier for `population` fish with individuals enrolled facing right, one per
+    /// unit vector of `axes`; returns it and their ids.
+    fn enrolled(population: u32, axes: usize) -> (Identifier, Vec<String>) {
+        let id = Identifier::build(
+            &IdentityConfig::default(),
+            "tank",
+            Some(population),
+            &test_card(),
+        )
+        .expect("identifier");
+        let ids = {
+            let mut st = write(&id.shared);
+            (0..axes)
+                .map(|k| {
+                    let mut v = vec![0.0; 4];
+                    v[k] = 1.0;
+                    let i = st.registry.create();
+                    st.gallery
+                        .add(Prototype::tracked(&i, View::FacingRight, 0.0, 1.0, v));
+                    i
+                })
+                .collect()
+        };
+        (id, ids)
+    }
+
+    #[test]
+    fn a_fish_no_individual_fits_is_named_by_elimination_when_the_population_is_complete() {
+        // Population 3, all enrolled (A, B, C facing right). The regrouping names one group A
+        // and finds two more, each a fish of its own, that no individual fits; B and C are
+        // named after no group. The groups are B and C, paired by appearance.
+        let group = |frag: u64, v: &[f32], distinct: bool| solver::NewGroup {
+            fragments: vec![frag],
+            sides: [Some(v.to_vec()), None],
+            weight: 10.0,
+            distinct,
+        };
+        let confirmed: HashSet<u64> = [1, 2, 3].into();
+        let (id, ids) = enrolled(3, 3);
+        let mut sol = solver::Solution::default();
+        sol.names.insert(1, Name::Individual(ids[0].clone()));
+        // Looks like C, then like B.
+        sol.new_groups = vec![
+            group(2, &[0.0, 0.1, 0.9, 0.0], true),
+            group(3, &[0.0, 0.9, 0.1, 0.0], true),
+        ];
+        let named = |id: &Identifier, sol: &solver::Solution| {
+            let mut new_ids = vec![None; sol.new_groups.len()];
+            id.name_by_elimination(&read(&id.shared), sol, &confirmed, &mut new_ids);
+            new_ids
+        };
+        assert_eq!(
+            named(&id, &sol),
+            vec![Some(ids[2].clone()), Some(ids[1].clone())]
+        );
+        // One of them may be another fish's unseen flank (not distinct): two individuals for
+        // one certain group is no elimination.
+        sol.new_groups[1].distinct = false;
+        assert_eq!(named(&id, &sol), vec![None, None]);
+        // Population not complete (4 fish, 3 enrolled): such a group is enrolled instead.
+        let (id4, ids4) = enrolled(4, 3);
+        let mut sol4 = solver::Solution::default();
+        sol4.names.insert(1, Name::Individual(ids4[0].clone()));
+        sol4.new_groups = vec![
+            group(2, &[0.0, 0.1, 0.9, 0.0], true),
+            group(3, &[0.0, 0.9, 0.1, 0.0], true),
+        ];
+        assert_eq!(named(&id4, &sol4), vec![None, None]);
+    }
+
+    #[test]
+    fn a_track_gets_a_new_fragment_when_a_contact_or_a_long_coast_ends() {
+        let mut id = Identifier::build(&IdentityConfig::default(), "tank", None, &test_card())
+            .expect("identifier");
         let apart = vec![
             det([0.0, 0.0, 30.0, 10.0], 1),
             det([100.0, 0.0, 130.0, 10.0], 1),
