@@ -404,7 +404,7 @@ const TYPICAL_SAMPLES: usize = 30;
 /// Side views: a blob up to this many typical areas large that has a single fish's shape is
 /// one fish near the glass, not several touching (fish at the front of a tank look up to
 /// twice or three times the size of those at the back). Measured on 20 rendered side-view
-/// tanks (BENCHMARKS.md, detection round 13): of blobs counted as two by area, three in four
+/// tanks (BENCHMARKS.md round 13): of blobs counted as two by area, three in four
 /// were one fish; the shape test below kept 95 % of those and took 15 % of the real pairs for
 /// one fish.
 const ONE_FISH_MAX_RATIO: f32 = 3.0;
@@ -1420,7 +1420,6 @@ fn median(v: &mut [f32]) -> f32 {
     *m
 }
 
-/// Detection from blob statistics (working pixels → full-frame pixels).
 /// Learns the typical single fish's shape from this frame's blobs of about one typical area:
 /// the median of the first [`TYPICAL_SAMPLES`], then each frame's median followed slowly.
 fn learn_shape(m: &mut Model, frame_shapes: &[BodyShape]) {
@@ -1445,6 +1444,7 @@ fn learn_shape(m: &mut Model, frame_shapes: &[BodyShape]) {
     }
 }
 
+/// Detection from blob statistics (working pixels → full-frame pixels).
 fn blob_detection(b: &Blob, f: f32, count: u32, to_full: &impl Fn(f64) -> f32) -> Detection {
     let (mx, my, cxx, cyy, cxy) = b.moments();
     let (angle, major, minor) = segment::axis_from_moments(cxx, cyy, cxy);

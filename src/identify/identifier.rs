@@ -33,7 +33,8 @@
 //! Every `relabel_every_s` the fragments of the last `relabel_window_s` are regrouped with
 //! hindsight ([`super::solver`]); outputs written after `label_lag_s` take the regrouped
 //! individuals ([`Identifier::take_regrouped`]), and a main group no individual fits is
-//! enrolled while a known population is short. The online assignment goes on unchanged.
+//! enrolled while a known population is short, or, once it is complete, takes an individual no
+//! group is named after (elimination). The online assignment goes on unchanged.
 //!
 //! A fish's two flanks look unrelated, so an embedding is compared only with prototypes seen from
 //! the same side (heading left/right); an individual never seen from that side gets no evidence
@@ -1838,8 +1839,8 @@ mod tests {
         .expect("card")
     }
 
-    /// An identifier for `population` fish with individuals enrolled facing right, one per
-    /// unit vector of `axes`; returns it and their ids.
+    /// An identifier for `population` fish with `axes` individuals enrolled facing right, the
+    /// k-th from the k-th unit vector; returns it and their ids.
     fn enrolled(population: u32, axes: usize) -> (Identifier, Vec<String>) {
         let id = Identifier::build(
             &IdentityConfig::default(),
