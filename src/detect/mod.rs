@@ -19,7 +19,7 @@
 //! touching fish must not be used for identification) — that missing crop is the "touching"
 //! flag the later stages see; otherwise it stays one detection flagged by
 //! `fish_count` = round(area / typical area) ≥ 2. In side views a fish near the front glass
-//! looks two or three times the typical area: a blob of up to 3 typical areas that keeps a
+//! looks two to four times the typical area: a blob of up to 4 typical areas that keeps a
 //! single fish's shape (fill of its moment axes, depth for length, learned from blobs of about
 //! the typical area) is one fish with a crop.
 //!
@@ -127,7 +127,7 @@ pub struct DetectConfig {
     /// areas whose strongest pixels form two or more separate body cores is cut between them
     /// (dark or light polarity only: with `both`, stripes would look like cores). Default
     /// true. Blobs not split stay one detection with `fish_count` = round(area / typical)
-    /// (side views: 1 for a blob of up to 3 typical areas with a single fish's shape).
+    /// (side views: 1 for a blob of up to 4 typical areas with a single fish's shape).
     pub split_touching: bool,
     /// Region of interest: polygon of at least 3 `[x, y]` vertices in full-frame pixels; only
     /// pixels inside are searched. Default: unset (whole frame).
@@ -402,12 +402,12 @@ const SPLIT_MIN_RATIO: f32 = 1.3;
 /// Blob areas needed before the typical area is trusted.
 const TYPICAL_SAMPLES: usize = 30;
 /// Side views: a blob up to this many typical areas large that has a single fish's shape is
-/// one fish near the glass, not several touching (fish at the front of a tank look up to
-/// twice or three times the size of those at the back). Measured on 20 rendered side-view
-/// tanks (BENCHMARKS.md round 13): of blobs counted as two by area, three in four
-/// were one fish; the shape test below kept 95 % of those and took 15 % of the real pairs for
-/// one fish.
-const ONE_FISH_MAX_RATIO: f32 = 3.0;
+/// one fish near the glass, not several touching (a fish at the front of a deep tank close to
+/// the camera looks twice the length of the typical one, four times its area). Measured on 20
+/// rendered side-view tanks (BENCHMARKS.md round 13): of blobs counted as two by area, three
+/// in four were one fish; the shape test below kept 95 % of those and took 15 % of the real
+/// pairs for one fish (3 typical areas: identity IDF1 0.929, 4: 0.932).
+const ONE_FISH_MAX_RATIO: f32 = 4.0;
 /// Side views: how many times the top view's largest countable blob (`max_area` unset) a
 /// blob may be: four fish near the glass swimming together (seed 53 of the 20 rendered tanks,
 /// BENCHMARKS.md round 13) made a blob larger than 6.5 typical areas, dropped for 22 frames.
@@ -1158,7 +1158,7 @@ impl Detector {
         };
         let max_px = match (self.cfg.max_area, typical) {
             (Some(a), _) => a / f2,
-            // Side views: fish near the glass look two or three times the typical area, so a
+            // Side views: fish near the glass look up to four times the typical area, so a
             // blob of several of them swimming together is larger for its count.
             (None, Some(t)) if side => {
                 SIDE_SIZE_SPREAD * (self.cfg.max_fish_per_blob as f32 + 0.5) * t
