@@ -365,27 +365,36 @@ fn touching_fish_are_split_at_their_bodies_or_flagged() {
     );
 }
 
-/// Side view: five fish of the typical size in lanes, a fish near the glass twice their area
-/// (same shape), two fish overlapping one above the other and two end to end, all swimming.
-fn near_and_far_scene(i: u64) -> Vec<Ell> {
-    let x = 25.0 + (i % 70) as f32 * 1.4;
-    let fish = |cx: f32, cy: f32, scale: f32| Ell {
+/// A dark fish (24 × 8 px at `scale` 1, the typical size of the lane scenes), horizontal.
+fn lane_fish(cx: f32, cy: f32, scale: f32) -> Ell {
+    Ell {
         cx,
         cy,
         a: 12.0 * scale,
         b: 4.0 * scale,
         angle: 0.0,
         value: 50,
-    };
-    let mut v: Vec<Ell> = [8.0, 22.0, 36.0, 50.0, 64.0]
+    }
+}
+
+/// Five fish of the typical size in lanes (y 8 to 64), at `x`.
+fn typical_lanes(x: f32) -> Vec<Ell> {
+    [8.0, 22.0, 36.0, 50.0, 64.0]
         .iter()
-        .map(|&y| fish(x, y, 1.0))
-        .collect();
-    v.push(fish(x, 80.0, std::f32::consts::SQRT_2));
-    v.push(fish(x, 95.0, 1.0));
-    v.push(fish(x, 101.0, 1.0));
-    v.push(fish(x, 113.0, 1.0));
-    v.push(fish(x + 18.0, 113.0, 1.0));
+        .map(|&y| lane_fish(x, y, 1.0))
+        .collect()
+}
+
+/// Side view: five fish of the typical size in lanes, a fish near the glass twice their area
+/// (same shape), two fish overlapping one above the other and two end to end, all swimming.
+fn near_and_far_scene(i: u64) -> Vec<Ell> {
+    let x = 25.0 + (i % 70) as f32 * 1.4;
+    let mut v = typical_lanes(x);
+    v.push(lane_fish(x, 80.0, std::f32::consts::SQRT_2));
+    v.push(lane_fish(x, 95.0, 1.0));
+    v.push(lane_fish(x, 101.0, 1.0));
+    v.push(lane_fish(x, 113.0, 1.0));
+    v.push(lane_fish(x + 18.0, 113.0, 1.0));
     v
 }
 
@@ -438,18 +447,7 @@ fn side_view_keeps_a_blob_of_several_large_fish_that_a_top_view_ignores() {
     // Five fish of the typical size in lanes and, later, one blob of 8 typical areas (several
     // fish near the glass swimming together), all swimming.
     let scene = |i: u64| {
-        let x = 35.0 + (i % 70) as f32 * 1.2;
-        let mut v: Vec<Ell> = [8.0, 22.0, 36.0, 50.0, 64.0]
-            .iter()
-            .map(|&y| Ell {
-                cx: x,
-                cy: y,
-                a: 12.0,
-                b: 4.0,
-                angle: 0.0,
-                value: 50,
-            })
-            .collect();
+        let mut v = typical_lanes(35.0 + (i % 70) as f32 * 1.2);
         if i < 40 {
             // Arrives after the background is learned (so it is not learned into it).
             return v;

@@ -1262,14 +1262,7 @@ impl Identifier {
         if st.registry.active().count() < n as usize {
             return;
         }
-        let named: HashSet<&str> = sol
-            .names
-            .values()
-            .filter_map(|name| match name {
-                Name::Individual(i) => Some(i.as_str()),
-                Name::New(_) => None,
-            })
-            .collect();
+        let named: HashSet<&str> = sol.names.values().filter_map(Name::individual).collect();
         let unused: Vec<String> = st
             .registry
             .active()
@@ -1877,14 +1870,15 @@ mod tests {
             distinct,
         };
         let confirmed: HashSet<u64> = [1, 2, 3].into();
-        let (id, ids) = enrolled(3, 3);
-        let mut sol = solver::Solution::default();
-        sol.names.insert(1, Name::Individual(ids[0].clone()));
         // Looks like C, then like B.
-        sol.new_groups = vec![
+        let groups = vec![
             group(2, &[0.0, 0.1, 0.9, 0.0], true),
             group(3, &[0.0, 0.9, 0.1, 0.0], true),
         ];
+        let (id, ids) = enrolled(3, 3);
+        let mut sol = solver::Solution::default();
+        sol.names.insert(1, Name::Individual(ids[0].clone()));
+        sol.new_groups = groups.clone();
         let named = |id: &Identifier, sol: &solver::Solution| {
             let mut new_ids = vec![None; sol.new_groups.len()];
             id.name_by_elimination(&read(&id.shared), sol, &confirmed, &mut new_ids);
@@ -1902,10 +1896,7 @@ mod tests {
         let (id4, ids4) = enrolled(4, 3);
         let mut sol4 = solver::Solution::default();
         sol4.names.insert(1, Name::Individual(ids4[0].clone()));
-        sol4.new_groups = vec![
-            group(2, &[0.0, 0.1, 0.9, 0.0], true),
-            group(3, &[0.0, 0.9, 0.1, 0.0], true),
-        ];
+        sol4.new_groups = groups;
         assert_eq!(named(&id4, &sol4), vec![None, None]);
     }
 

@@ -55,6 +55,16 @@ pub enum Name {
     New(usize),
 }
 
+impl Name {
+    /// The existing individual, if this names one.
+    pub fn individual(&self) -> Option<&str> {
+        match self {
+            Name::Individual(i) => Some(i),
+            Name::New(_) => None,
+        }
+    }
+}
+
 /// A main group with no individual (a fish the online assignment never enrolled).
 #[derive(Debug, Clone)]
 pub struct NewGroup {
@@ -501,13 +511,7 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
             names.insert(g, Name::Individual(f));
         }
     }
-    let used: HashSet<&str> = names
-        .values()
-        .filter_map(|n| match n {
-            Name::Individual(s) => Some(s.as_str()),
-            Name::New(_) => None,
-        })
-        .collect();
+    let used: HashSet<&str> = names.values().filter_map(Name::individual).collect();
     let free: Vec<usize> = mains
         .iter()
         .copied()
