@@ -24,7 +24,8 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_finprint");
 
 /// Fish in the simulated tank (known population) and its seed; the shipped encoder was trained
-/// on the individuals of seed 1 (`models/finprint-default.json`), so these fish are new to it.
+/// on the individuals of seeds 1 and 101-116 (`models/finprint-default.json`), so these fish are
+/// new to it.
 const FISH: u32 = 3;
 const SEED: u32 = 23;
 /// Frames per half.
