@@ -34,7 +34,7 @@ pub enum ColorOrder {
     Bgr,
 }
 
-/// Input side of the card: value = (pixel / scale − mean[c]) / std[c].
+/// Input side of the card: value = `(pixel / scale − mean[c]) / std[c]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct CardInput {
     /// Name of the ONNX graph input.

@@ -1,6 +1,6 @@
 //! Append-only output files that survive write errors.
 //!
-//! A [`BufferedFile`] keeps rows in memory (bounded) until they are written; a failed write
+//! A `BufferedFile` keeps rows in memory (bounded) until they are written; a failed write
 //! (full disk, I/O error, vanished directory) keeps the unwritten bytes, drops the file handle
 //! (so the next attempt reopens the path, e.g. after a remount) and reports an error naming
 //! the file. Rows are never written twice: partial writes are accounted byte by byte.

@@ -321,7 +321,7 @@ pub struct SynthArgs {
     /// Mount path of the live stream.
     #[arg(long, default_value = "/tank")]
     pub live_mount: String,
-    /// Also write OUT/frame_<N>.png and OUT/idmap_<N>.png (false-colour id map) of frame N.
+    /// Also write `OUT/frame_<N>.png` and `OUT/idmap_<N>.png` (false-colour id map) of frame N.
     #[arg(long)]
     pub snapshot: Option<u64>,
     /// Also write OUT/flanks.png: both flanks of the first (up to 8) individuals.

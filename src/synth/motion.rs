@@ -12,7 +12,7 @@ use super::raster::View;
 /// Depth of the tank (front glass to back wall) as a multiple of the frame width.
 const TANK_DEPTH: f32 = 0.35;
 
-/// Motion state of one fish, in front-plane pixels (x right, y down) and depth `z` ∈ [0,1]
+/// Motion state of one fish, in front-plane pixels (x right, y down) and depth `z` ∈ `[0, 1]`
 /// (0 = at the front glass).
 #[derive(Debug, Clone)]
 pub struct Swimmer {

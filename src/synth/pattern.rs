@@ -57,7 +57,7 @@ pub struct FlankPattern {
 }
 
 impl FlankPattern {
-    /// Darkness (0..1) at body coordinates `u` ∈ [0,1], `vn` ∈ [−1,1] (bilinear; outside
+    /// Darkness (0..1) at body coordinates `u` ∈ `[0, 1]`, `vn` ∈ `[−1, 1]` (bilinear; outside
     /// the range it clamps).
     #[inline]
     pub fn sample(&self, u: f32, vn: f32) -> f32 {
