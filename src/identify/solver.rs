@@ -17,8 +17,10 @@
 //! first, a little overlap in time tolerated and penalised: one wrong fragment in a main group
 //! must not lock its fish out). Within a group, a fragment in view at the same time as a longer
 //! one of the same group leaves it. Names last: a group holding fragments whose rows were
-//! already written keeps that individual; the other main groups take the online individuals
-//! their fragments carried most (one-to-one), or are new.
+//! already written keeps that individual — unless a written fragment's own crops contradict
+//! it (unlike the rest of its individual's fragments, or clearly like another's): then its
+//! later rows may take another; the other main groups take the online individuals their
+//! fragments carried most (one-to-one), or are new.
 //!
 //! Must never read pixels, run the model or touch the gallery and registry: it returns names;
 //! the identifier decides what to do with them.
@@ -329,6 +331,83 @@ fn key(s: f32) -> i64 {
     (s as f64 * 1e6).round() as i64
 }
 
+/// Quality-weighted embedding sums and summed weights per side (as [`Fragment::sides`]).
+type SideSums = [Option<(Vec<f32>, f32)>; 2];
+
+/// Same-side evidence (as [`State::appearance`]) between two sets of per-side sums; `None`
+/// when no side was seen by both.
+fn side_evidence(a: &SideSums, b: &SideSums, p: &Params) -> Option<f32> {
+    let mean = |s: &Option<(Vec<f32>, f32)>| -> Option<Vec<f32>> {
+        let (v, w) = s.as_ref()?;
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        (*w >= p.min_side_weight && n > 0.0 && n.is_finite())
+            .then(|| v.iter().map(|x| x / n).collect())
+    };
+    let mut total = None;
+    for side in 0..2 {
+        if let (Some(x), Some(y)) = (mean(&a[side]), mean(&b[side])) {
+            *total.get_or_insert(0.0) += p.scale * (dot(&x, &y) - p.similarity);
+        }
+    }
+    total
+}
+
+/// Written fragments whose written individual their own crops contradict: a swap the contact
+/// rule missed, or a fragment named before it had crops of its own (continuity alone). A
+/// fragment is released (its later rows may take another individual) when, on a side both were
+/// seen from, it is unlike the other fragments written with its individual (and shorter than
+/// them together), or it is clearly like the fragments of another written individual and not
+/// more like its own. Rows already
+/// written keep their individual.
+fn contradicted_names(frags: &[Fragment], p: &Params) -> HashSet<usize> {
+    let add = |acc: &mut SideSums, f: &Fragment, sign: f32| {
+        for (mine, theirs) in acc.iter_mut().zip(&f.sides) {
+            if let Some((v, w)) = theirs {
+                let (s, sw) = mine.get_or_insert_with(|| (vec![0.0; v.len()], 0.0));
+                for (a, b) in s.iter_mut().zip(v) {
+                    *a += sign * b;
+                }
+                *sw += sign * w;
+            }
+        }
+    };
+    let mut by_name: HashMap<&str, SideSums> = HashMap::new();
+    let mut frames_of: HashMap<&str, usize> = HashMap::new();
+    for f in frags {
+        if let Some(name) = &f.fixed {
+            add(by_name.entry(name).or_default(), f, 1.0);
+            *frames_of.entry(name).or_default() += f.frames.len();
+        }
+    }
+    let mut out = HashSet::new();
+    for (i, f) in frags.iter().enumerate() {
+        let Some(name) = f.fixed.as_deref() else {
+            continue;
+        };
+        let mut own = by_name[name].clone();
+        add(&mut own, f, -1.0);
+        let own_ev = side_evidence(&f.sides, &own, p);
+        let best_other = by_name
+            .iter()
+            .filter(|(n, _)| **n != name)
+            .filter_map(|(_, sums)| side_evidence(&f.sides, sums, p))
+            .fold(None, |m: Option<f32>, e| Some(m.map_or(e, |m| m.max(e))));
+        // Unlike the rest of its name: the odd one out leaves, not the longer rest.
+        let unlike_own = own_ev.is_some_and(|e| e < -RELEASE_EVIDENCE)
+            && frames_of[name] - f.frames.len() > f.frames.len();
+        let like_other = best_other.is_some_and(|o| {
+            o > RELEASE_EVIDENCE && own_ev.is_none_or(|e| e < o - RELEASE_EVIDENCE)
+        });
+        if unlike_own || like_other {
+            out.insert(i);
+        }
+    }
+    out
+}
+
+/// Evidence (in [`Params::scale`] units of similarity) that releases a written name.
+const RELEASE_EVIDENCE: f32 = 2.0;
+
 /// Groups `frags` into fish. `population`: how many fish there are (the number of main groups
 /// that leftovers join); `None` leaves leftovers on their own.
 pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solution {
@@ -353,12 +432,13 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
         group_of: (0..n).collect(),
         neighbours,
     };
+    let released = contradicted_names(frags, p);
     for (i, f) in frags.iter().enumerate() {
         let g = Group {
             members: vec![i],
             frames: f.frames.clone(),
             sides: f.sides.clone(),
-            fixed: f.fixed.clone(),
+            fixed: f.fixed.clone().filter(|_| !released.contains(&i)),
         };
         st.means
             .push([g.mean(0, p.min_side_weight), g.mean(1, p.min_side_weight)]);
@@ -367,7 +447,9 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
     // Fragments already written with one individual are that individual's, whatever else.
     let mut by_fixed: HashMap<String, usize> = HashMap::new();
     for (i, f) in frags.iter().enumerate() {
-        if let Some(name) = &f.fixed {
+        if let Some(name) = &f.fixed
+            && !released.contains(&i)
+        {
             match by_fixed.get(name) {
                 Some(&g) => st.merge(g, i),
                 None => {
@@ -834,6 +916,39 @@ mod tests {
         assert_eq!(name(&sol, 1), name(&sol, 2));
         assert_eq!(name(&sol, 1), name(&sol, 4));
         assert_ne!(name(&sol, 3), name(&sol, 4));
+    }
+
+    #[test]
+    fn a_written_name_its_own_crops_contradict_is_released() {
+        // Fish a (pattern 0) and b (pattern 2), written so, in view together. Then, on a's
+        // track, a fragment written "a" (named by continuity before it had crops of its own)
+        // that shows pattern 2: b's fish, while a's fish shows pattern 0 on track 2.
+        let mut frags = vec![
+            frag(1, 1, 0, 20, Some((0, 0))),
+            frag(2, 2, 0, 20, Some((0, 2))),
+            frag(3, 1, 22, 40, Some((0, 2))),
+            frag(4, 2, 22, 40, Some((0, 0))),
+        ];
+        frags[0].fixed = Some("a".into());
+        frags[1].fixed = Some("b".into());
+        frags[2].fixed = Some("a".into());
+        frags[3].fixed = Some("b".into());
+        let sol = solve(&frags, Some(2), &Params::default());
+        let a = Some(Name::Individual("a".into()));
+        let b = Some(Name::Individual("b".into()));
+        assert_eq!(name(&sol, 1), a.as_ref());
+        assert_eq!(name(&sol, 2), b.as_ref());
+        assert_eq!(name(&sol, 3), b.as_ref(), "pattern 2 is b's");
+        assert_eq!(name(&sol, 4), a.as_ref(), "pattern 0 is a's");
+        // A written fragment with no side comparable to anyone keeps its name.
+        let mut frags = vec![
+            frag(1, 1, 0, 20, Some((0, 0))),
+            frag(2, 1, 22, 40, Some((1, 5))),
+        ];
+        frags[0].fixed = Some("a".into());
+        frags[1].fixed = Some("a".into());
+        let sol = solve(&frags, Some(1), &Params::default());
+        assert_eq!(name(&sol, 2), a.as_ref());
     }
 
     #[test]
