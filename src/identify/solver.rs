@@ -135,31 +135,41 @@ impl Group {
     fn absorb(&mut self, other: Group) {
         self.members.extend(other.members);
         self.frames = union(&self.frames, &other.frames);
-        for (mine, theirs) in self.sides.iter_mut().zip(other.sides) {
-            match (mine.as_mut(), theirs) {
-                (Some((s, w)), Some((s2, w2))) => {
-                    for (a, b) in s.iter_mut().zip(&s2) {
-                        *a += b;
-                    }
-                    *w += w2;
-                }
-                (None, Some(t)) => *mine = Some(t),
-                _ => {}
-            }
-        }
+        add_sides(&mut self.sides, &other.sides, 1.0);
         if self.fixed.is_none() {
             self.fixed = other.fixed;
         }
     }
 
     fn mean(&self, side: usize, min_weight: f32) -> Option<Vec<f32>> {
-        let (s, w) = self.sides[side].as_ref()?;
-        if *w < min_weight {
-            return None;
-        }
-        let n = s.iter().map(|x| x * x).sum::<f32>().sqrt();
-        (n > 0.0 && n.is_finite()).then(|| s.iter().map(|x| x / n).collect())
+        side_mean(&self.sides[side], min_weight)
     }
+}
+
+/// Quality-weighted embedding sums and summed weights per side (as [`Fragment::sides`]).
+type SideSums = [Option<(Vec<f32>, f32)>; 2];
+
+/// Adds (`sign` 1) or takes away (`sign` -1) `other`'s per-side sums.
+fn add_sides(acc: &mut SideSums, other: &SideSums, sign: f32) {
+    for (mine, theirs) in acc.iter_mut().zip(other) {
+        if let Some((v, w)) = theirs {
+            let (s, sw) = mine.get_or_insert_with(|| (vec![0.0; v.len()], 0.0));
+            for (a, b) in s.iter_mut().zip(v) {
+                *a += sign * b;
+            }
+            *sw += sign * w;
+        }
+    }
+}
+
+/// Normalised mean of one side's sum, when its summed weight reaches `min_weight`.
+fn side_mean(side: &Option<(Vec<f32>, f32)>, min_weight: f32) -> Option<Vec<f32>> {
+    let (s, w) = side.as_ref()?;
+    if *w < min_weight {
+        return None;
+    }
+    let n = s.iter().map(|x| x * x).sum::<f32>().sqrt();
+    (n > 0.0 && n.is_finite()).then(|| s.iter().map(|x| x / n).collect())
 }
 
 fn union(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -331,21 +341,15 @@ fn key(s: f32) -> i64 {
     (s as f64 * 1e6).round() as i64
 }
 
-/// Quality-weighted embedding sums and summed weights per side (as [`Fragment::sides`]).
-type SideSums = [Option<(Vec<f32>, f32)>; 2];
-
 /// Same-side evidence (as [`State::appearance`]) between two sets of per-side sums; `None`
 /// when no side was seen by both.
 fn side_evidence(a: &SideSums, b: &SideSums, p: &Params) -> Option<f32> {
-    let mean = |s: &Option<(Vec<f32>, f32)>| -> Option<Vec<f32>> {
-        let (v, w) = s.as_ref()?;
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        (*w >= p.min_side_weight && n > 0.0 && n.is_finite())
-            .then(|| v.iter().map(|x| x / n).collect())
-    };
     let mut total = None;
     for side in 0..2 {
-        if let (Some(x), Some(y)) = (mean(&a[side]), mean(&b[side])) {
+        if let (Some(x), Some(y)) = (
+            side_mean(&a[side], p.min_side_weight),
+            side_mean(&b[side], p.min_side_weight),
+        ) {
             *total.get_or_insert(0.0) += p.scale * (dot(&x, &y) - p.similarity);
         }
     }
@@ -357,25 +361,13 @@ fn side_evidence(a: &SideSums, b: &SideSums, p: &Params) -> Option<f32> {
 /// fragment is released (its later rows may take another individual) when, on a side both were
 /// seen from, it is unlike the other fragments written with its individual (and shorter than
 /// them together), or it is clearly like the fragments of another written individual and not
-/// more like its own. Rows already
-/// written keep their individual.
+/// more like its own. Rows already written keep their individual.
 fn contradicted_names(frags: &[Fragment], p: &Params) -> HashSet<usize> {
-    let add = |acc: &mut SideSums, f: &Fragment, sign: f32| {
-        for (mine, theirs) in acc.iter_mut().zip(&f.sides) {
-            if let Some((v, w)) = theirs {
-                let (s, sw) = mine.get_or_insert_with(|| (vec![0.0; v.len()], 0.0));
-                for (a, b) in s.iter_mut().zip(v) {
-                    *a += sign * b;
-                }
-                *sw += sign * w;
-            }
-        }
-    };
     let mut by_name: HashMap<&str, SideSums> = HashMap::new();
     let mut frames_of: HashMap<&str, usize> = HashMap::new();
     for f in frags {
         if let Some(name) = &f.fixed {
-            add(by_name.entry(name).or_default(), f, 1.0);
+            add_sides(by_name.entry(name).or_default(), &f.sides, 1.0);
             *frames_of.entry(name).or_default() += f.frames.len();
         }
     }
@@ -385,7 +377,7 @@ fn contradicted_names(frags: &[Fragment], p: &Params) -> HashSet<usize> {
             continue;
         };
         let mut own = by_name[name].clone();
-        add(&mut own, f, -1.0);
+        add_sides(&mut own, &f.sides, -1.0);
         let own_ev = side_evidence(&f.sides, &own, p);
         let best_other = by_name
             .iter()
@@ -432,13 +424,19 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
         group_of: (0..n).collect(),
         neighbours,
     };
+    // Written names that hold (not contradicted by their fragment's own crops).
     let released = contradicted_names(frags, p);
+    let fixed: Vec<Option<&String>> = frags
+        .iter()
+        .enumerate()
+        .map(|(i, f)| f.fixed.as_ref().filter(|_| !released.contains(&i)))
+        .collect();
     for (i, f) in frags.iter().enumerate() {
         let g = Group {
             members: vec![i],
             frames: f.frames.clone(),
             sides: f.sides.clone(),
-            fixed: f.fixed.clone().filter(|_| !released.contains(&i)),
+            fixed: fixed[i].cloned(),
         };
         st.means
             .push([g.mean(0, p.min_side_weight), g.mean(1, p.min_side_weight)]);
@@ -446,14 +444,12 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
     }
     // Fragments already written with one individual are that individual's, whatever else.
     let mut by_fixed: HashMap<String, usize> = HashMap::new();
-    for (i, f) in frags.iter().enumerate() {
-        if let Some(name) = &f.fixed
-            && !released.contains(&i)
-        {
-            match by_fixed.get(name) {
+    for (i, name) in fixed.iter().enumerate() {
+        if let Some(name) = name {
+            match by_fixed.get(*name) {
                 Some(&g) => st.merge(g, i),
                 None => {
-                    by_fixed.insert(name.clone(), i);
+                    by_fixed.insert((*name).clone(), i);
                 }
             }
         }
@@ -855,6 +851,10 @@ mod tests {
         sol.names.get(&f)
     }
 
+    fn individual(id: &str) -> Option<Name> {
+        Some(Name::Individual(id.into()))
+    }
+
     #[test]
     fn fish_in_view_together_are_never_one_group() {
         // Two fragments showing the very same pattern at the same time: two fish.
@@ -890,8 +890,7 @@ mod tests {
         frags[0].fixed = Some("a".into());
         frags[1].fixed = Some("b".into());
         let sol = solve(&frags, Some(2), &Params::default());
-        let a = Some(Name::Individual("a".into()));
-        let b = Some(Name::Individual("b".into()));
+        let (a, b) = (individual("a"), individual("b"));
         assert_eq!(name(&sol, 1), a.as_ref());
         assert_eq!(name(&sol, 2), b.as_ref());
         assert_eq!(name(&sol, 4), b.as_ref(), "b's flank matches b");
@@ -934,8 +933,7 @@ mod tests {
         frags[2].fixed = Some("a".into());
         frags[3].fixed = Some("b".into());
         let sol = solve(&frags, Some(2), &Params::default());
-        let a = Some(Name::Individual("a".into()));
-        let b = Some(Name::Individual("b".into()));
+        let (a, b) = (individual("a"), individual("b"));
         assert_eq!(name(&sol, 1), a.as_ref());
         assert_eq!(name(&sol, 2), b.as_ref());
         assert_eq!(name(&sol, 3), b.as_ref(), "pattern 2 is b's");
