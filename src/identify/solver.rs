@@ -1082,7 +1082,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fragment_in_view_beside_a_longer_one_of_its_group_leaves_it() {
+    fn a_fragment_dropped_beside_a_longer_one_of_its_group_is_named_where_alone() {
         // Population 1: fragment 2 joins the one main group despite overlapping fragment 1 and
         // is dropped from it (a frame never shows one fish twice); with no other main group
         // and its own crops alike, it is named after that group again for the frames where
