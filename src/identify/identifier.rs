@@ -1313,6 +1313,15 @@ impl Identifier {
         }
     }
 
+    /// End of stream at stream time `t`: regroups once more with everything seen, unless the
+    /// last regrouping was at `t` already, so the rows still waiting for their labels take
+    /// the latest answer ([`Identifier::take_regrouped`]).
+    pub fn finish(&mut self, t: f64) {
+        if self.cfg.relabel_window_s > 0.0 && self.last_regroup.is_none_or(|l| l < t) {
+            self.regroup(t);
+        }
+    }
+
     /// The last regrouping's individual (label: name, else id) of every fragment it covered
     /// (`None`: covered, no one's), once per regrouping; `None` when there was no new one.
     pub fn take_regrouped(&mut self) -> Option<HashMap<u64, Option<String>>> {
@@ -1958,5 +1967,30 @@ mod tests {
             "a long coast starts a fragment"
         );
         assert_eq!(id.fragment_of(2), Some(b2));
+    }
+
+    #[test]
+    fn the_end_of_the_stream_regroups_once_more_with_everything_seen() {
+        let cfg = IdentityConfig {
+            relabel_every_s: 10.0,
+            ..Default::default()
+        };
+        let mut id = Identifier::build(&cfg, "tank", None, &test_card()).expect("identifier");
+        let apart = vec![det([0.0, 0.0, 30.0, 10.0], 1)];
+        let mut tracks = vec![report(1, Some(0))];
+        id.wants_embedding(0.0, &tracks, &apart);
+        id.assign(0.0, &mut tracks);
+        assert!(id.take_regrouped().is_some(), "the first frame regroups");
+        id.wants_embedding(1.0, &tracks, &apart);
+        id.assign(1.0, &mut tracks);
+        assert!(id.take_regrouped().is_none(), "not due again for 10 s");
+        id.finish(1.0);
+        let names = id.take_regrouped().expect("the end of the stream regroups");
+        assert!(names.contains_key(&id.fragment_of(1).expect("fragment")));
+        id.finish(1.0);
+        assert!(
+            id.take_regrouped().is_none(),
+            "already regrouped at that time"
+        );
     }
 }

@@ -136,6 +136,11 @@ impl LabelDelay {
         out
     }
 
+    /// Stream time of the newest waiting frame.
+    pub(crate) fn last_t(&self) -> Option<f64> {
+        self.delayed.back().map(|(tf, _)| tf.t)
+    }
+
     /// Takes the identifier's latest regrouping (fragment → individual) for the waiting frames.
     pub(crate) fn regrouped(&mut self, names: HashMap<u64, Option<String>>) {
         self.regrouped = names;
@@ -366,8 +371,14 @@ impl IdentityStep {
         self.labels.push(tf, places)
     }
 
-    /// Every waiting frame (end of stream, shutdown).
+    /// Every waiting frame (end of stream, shutdown), labelled after one last regrouping.
     pub(crate) fn flush(&mut self) -> Vec<TrackedFrame> {
+        if let Some(t) = self.labels.last_t() {
+            self.identifier.finish(t);
+        }
+        if let Some(names) = self.identifier.take_regrouped() {
+            self.labels.regrouped(names);
+        }
         self.labels.flush()
     }
 
