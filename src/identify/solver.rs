@@ -703,12 +703,8 @@ fn place_left_out(
     left.sort_by_key(|&i| (Reverse(st.frags[i].frames.len()), st.frags[i].id));
     for i in left {
         let f = &st.frags[i];
-        let own = [
-            side_mean(&f.sides[0], p.min_side_weight),
-            side_mean(&f.sides[1], p.min_side_weight),
-        ];
-        // (score, any evidence, index in `mains`)
-        let mut cands: Vec<(f32, bool, usize)> = Vec::new();
+        // (score, any evidence, index in `mains`, its name)
+        let mut cands: Vec<(f32, bool, usize, &Name)> = Vec::new();
         for (k, &g) in mains.iter().enumerate() {
             let Some(name) = names.get(&g) else { continue };
             let ov = f.frames.iter().filter(|fr| frames[k].contains(fr)).count() as f32
@@ -716,40 +712,29 @@ fn place_left_out(
             if ov > p.max_overlap {
                 continue;
             }
-            let mut score = -p.overlap_penalty * ov;
             // The group without this fragment's own crops (it may have been dropped from it).
             let mut sums = st.group(g).map(|grp| grp.sides.clone()).unwrap_or_default();
             if st.group_of[i] == g {
                 add_sides(&mut sums, &f.sides, -1.0);
             }
-            let mut evidence = false;
-            for side in 0..2 {
-                if let (Some(x), Some(y)) = (&own[side], side_mean(&sums[side], p.min_side_weight))
-                {
-                    score += p.scale * (dot(x, &y) - p.similarity);
-                    evidence = true;
-                }
-            }
-            for &n in &st.neighbours[i] {
-                if out.get(&st.frags[n].id) == Some(name) {
-                    score += p.continuity;
-                    evidence = true;
-                }
-            }
-            cands.push((score, evidence, k));
+            let appearance = side_evidence(&f.sides, &sums, p);
+            let links = st.neighbours[i]
+                .iter()
+                .filter(|&&n| out.get(&st.frags[n].id) == Some(name))
+                .count();
+            let score =
+                appearance.unwrap_or(0.0) + p.continuity * links as f32 - p.overlap_penalty * ov;
+            cands.push((score, appearance.is_some() || links > 0, k, name));
         }
         // The only main group it may join (elimination), else the one the evidence favours.
         let pick = match cands.as_slice() {
-            [only] => Some(only.2),
+            [only] => Some(only),
             _ if cands.iter().any(|c| c.1) => cands
                 .iter()
-                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.2.cmp(&a.2)))
-                .map(|c| c.2),
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.2.cmp(&a.2))),
             _ => None,
         };
-        if let Some(k) = pick
-            && let Some(name) = names.get(&mains[k])
-        {
+        if let Some(&(_, _, k, name)) = pick {
             frames[k].extend(f.frames.iter().copied());
             out.insert(f.id, name.clone());
         }
@@ -947,6 +932,13 @@ mod tests {
         Some(Name::Individual(id.into()))
     }
 
+    /// The first fragments' rows were written with these individuals, in order.
+    fn written(frags: &mut [Fragment], names: &[&str]) {
+        for (f, n) in frags.iter_mut().zip(names) {
+            f.fixed = Some((*n).into());
+        }
+    }
+
     #[test]
     fn fish_in_view_together_are_never_one_group() {
         // Two fragments showing the very same pattern at the same time: two fish.
@@ -979,8 +971,7 @@ mod tests {
             frag(4, 4, 30, 50, Some((0, 2))),
             frag(5, 5, 60, 70, Some((1, 4))),
         ];
-        frags[0].fixed = Some("a".into());
-        frags[1].fixed = Some("b".into());
+        written(&mut frags, &["a", "b"]);
         let sol = solve(&frags, Some(2), &Params::default());
         let (a, b) = (individual("a"), individual("b"));
         assert_eq!(name(&sol, 1), a.as_ref());
@@ -1020,10 +1011,7 @@ mod tests {
             frag(3, 1, 22, 40, Some((0, 2))),
             frag(4, 2, 22, 40, Some((0, 0))),
         ];
-        frags[0].fixed = Some("a".into());
-        frags[1].fixed = Some("b".into());
-        frags[2].fixed = Some("a".into());
-        frags[3].fixed = Some("b".into());
+        written(&mut frags, &["a", "b", "a", "b"]);
         let sol = solve(&frags, Some(2), &Params::default());
         let (a, b) = (individual("a"), individual("b"));
         assert_eq!(name(&sol, 1), a.as_ref());
@@ -1035,8 +1023,7 @@ mod tests {
             frag(1, 1, 0, 20, Some((0, 0))),
             frag(2, 1, 22, 40, Some((1, 5))),
         ];
-        frags[0].fixed = Some("a".into());
-        frags[1].fixed = Some("a".into());
+        written(&mut frags, &["a", "a"]);
         let sol = solve(&frags, Some(1), &Params::default());
         assert_eq!(name(&sol, 2), a.as_ref());
     }
@@ -1074,8 +1061,7 @@ mod tests {
             frag(2, 2, 0, 20, Some((0, 2))),
             frag(3, 3, 30, 60, Some((1, 4))),
         ];
-        frags[0].fixed = Some("w".into());
-        frags[1].fixed = Some("x".into());
+        written(&mut frags, &["w", "x"]);
         let sol = solve(&frags, Some(3), &Params::default());
         assert_eq!(name(&sol, 3), Some(&Name::New(0)));
         assert!(!sol.new_groups[0].distinct);
@@ -1091,7 +1077,7 @@ mod tests {
             frag(1, 1, 0, 40, Some((0, 0))),
             frag(2, 2, 35, 45, Some((0, 0))),
         ];
-        frags[0].fixed = Some("a".into());
+        written(&mut frags, &["a"]);
         let sol = solve(&frags, Some(1), &Params::default());
         assert_eq!(name(&sol, 1), individual("a").as_ref());
         assert_eq!(name(&sol, 2), individual("a").as_ref());
@@ -1108,9 +1094,7 @@ mod tests {
             frag(3, 3, 0, 60, Some((0, 4))),
             frag(4, 4, 55, 100, None),
         ];
-        for (f, n) in frags.iter_mut().zip(["a", "b", "c"]) {
-            f.fixed = Some(n.into());
-        }
+        written(&mut frags, &["a", "b", "c"]);
         let sol = solve(&frags, Some(3), &Params::default());
         assert_eq!(name(&sol, 4), individual("c").as_ref());
         // Open population: nothing says how many fish there are; it stays no one's.
