@@ -687,6 +687,13 @@ fn place_left_out(
     out: &mut HashMap<u64, Name>,
 ) {
     let p = &st.p;
+    let mut left: Vec<usize> = (0..st.frags.len())
+        .filter(|&i| !out.contains_key(&st.frags[i].id) && st.frags[i].fixed.is_none())
+        .collect();
+    left.sort_by_key(|&i| (Reverse(st.frags[i].frames.len()), st.frags[i].id));
+    if left.is_empty() {
+        return;
+    }
     let mut frames: Vec<HashSet<u64>> = mains
         .iter()
         .map(|g| {
@@ -697,10 +704,6 @@ fn place_left_out(
                 .collect()
         })
         .collect();
-    let mut left: Vec<usize> = (0..st.frags.len())
-        .filter(|&i| !out.contains_key(&st.frags[i].id) && st.frags[i].fixed.is_none())
-        .collect();
-    left.sort_by_key(|&i| (Reverse(st.frags[i].frames.len()), st.frags[i].id));
     for i in left {
         let f = &st.frags[i];
         // (score, any evidence, index in `mains`, its name)
