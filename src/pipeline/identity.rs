@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::embed::EmbedQueue;
+use crate::embed::{Done, EmbedQueue};
 use crate::identify::Identifier;
 use crate::messages::{Crop, Detection, TrackReport, TrackedFrame};
 use crate::output::metrics::Metrics;
@@ -32,6 +32,8 @@ pub(crate) struct IdentityStep {
     pub(crate) labels: LabelDelay,
     /// `[identity] crops_dir`: every crop sent to the encoder is also written there.
     pub(crate) crops_dir: Option<PathBuf>,
+    /// Tracks of the latest frame: an embedding is taken only for a track still there.
+    pub(crate) live_tracks: HashSet<u64>,
 }
 
 /// Where a track report stands for labelling: its fragment, and whether the frame lies in an
@@ -307,24 +309,10 @@ impl IdentityStep {
         if let Err(e) = self.queue.submit((t, ids), crops) {
             self.failed(camera, &e);
         }
-        for done in self.queue.next_frame() {
-            let (t_crop, ids) = done.tag;
-            match done.result {
-                Ok(embs) => {
-                    metrics.inc_embeddings(camera, embs.len() as u64);
-                    for ((track, quality), e) in ids.iter().zip(&embs) {
-                        // A track that ended, or touched another fish, since the crop was cut
-                        // may not be this fish any more.
-                        let live = tracks.iter().any(|tr| tr.track == *track);
-                        let touched = self.occluded_at.get(track).is_some_and(|&o| o >= t_crop);
-                        if live && !touched {
-                            self.identifier.observe(t_crop, *track, e, *quality);
-                        }
-                    }
-                }
-                Err(e) => self.failed(camera, &e),
-            }
-        }
+        self.live_tracks.clear();
+        self.live_tracks.extend(tracks.iter().map(|tr| tr.track));
+        let done = self.queue.next_frame();
+        self.take_embeddings(camera, done, metrics);
         metrics.observe_latency(camera, "embed", t0.elapsed().as_secs_f64());
         let t0 = Instant::now();
         self.identifier.assign(t, tracks);
@@ -334,6 +322,28 @@ impl IdentityStep {
             self.last_save = Instant::now();
             if let Err(e) = self.identifier.save() {
                 tracing::error!(camera, "cannot save identity state (will retry): {e}");
+            }
+        }
+    }
+
+    /// Feeds finished embedding requests to the identifier. A track that ended, or touched
+    /// another fish, since its crop was cut may not be that fish any more: its embedding is
+    /// dropped.
+    fn take_embeddings(&mut self, camera: &str, done: Vec<Done<Request>>, metrics: &Metrics) {
+        for done in done {
+            let (t_crop, ids) = done.tag;
+            match done.result {
+                Ok(embs) => {
+                    metrics.inc_embeddings(camera, embs.len() as u64);
+                    for ((track, quality), e) in ids.iter().zip(&embs) {
+                        let live = self.live_tracks.contains(track);
+                        let touched = self.occluded_at.get(track).is_some_and(|&o| o >= t_crop);
+                        if live && !touched {
+                            self.identifier.observe(t_crop, *track, e, *quality);
+                        }
+                    }
+                }
+                Err(e) => self.failed(camera, &e),
             }
         }
     }
@@ -371,8 +381,11 @@ impl IdentityStep {
         self.labels.push(tf, places)
     }
 
-    /// Every waiting frame (end of stream, shutdown), labelled after one last regrouping.
-    pub(crate) fn flush(&mut self) -> Vec<TrackedFrame> {
+    /// Every waiting frame (end of stream, shutdown), labelled after one last regrouping that
+    /// also takes the embeddings still in flight (a recording's last `[embed] lag_frames`).
+    pub(crate) fn flush(&mut self, camera: &str, metrics: &Metrics) -> Vec<TrackedFrame> {
+        let done = self.queue.drain();
+        self.take_embeddings(camera, done, metrics);
         if let Some(t) = self.labels.last_t() {
             self.identifier.finish(t);
         }
@@ -453,6 +466,81 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// Issue 5: the embeddings still in flight when a recording ends (its last
+    /// `[embed] lag_frames`) reach the identifier before the last regrouping instead of being
+    /// lost.
+    #[test]
+    fn the_end_of_a_stream_takes_the_embeddings_still_in_flight() {
+        use crate::embed::{Collect, EmbedConfig, EmbedService};
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/identity");
+        let svc = EmbedService::build(&EmbedConfig {
+            model: Some(dir.join("tiny.onnx")),
+            provider: crate::embed::Provider::Cpu,
+            ..Default::default()
+        })
+        .expect("tiny encoder (set ORT_DYLIB_PATH)");
+        let identifier = Identifier::build(
+            &crate::identify::IdentityConfig::default(),
+            "tank",
+            None,
+            svc.card(),
+        )
+        .expect("identifier");
+        let mut step = IdentityStep {
+            identifier,
+            queue: EmbedQueue::new(svc.client(), Collect::AfterFrames(4)),
+            save_every: Duration::from_secs(3600),
+            last_save: Instant::now(),
+            failures: 0,
+            occluded_at: HashMap::new(),
+            labels: LabelDelay::new(3.0),
+            crops_dir: None,
+            live_tracks: HashSet::new(),
+        };
+        let mut d = det(30.0, 8.0);
+        d.crop = Some(Crop {
+            width: 1,
+            height: 1,
+            rgb: vec![0; 3],
+        });
+        let crop = Crop {
+            width: 48,
+            height: 16,
+            rgb: (0..48 * 16 * 3).map(|i: usize| (i % 251) as u8).collect(),
+        };
+        let metrics = Metrics::new();
+        let mut tf = frame(0.0, &[(1, None)]);
+        tf.tracks[0].detection = Some(0);
+        step.process(
+            "cam",
+            0.0,
+            &mut tf.tracks,
+            &[d],
+            &|_| Some(crop.clone()),
+            &metrics,
+        );
+        assert_eq!(step.queue.in_flight(), 1, "a new track's crop was sent");
+        let embeddings = |m: &Metrics| {
+            m.encode()
+                .lines()
+                .find(|l| l.starts_with("finprint_embeddings_total{camera=\"cam\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        assert_eq!(embeddings(&metrics), None, "not due before 4 frames");
+        step.delay(tf);
+        let out = step.flush("cam", &metrics);
+        assert_eq!(out.len(), 1, "the waiting frame is written");
+        assert_eq!(step.queue.in_flight(), 0);
+        assert_eq!(
+            embeddings(&metrics),
+            Some(1.0),
+            "taken at the end of the stream"
+        );
+        drop(step);
+        svc.shutdown();
     }
 
     /// A certain place in fragment `f`.

@@ -266,6 +266,7 @@ impl Pipeline {
                         occluded_at: Default::default(),
                         labels: identity::LabelDelay::new(cfg.identity.label_lag_s),
                         crops_dir: crops_dir.clone(),
+                        live_tracks: Default::default(),
                     }),
                     _ => None,
                 },
@@ -486,7 +487,7 @@ impl CameraWorker {
             self.track_and_send(df, &mut summary, &mut max_track)?;
         }
         if let Some(id) = &mut self.identity {
-            for tf in id.flush() {
+            for tf in id.flush(&name, &self.metrics) {
                 let _ = self.out.send(tf);
             }
             id.close(&name);
