@@ -588,6 +588,33 @@ mod tests {
         assert!(d.flush().is_empty());
     }
 
+    /// Issue 5 (BENCHMARKS.md round 16): with the default `label_lag_s`, a fragment whose
+    /// individual settles 6 s after it began (a fish long unrecognised after a tangle) is
+    /// written with that individual from its first frame; with the former 3 s its first rows
+    /// went out unlabelled.
+    #[test]
+    fn by_default_evidence_six_seconds_late_still_names_a_fragment_from_its_start() {
+        let lag = crate::identify::IdentityConfig::default().label_lag_s;
+        let mut d = LabelDelay::new(lag);
+        let mut out = Vec::new();
+        for k in 0..=80 {
+            let t = f64::from(k) * 0.1;
+            let label = (t >= 6.0).then_some("a");
+            out.extend(d.push(frame(t, &[(1, label)]), vec![at(10)]));
+        }
+        out.extend(d.flush());
+        assert_eq!(out.len(), 81);
+        let unlabelled: Vec<f64> = out
+            .iter()
+            .filter(|f| labels(f)[0].is_none())
+            .map(|f| f.t)
+            .collect();
+        assert!(
+            unlabelled.is_empty(),
+            "written unlabelled at {unlabelled:?}"
+        );
+    }
+
     #[test]
     fn the_second_half_of_a_contact_takes_the_next_fragments_individual() {
         let mut d = LabelDelay::new(10.0);
