@@ -764,6 +764,19 @@ fn worker_loop(emb: &mut Embedder, rx: &crossbeam_channel::Receiver<Job>) {
     }
 }
 
+/// The encoder service on the tiny test model (`tests/fixtures/identity/tiny.onnx`, CPU), for
+/// unit tests of the stages that use it; needs `ORT_DYLIB_PATH`.
+#[cfg(test)]
+pub(crate) fn fixture_service() -> EmbedService {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/identity");
+    let cfg = EmbedConfig {
+        model: Some(dir.join("tiny.onnx")),
+        provider: Provider::Cpu,
+        ..Default::default()
+    };
+    EmbedService::build(&cfg).expect("tiny encoder (set ORT_DYLIB_PATH)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,22 +138,11 @@ impl<T> EmbedQueue<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::embed::{EmbedConfig, EmbedService};
+    use crate::embed::fixture_service;
     use crate::output::metrics::Metrics;
-
-    fn fixture_service() -> EmbedService {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/identity");
-        let cfg = EmbedConfig {
-            model: Some(dir.join("tiny.onnx")),
-            provider: crate::embed::Provider::Cpu,
-            ..Default::default()
-        };
-        EmbedService::build(&cfg).expect("tiny encoder (set ORT_DYLIB_PATH)")
-    }
 
     fn crop(seed: u8) -> Crop {
         Crop {

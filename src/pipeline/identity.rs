@@ -473,15 +473,8 @@ mod tests {
     /// lost.
     #[test]
     fn the_end_of_a_stream_takes_the_embeddings_still_in_flight() {
-        use crate::embed::{Collect, EmbedConfig, EmbedService};
-        let dir =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/identity");
-        let svc = EmbedService::build(&EmbedConfig {
-            model: Some(dir.join("tiny.onnx")),
-            provider: crate::embed::Provider::Cpu,
-            ..Default::default()
-        })
-        .expect("tiny encoder (set ORT_DYLIB_PATH)");
+        use crate::embed::{Collect, fixture_service};
+        let svc = fixture_service();
         let identifier = Identifier::build(
             &crate::identify::IdentityConfig::default(),
             "tank",
