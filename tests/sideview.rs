@@ -4,8 +4,8 @@
 //! fully visible fish, per-frame counts, and the interaction log against the true events.
 //!
 //! The seed is not one the detector or tracker were tuned on (seed 7 was). The test prints the
-//! figures; its floors are below the issue's goals where those are not met yet (see the
-//! assertions).
+//! figures and asserts the issue's goals for detection and counts; the interaction log's floors
+//! are below today's figures (see the assertions).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -318,31 +318,25 @@ fn side_view_tank_detection_counts_and_interactions() {
         true_events.len(),
         ev.len()
     );
-    // Issue 3's goal is 0.98. Measured 0.966–0.982 on this seed (x264 output is not
-    // bit-identical from one render to the next, and the figure moves with it) and 0.965–0.988
-    // over five seeds until 2026-12-02; 0.960–0.962 over three runs on 2026-12-03, since shared
-    // blobs are divided by body shape (ten other seeds went up, 0.962 -> 0.965 mean at 20 px;
-    // counts exact 0.87–0.96); 0.971–0.981 over four runs once the camera is declared a side
-    // view (bodies fitted to shared blobs, counts exact 0.99; ten other seeds 0.965 -> 0.974
-    // at 20 px): met on some runs, not robustly, so the floor asserted is below the measured
-    // range.
-    assert!(recall >= 0.95, "recall of fully visible fish {recall:.4}");
+    // Issue 3's goals: ≥ 98 % of fully visible fish detected, counts matching the truth.
+    // Measured on this seed 0.966–0.982 until 2026-12-03 (x264 output is not bit-identical from
+    // one render to the next, and the figure moves with it); on 2026-12-06 0.9877–0.9884 over
+    // four fresh renders replayed by hand (`--view side`) and 0.9880–0.9931 over four runs of
+    // this test, counts exact 0.992–0.995, mean abs error ≤ 0.008; over the 20 tanks of
+    // BENCHMARKS.md's identity rounds 0.991 pooled (19 of 20 tanks ≥ 0.98, seed 31 0.976;
+    // counts exact 0.985 mean, 0.947 lowest).
+    assert!(recall >= 0.98, "recall of fully visible fish {recall:.4}");
     assert!(
-        within1 >= 0.95,
+        within1 >= 0.99,
         "counts within ±1 in only {within1:.3} of frames"
     );
-    assert!(exact >= 0.80, "counts exact in only {exact:.3} of frames");
-    assert!(mae <= 0.25, "count mean abs error {mae:.3}");
+    assert!(exact >= 0.97, "counts exact in only {exact:.3} of frames");
+    assert!(mae <= 0.05, "count mean abs error {mae:.3}");
     assert!(!true_events.is_empty(), "the render has interactions");
-    // Floors below today's figures, not the goal: the interaction log names individuals, and
-    // side-view identity is not good enough yet for the log to match the truth (issue 5). On
-    // this seed: precision 0.25–0.42, recall 0.15–0.25 over three runs on 2026-12-01, after the
-    // identity change of that day (0.47–0.61 / 0.22–0.35 before it, while its identity IDF1 on
-    // seed 21 went from 0.48 to 0.53 with this test's settings); 0.48–0.59 / 0.28–0.33 over
-    // three runs on 2026-12-03; 0.478 / 0.275 (one run) once fragments were regrouped with
-    // hindsight: identity rose, but events are lost where crossing fish share a blob; 0.39–0.53 /
-    // 0.38–0.48 (three runs) once tracks report the fish's broadside length (the rule divides
-    // by it); most of the rest is identity (events named after the wrong individuals).
-    assert!(precision >= 0.15, "interaction precision {precision:.3}");
-    assert!(ev_recall >= 0.08, "interaction recall {ev_recall:.3}");
+    // The interaction log names individuals, so it matches the truth only as far as identity
+    // does. On this seed: precision 0.25–0.61 and recall 0.15–0.48 while side-view identity
+    // was poor (2026-12-01 to 12-03); 0.917 / 0.825 on 2026-12-06 and 0.914–0.944 /
+    // 0.800–0.850 over four runs (fresh renders) later that day. Floors below that range.
+    assert!(precision >= 0.75, "interaction precision {precision:.3}");
+    assert!(ev_recall >= 0.65, "interaction recall {ev_recall:.3}");
 }
