@@ -85,8 +85,8 @@ struct Tracklet {
     coasting_since: Option<f64>,
     just_unoccluded: bool,
     /// The current contact has had a frame in a blob of several fish, in a blob shared with
-    /// another track, or hidden (coasting): a tangle, where the tracker swaps fish far more
-    /// often than where boxes only come close.
+    /// another track, with its box overlapping another's, or hidden (coasting): a tangle, where
+    /// the tracker swaps fish far more often than where boxes only come close.
     tangled: bool,
     /// The current fragment began after a tangle or a long coast ([`Self::tangled`]): its
     /// link to the track's previous fragment is weak evidence.

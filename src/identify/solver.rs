@@ -51,8 +51,8 @@ pub struct Fragment {
     pub online: Vec<(String, u32)>,
     /// Seen on a track the tracker confirmed (a tentative track is never written).
     pub confirmed: bool,
-    /// Began when its track came out of a tangle (a blob of several fish, a shared blob, or
-    /// hidden) or a long coast: its link to the track's previous fragment is weaker evidence
+    /// Began when its track came out of a tangle (a blob of several fish, a shared blob, a box
+    /// overlapping another's, or hidden) or a long coast: its link to the track's previous fragment is weaker evidence
     /// ([`Params::tangle_continuity`]) than one across a near contact.
     pub after_tangle: bool,
 }
