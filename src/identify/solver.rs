@@ -52,8 +52,9 @@ pub struct Fragment {
     /// Seen on a track the tracker confirmed (a tentative track is never written).
     pub confirmed: bool,
     /// Began when its track came out of a tangle (a blob of several fish, a shared blob, a box
-    /// overlapping another's, or hidden) or a long coast: its link to the track's previous fragment is weaker evidence
-    /// ([`Params::tangle_continuity`]) than one across a near contact.
+    /// overlapping another's, or hidden) or a long coast: its link to the track's previous
+    /// fragment is weaker evidence ([`Params::tangle_continuity`]) than one across a near
+    /// contact.
     pub after_tangle: bool,
 }
 
@@ -739,14 +740,13 @@ fn place_left_out(
                 add_sides(&mut sums, &f.sides, -1.0);
             }
             let appearance = side_evidence(&f.sides, &sums, p);
-            let linked: Vec<f32> = st.neighbours[i]
+            // Summed evidence of its links to this group's fragments, and whether it has any.
+            let (links, linked) = st.neighbours[i]
                 .iter()
                 .filter(|(n, _)| out.get(&st.frags[*n].id) == Some(name))
-                .map(|(_, w)| *w)
-                .collect();
-            let score =
-                appearance.unwrap_or(0.0) + linked.iter().sum::<f32>() - p.overlap_penalty * ov;
-            cands.push((score, appearance.is_some() || !linked.is_empty(), k, name));
+                .fold((0.0f32, false), |(sum, _), (_, w)| (sum + w, true));
+            let score = appearance.unwrap_or(0.0) + links - p.overlap_penalty * ov;
+            cands.push((score, appearance.is_some() || linked, k, name));
         }
         // The only main group it may join (elimination), else the one the evidence favours.
         let pick = match cands.as_slice() {
