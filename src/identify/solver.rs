@@ -12,7 +12,11 @@
 //!   fish through a contact): evidence for, and the only link between the two flanks of a fish
 //!   that never turned in view — strong across a near contact (boxes close, each fish its own
 //!   blob), weak across a tangle (a shared blob, overlapping boxes, a fish hidden), where the
-//!   tracker swaps fish far more often.
+//!   tracker swaps fish far more often;
+//! - a fragment with a few crops, too few for a side mean, that the online assignment (which
+//!   compares each crop with the gallery) prevailingly named one individual is probably that
+//!   individual's: evidence for joining a group that is the same individual (written so, or
+//!   prevailingly named so the same way), against joining one that is another.
 //!
 //! Groups are merged greedily, strongest evidence first. With an expected number of fish `N`,
 //! the groups left over are then joined, one by one, to the `N` main groups (most decisive
@@ -116,6 +120,9 @@ pub struct Params {
     pub continuity: f32,
     /// The same across a tangle or a long coast ([`Fragment::after_tangle`]).
     pub tangle_continuity: f32,
+    /// Evidence for two groups whose prevailing individuals ([`prevailing`]) are the same, and
+    /// against two whose prevailing individuals differ.
+    pub online: f32,
     /// Summed crop weight a side needs before its mean embedding counts.
     pub min_side_weight: f32,
     /// Largest fraction of a leftover group's frames that may overlap a main group it joins.
@@ -133,6 +140,10 @@ impl Default for Params {
             // (20 simulated tanks, BENCHMARKS.md round 17).
             continuity: 2.0,
             tangle_continuity: 0.5,
+            // Three renders of 20 simulated tanks: 95.50 → 95.53, 94.89 → 95.02, 94.06 →
+            // 94.24, five tanks better and none worse; 2.0 gives the same (BENCHMARKS.md
+            // round 18).
+            online: 1.0,
             min_side_weight: 1.5,
             max_overlap: 0.8,
             overlap_penalty: 10.0,
@@ -145,6 +156,9 @@ struct Group {
     frames: Vec<u64>,
     sides: [Option<(Vec<f32>, f32)>; 2],
     fixed: Option<String>,
+    /// Frames the online assignment gave each individual, over the members whose online
+    /// individuals count ([`online_counts`]).
+    online: HashMap<String, u32>,
 }
 
 impl Group {
@@ -154,6 +168,9 @@ impl Group {
         add_sides(&mut self.sides, &other.sides, 1.0);
         if self.fixed.is_none() {
             self.fixed = other.fixed;
+        }
+        for (l, c) in other.online {
+            *self.online.entry(l).or_default() += c;
         }
     }
 
@@ -241,6 +258,46 @@ fn overlap(a: &[u64], b: &[u64]) -> usize {
     n
 }
 
+/// A fragment's online individuals count only when it has at least this summed crop weight of
+/// its own: without crops, the online assignment may keep a track's individual through a
+/// contact, which is the continuity evidence again (counted, it named two fish after their
+/// tracks' old individuals on one simulated tank).
+const ONLINE_MIN_CROPS: f32 = 0.5;
+
+/// Whether a fragment's online individuals count ([`Group::online`]): it has crops of its own
+/// ([`ONLINE_MIN_CROPS`]) but on neither side enough for a side mean, which speaks for itself
+/// (counted as well, the online names moved 20 tanks by −4.0 to +5.5 points each, BENCHMARKS.md
+/// round 18).
+fn online_counts(f: &Fragment, p: &Params) -> bool {
+    let mut total = 0.0;
+    for (_, w) in f.sides.iter().flatten() {
+        if *w >= p.min_side_weight {
+            return false;
+        }
+        total += w;
+    }
+    total >= ONLINE_MIN_CROPS
+}
+
+/// A group prevails on one individual with at least this many labelled frames …
+const ONLINE_MIN_FRAMES: u32 = 10;
+/// … of which at least this share name it.
+const ONLINE_SHARE: f32 = 0.75;
+
+/// The individual a group is: its written name, else the one its online frames prevailingly
+/// name ([`ONLINE_MIN_FRAMES`], [`ONLINE_SHARE`]).
+fn prevailing(g: &Group) -> Option<String> {
+    if let Some(f) = &g.fixed {
+        return Some(f.clone());
+    }
+    let total: u32 = g.online.values().sum();
+    let (l, &c) = g
+        .online
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+    (total >= ONLINE_MIN_FRAMES && c as f32 >= ONLINE_SHARE * total as f32).then(|| l.clone())
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -251,6 +308,8 @@ struct State<'a> {
     groups: Vec<Option<Group>>,
     /// Mean embedding per side of each group (recomputed when the group changes).
     means: Vec<[Option<Vec<f32>>; 2]>,
+    /// [`prevailing`] individual of each group (recomputed when the group changes).
+    prevails: Vec<Option<String>>,
     group_of: Vec<usize>,
     /// Each fragment's neighbours on its track (previous and next fragment), with the
     /// continuity evidence of the link.
@@ -273,6 +332,16 @@ impl State<'_> {
             }
         }
         (total, seen)
+    }
+
+    /// Evidence from the groups' prevailing individuals: [`Params::online`] for the same one,
+    /// minus that for two different ones, 0 when either has none.
+    fn online(&self, a: usize, b: usize) -> f32 {
+        match (&self.prevails[a], &self.prevails[b]) {
+            (Some(x), Some(y)) if x == y => self.p.online,
+            (Some(_), Some(_)) => -self.p.online,
+            _ => 0.0,
+        }
     }
 
     /// The summed evidence of the track-continuity links joining group `a` to each other group.
@@ -308,8 +377,9 @@ impl State<'_> {
     /// `links`: the continuity links of `a` ([`State::links`]).
     fn score(&self, a: usize, b: usize, links: &HashMap<usize, f32>) -> Option<f32> {
         let links = links.get(&b).copied();
-        // Cheap tests first: most pairs share no side and no track.
-        if links.is_none() && !self.comparable(a, b) {
+        let online = self.online(a, b);
+        // Cheap tests first: most pairs share no side, no track and no individual.
+        if links.is_none() && online <= 0.0 && !self.comparable(a, b) {
             return None;
         }
         let (ga, gb) = (self.group(a)?, self.group(b)?);
@@ -317,7 +387,7 @@ impl State<'_> {
             return None;
         }
         let (app, _) = self.appearance(a, b);
-        Some(app + links.unwrap_or(0.0))
+        Some(app + links.unwrap_or(0.0) + online)
     }
 
     fn merge(&mut self, into: usize, from: usize) {
@@ -334,8 +404,10 @@ impl State<'_> {
                 t.mean(1, self.p.min_side_weight),
             ];
             self.means[into] = means;
+            self.prevails[into] = prevailing(t);
         }
         self.means[from] = [None, None];
+        self.prevails[from] = None;
     }
 
     /// Certainly different fish: in view at the same time, or a common side unlike.
@@ -443,6 +515,7 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
         p: *p,
         groups: Vec::with_capacity(n),
         means: Vec::with_capacity(n),
+        prevails: Vec::with_capacity(n),
         group_of: (0..n).collect(),
         neighbours,
     };
@@ -459,9 +532,15 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
             frames: f.frames.clone(),
             sides: f.sides.clone(),
             fixed: fixed[i].cloned(),
+            online: if online_counts(f, p) {
+                f.online.iter().cloned().collect()
+            } else {
+                HashMap::new()
+            },
         };
         st.means
             .push([g.mean(0, p.min_side_weight), g.mean(1, p.min_side_weight)]);
+        st.prevails.push(prevailing(&g));
         st.groups.push(Some(g));
     }
     // Fragments already written with one individual are that individual's, whatever else.
@@ -550,7 +629,7 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
                 return None;
             }
             let (app, seen) = st.appearance(m, r);
-            Some(if seen { app } else { 0.0 } - st.p.overlap_penalty * ov)
+            Some(if seen { app } else { 0.0 } + st.online(m, r) - st.p.overlap_penalty * ov)
         };
         let mut table: HashMap<(usize, usize), Option<f32>> = HashMap::new();
         for &r in &rest {
@@ -1062,6 +1141,43 @@ mod tests {
                 if tangle { "tangle" } else { "near contact" }
             );
             assert_ne!(name(&sol, 1), name(&sol, 2));
+        }
+    }
+
+    #[test]
+    fn an_online_name_from_a_few_crops_outweighs_a_tangle_and_one_without_crops_does_not() {
+        // Fish a (pattern 0) and b (pattern 2), written so, on tracks 1 and 2; then a tangle.
+        // Out of it, track 2 shows no crop and track 1 a few of b's, too few for a side mean;
+        // the online assignment named track 1's fragment b from them: the tracks swapped
+        // fish. Without crops of its own, an online name is the track's old one kept through
+        // the contact and says nothing.
+        for (crops, fish) in [(0.9f32, "b"), (0.0, "a")] {
+            let mut frags = vec![
+                frag(1, 1, 0, 20, Some((0, 0))),
+                frag(2, 2, 0, 20, Some((0, 2))),
+                frag(3, 1, 22, 40, None),
+                frag(4, 2, 22, 40, None),
+            ];
+            written(&mut frags, &["a", "b"]);
+            if crops > 0.0 {
+                let few = pattern(2, 0.1).iter().map(|x| crops * x).collect();
+                frags[2].sides[0] = Some((few, crops));
+            }
+            frags[2].online = vec![("b".into(), 18)];
+            frags[2].after_tangle = true;
+            frags[3].after_tangle = true;
+            let sol = solve(&frags, Some(2), &Params::default());
+            assert_eq!(name(&sol, 3), individual(fish).as_ref(), "{crops} crops");
+            assert_ne!(name(&sol, 3), name(&sol, 4), "{crops} crops");
+            // The continuity of the tracks alone names it after its track's fish.
+            let p = Params {
+                online: 0.0,
+                ..Params::default()
+            };
+            assert_eq!(
+                name(&solve(&frags, Some(2), &p), 3),
+                individual("a").as_ref()
+            );
         }
     }
 
