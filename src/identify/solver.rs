@@ -266,8 +266,8 @@ const ONLINE_MIN_CROPS: f32 = 0.5;
 
 /// Whether a fragment's online individuals count ([`Group::online`]): it has crops of its own
 /// ([`ONLINE_MIN_CROPS`]) but on neither side enough for a side mean, which speaks for itself
-/// (counted as well, the online names moved 20 tanks by −4.0 to +5.5 points each, BENCHMARKS.md
-/// round 18).
+/// (counted as well, the online names moved a set of 20 simulated tanks both ways, by up to
+/// −4.0 and +5.5 points each; BENCHMARKS.md round 18).
 fn online_counts(f: &Fragment, p: &Params) -> bool {
     let mut total = 0.0;
     for (_, w) in f.sides.iter().flatten() {
