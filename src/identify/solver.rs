@@ -1153,8 +1153,8 @@ mod tests {
         // Out of it, track 2 shows no crop and track 1 a few of b's, too few for a side mean;
         // the online assignment named track 1's fragment b from them: the tracks swapped
         // fish. Without crops of its own, an online name is the track's old one kept through
-        // the contact and says nothing.
-        for (crops, fish) in [(0.9f32, "b"), (0.0, "a")] {
+        // the contact and says nothing; a name of a few frames says too little.
+        for (crops, frames, fish) in [(0.9f32, 36, "b"), (0.0, 36, "a"), (0.9, 20, "a")] {
             let mut frags = vec![
                 frag(1, 1, 0, 20, Some((0, 0))),
                 frag(2, 2, 0, 20, Some((0, 2))),
@@ -1166,12 +1166,13 @@ mod tests {
                 let few = pattern(2, 0.1).iter().map(|x| crops * x).collect();
                 frags[2].sides[0] = Some((few, crops));
             }
-            frags[2].online = vec![("b".into(), 36)];
+            frags[2].online = vec![("b".into(), frames)];
             frags[2].after_tangle = true;
             frags[3].after_tangle = true;
             let sol = solve(&frags, Some(2), &Params::default());
-            assert_eq!(name(&sol, 3), individual(fish).as_ref(), "{crops} crops");
-            assert_ne!(name(&sol, 3), name(&sol, 4), "{crops} crops");
+            let case = format!("{crops} crops, {frames} frames");
+            assert_eq!(name(&sol, 3), individual(fish).as_ref(), "{case}");
+            assert_ne!(name(&sol, 3), name(&sol, 4), "{case}");
             // The continuity of the tracks alone names it after its track's fish.
             let p = Params {
                 online: 0.0,
