@@ -31,7 +31,10 @@
 //! bounded, diverse prototype policy.
 //!
 //! Every `relabel_every_s` the fragments of the last `relabel_window_s` are regrouped with
-//! hindsight ([`super::solver`]); outputs written after `label_lag_s` take the regrouped
+//! hindsight ([`super::solver`]). A crop's embedding (which arrives frames after the crop was
+//! cut) is evidence for the fragment the track was in when it was cut; one cut in a contact
+//! after a tangle shows the fish the track will leave the contact with, so it goes to the
+//! fragment after the contact, or nowhere if the contact tangles again; outputs written after `label_lag_s` take the regrouped
 //! individuals ([`Identifier::take_regrouped`]), and a main group no individual fits is
 //! enrolled while a known population is short, or, once it is complete, takes an individual no
 //! group is named after (elimination). The online assignment goes on unchanged.
@@ -107,7 +110,35 @@ struct Tracklet {
     /// Individuals (raw ids) held by another anchored track at some moment of this fragment:
     /// they were elsewhere while this fragment's one fish was here, so it is none of them.
     excluded: HashSet<String>,
+    /// The fragment and contact state of the track's latest frames ([`RECENT_FRAMES`]): an
+    /// embedding arrives frames after its crop was cut and counts for the fragment it was cut
+    /// in.
+    recent: VecDeque<Moment>,
+    /// Stream time of the track's latest tangle frame (see [`Self::tangled`]).
+    last_tangle_t: Option<f64>,
+    /// Embeddings cut in the current contact after its latest tangle frame: they show the fish
+    /// the track will leave the contact with (the tracker may have swapped fish in the tangle,
+    /// rarely after it), so they wait for the fragment after the contact. Dropped at the next
+    /// tangle frame.
+    carried: Vec<SideEmbedding>,
+    /// Carried embeddings of the fragment that has just begun, given to the regrouping window
+    /// once the fragment is in it.
+    opening: Vec<SideEmbedding>,
 }
+
+/// Where a track was in one frame (see [`Tracklet::recent`]).
+#[derive(Debug, Clone, Copy)]
+struct Moment {
+    t: f64,
+    fragment: u64,
+    /// In a contact that has had a tangle frame: the track may follow another fish than its
+    /// fragment's.
+    tangled: bool,
+}
+
+/// One embedding for a fragment's evidence: the side it shows (index into `View::SIDES`), its
+/// weight, the vector.
+type SideEmbedding = (usize, f32, Vec<f32>);
 
 /// Per-individual scores of one tracklet.
 struct Scores {
@@ -363,6 +394,10 @@ impl Identifier {
             self.last_regroup = None;
             for tl in self.tracklets.values_mut() {
                 tl.last_embed_t = None;
+                tl.recent.clear();
+                tl.last_tangle_t = None;
+                tl.carried.clear();
+                tl.opening.clear();
             }
         }
         if let Some(prev) = self.last_t
@@ -391,6 +426,8 @@ impl Identifier {
                 let occluded_now = contact[i] != Contact::None;
                 if contact[i] == Contact::Tangle || (tl.occluded && tr.detection.is_none()) {
                     tl.tangled = true;
+                    tl.last_tangle_t = Some(t);
+                    tl.carried.clear();
                 }
                 // A track that coasted a while (the fish hidden behind a plant or another
                 // fish) may pick up another fish when it is matched again.
@@ -421,10 +458,23 @@ impl Identifier {
                     tl.pending = 0;
                     tl.anchor = None;
                     tl.confident = false;
+                    tl.opening = std::mem::take(&mut tl.carried);
                 }
                 if tr.detection.is_some() {
                     tl.occluded = occluded_now;
                 }
+            }
+            let now = Moment {
+                t,
+                fragment: tl.fragment,
+                tangled: tl.occluded && tl.tangled,
+            };
+            if tl.recent.back().is_some_and(|m| m.t == t) {
+                tl.recent.pop_back();
+            }
+            tl.recent.push_back(now);
+            while tl.recent.len() > RECENT_FRAMES {
+                tl.recent.pop_front();
             }
         }
     }
@@ -571,8 +621,21 @@ impl Identifier {
         if let Some(side) = view.side()
             && quality >= REGROUP_MIN_QUALITY
         {
-            self.window
-                .embedding(tl.fragment, side, quality.powi(4), &emb);
+            let weight = quality.powi(4);
+            // Cut before the remembered frames: evidence for no fragment.
+            match tl.recent.iter().rev().find(|m| m.t <= t) {
+                None => {}
+                Some(cut) if !cut.tangled => {
+                    self.window.embedding(cut.fragment, side, weight, &emb)
+                }
+                // Cut after a tangle, and the contact tangled again since: either fish.
+                Some(_) if tl.last_tangle_t.is_some_and(|lt| lt > t) => {}
+                // The contact has ended since: the fragment after it.
+                Some(cut) if cut.fragment != tl.fragment => {
+                    self.window.embedding(tl.fragment, side, weight, &emb)
+                }
+                Some(_) => tl.carried.push((side, weight, emb.clone())),
+            }
         }
         tl.obs.push_back(Obs {
             t,
@@ -1114,6 +1177,9 @@ impl Identifier {
             if tl.after_tangle {
                 self.window.after_tangle(tl.fragment);
             }
+            for (side, weight, emb) in std::mem::take(&mut tl.opening) {
+                self.window.embedding(tl.fragment, side, weight, &emb);
+            }
             tl.individual = chosen.clone();
             tr.individual = chosen.as_deref().map(|i| st.registry.label(i));
         }
@@ -1609,6 +1675,11 @@ fn flank_twin(
 /// again.
 const COAST_FRAGMENT_S: f64 = 0.2;
 
+/// Frames a tracklet remembers its fragment for ([`Tracklet::recent`]): more than a recording's
+/// embedding lag (`[embed] lag_frames` ≤ 64) and a live camera's encoder latency at 30 frames/s
+/// (4 s). An embedding of a crop cut earlier counts for no fragment.
+const RECENT_FRAMES: usize = 128;
+
 /// Embeddings a fragment needs before it is placed by elimination (see `sole_unseen_side`).
 const ELIMINATION_OBSERVATIONS: usize = 4;
 
@@ -2067,6 +2138,90 @@ mod tests {
             );
             assert_eq!(after_tangle(&id), tangle);
         }
+    }
+
+    #[test]
+    fn an_embedding_counts_for_the_fragment_its_crop_was_cut_in_and_one_cut_after_a_tangle_for_the_fragment_after_it()
+     {
+        let mut id = Identifier::build(&IdentityConfig::default(), "tank", None, &test_card())
+            .expect("identifier");
+        let apart = vec![
+            det([0.0, 0.0, 30.0, 10.0], 1),
+            det([100.0, 0.0, 130.0, 10.0], 1),
+        ];
+        let near = vec![
+            det([0.0, 0.0, 30.0, 10.0], 1),
+            det([31.0, 0.0, 61.0, 10.0], 1),
+        ];
+        let overlapping = vec![
+            det([0.0, 0.0, 30.0, 10.0], 1),
+            det([25.0, 0.0, 55.0, 10.0], 1),
+        ];
+        let mut tracks = vec![report(1, Some(0)), report(2, Some(1))];
+        let mut t = 0.0;
+        let mut step = |id: &mut Identifier, dets: &[Detection]| {
+            t += 0.1;
+            id.wants_embedding(t, &tracks, dets);
+            id.assign(t, &mut tracks);
+            id.fragment_of(1).expect("fragment")
+        };
+        let axis = |k: usize| {
+            let mut v = vec![0.0f32; 4];
+            v[k] = 1.0;
+            v
+        };
+        // Summed weight and vector of a fragment's embeddings over both sides.
+        let evidence = |id: &Identifier, frag: u64| {
+            let f = id
+                .window
+                .fragments(|l| l.to_string())
+                .into_iter()
+                .find(|f| f.id == frag)
+                .expect("fragment in the window");
+            let mut sum = vec![0.0f32; 4];
+            let mut weight = 0.0;
+            for (v, w) in f.sides.iter().flatten() {
+                weight += w;
+                sum.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+            }
+            (weight, sum)
+        };
+        let a = step(&mut id, &apart); // t 0.1: crop x cut
+        assert_eq!(
+            step(&mut id, &overlapping),
+            a,
+            "the contact is part of its fragment"
+        );
+        // x arrives during the tangle: still the fish of the fragment it was cut in.
+        id.observe(0.1, 1, &axis(0), 1.0);
+        step(&mut id, &near); // t 0.3: crop y cut after the tangle
+        id.observe(0.3, 1, &axis(1), 1.0);
+        step(&mut id, &near); // t 0.4: crop z cut, arrives after the contact
+        let b = step(&mut id, &apart); // t 0.5
+        assert_ne!(b, a, "a new fragment after the contact");
+        id.observe(0.4, 1, &axis(2), 1.0);
+        assert_eq!(
+            evidence(&id, a),
+            (1.0, axis(0)),
+            "only the crop cut before the tangle"
+        );
+        assert_eq!(
+            evidence(&id, b),
+            (2.0, vec![0.0, 1.0, 1.0, 0.0]),
+            "the crops cut after the tangle show the fish the track left the contact with"
+        );
+        // A crop cut between two tangles of one contact may show either fish: nobody's.
+        step(&mut id, &overlapping); // t 0.6
+        step(&mut id, &near); // t 0.7
+        id.observe(0.7, 1, &axis(3), 1.0);
+        step(&mut id, &overlapping); // t 0.8
+        let c = step(&mut id, &apart); // t 0.9
+        assert_ne!(c, b);
+        assert_eq!(evidence(&id, b), (2.0, vec![0.0, 1.0, 1.0, 0.0]));
+        assert_eq!(evidence(&id, c).0, 0.0);
+        // A crop cut before what the tracklet remembers counts for no fragment.
+        id.observe(-100.0, 1, &axis(0), 1.0);
+        assert_eq!(evidence(&id, c).0, 0.0);
     }
 
     #[test]
