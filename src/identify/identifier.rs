@@ -33,8 +33,8 @@
 //! Every `relabel_every_s` the fragments of the last `relabel_window_s` are regrouped with
 //! hindsight ([`super::solver`]). A crop's embedding (which arrives frames after the crop was
 //! cut) is evidence for the fragment the track was in when it was cut; one cut in a contact
-//! after a tangle shows the fish the track will leave the contact with, so it goes to the
-//! fragment after the contact, or nowhere if the contact tangles again; outputs written after `label_lag_s` take the regrouped
+//! after its last tangle shows the fish the track leaves the contact with, so it goes to the
+//! fragment after the contact; outputs written after `label_lag_s` take the regrouped
 //! individuals ([`Identifier::take_regrouped`]), and a main group no individual fits is
 //! enrolled while a known population is short, or, once it is complete, takes an individual no
 //! group is named after (elimination). The online assignment goes on unchanged.
@@ -118,8 +118,9 @@ struct Tracklet {
     last_tangle_t: Option<f64>,
     /// Embeddings cut in the current contact after its latest tangle frame: they show the fish
     /// the track will leave the contact with (the tracker may have swapped fish in the tangle,
-    /// rarely after it), so they wait for the fragment after the contact. Dropped at the next
-    /// tangle frame.
+    /// rarely after it), so they wait for the fragment after the contact. At another tangle
+    /// frame they go to the fragment they were cut in, whose fish the track most likely still
+    /// follows (it keeps its fish through most tangles).
     carried: Vec<SideEmbedding>,
     /// Carried embeddings of the fragment that has just begun, given to the regrouping window
     /// once the fragment is in it.
@@ -427,7 +428,9 @@ impl Identifier {
                 if contact[i] == Contact::Tangle || (tl.occluded && tr.detection.is_none()) {
                     tl.tangled = true;
                     tl.last_tangle_t = Some(t);
-                    tl.carried.clear();
+                    for (side, weight, emb) in tl.carried.drain(..) {
+                        self.window.embedding(tl.fragment, side, weight, &emb);
+                    }
                 }
                 // A track that coasted a while (the fish hidden behind a plant or another
                 // fish) may pick up another fish when it is matched again.
@@ -628,8 +631,11 @@ impl Identifier {
                 Some(cut) if !cut.tangled => {
                     self.window.embedding(cut.fragment, side, weight, &emb)
                 }
-                // Cut after a tangle, and the contact tangled again since: either fish.
-                Some(_) if tl.last_tangle_t.is_some_and(|lt| lt > t) => {}
+                // Cut after a tangle, and the contact tangled again since: either fish, most
+                // likely its fragment's.
+                Some(cut) if tl.last_tangle_t.is_some_and(|lt| lt > t) => {
+                    self.window.embedding(cut.fragment, side, weight, &emb)
+                }
                 // The contact has ended since: the fragment after it.
                 Some(cut) if cut.fragment != tl.fragment => {
                     self.window.embedding(tl.fragment, side, weight, &emb)
@@ -2141,7 +2147,7 @@ mod tests {
     }
 
     #[test]
-    fn an_embedding_counts_for_the_fragment_its_crop_was_cut_in_and_one_cut_after_a_tangle_for_the_fragment_after_it()
+    fn an_embedding_counts_for_the_fragment_its_crop_was_cut_in_and_one_cut_after_a_contacts_last_tangle_for_the_fragment_after_it()
      {
         let mut id = Identifier::build(&IdentityConfig::default(), "tank", None, &test_card())
             .expect("identifier");
@@ -2210,14 +2216,16 @@ mod tests {
             (2.0, vec![0.0, 1.0, 1.0, 0.0]),
             "the crops cut after the tangle show the fish the track left the contact with"
         );
-        // A crop cut between two tangles of one contact may show either fish: nobody's.
-        step(&mut id, &overlapping); // t 0.6
+        // Crops cut between two tangles of one contact may show either fish, most likely the
+        // one of the fragment they were cut in (arriving before or after the second tangle).
+        assert_eq!(step(&mut id, &overlapping), b); // t 0.6
         step(&mut id, &near); // t 0.7
         id.observe(0.7, 1, &axis(3), 1.0);
         step(&mut id, &overlapping); // t 0.8
+        id.observe(0.75, 1, &axis(0), 1.0);
         let c = step(&mut id, &apart); // t 0.9
         assert_ne!(c, b);
-        assert_eq!(evidence(&id, b), (2.0, vec![0.0, 1.0, 1.0, 0.0]));
+        assert_eq!(evidence(&id, b), (4.0, vec![1.0; 4]));
         assert_eq!(evidence(&id, c).0, 0.0);
         // A crop cut before what the tracklet remembers counts for no fragment.
         id.observe(-100.0, 1, &axis(0), 1.0);
