@@ -2164,9 +2164,8 @@ mod tests {
             det([25.0, 0.0, 55.0, 10.0], 1),
         ];
         let mut tracks = vec![report(1, Some(0)), report(2, Some(1))];
-        let mut t = 0.0;
-        let mut step = |id: &mut Identifier, dets: &[Detection]| {
-            t += 0.1;
+        // One frame at `t`: the track's fragment then.
+        let mut step = |id: &mut Identifier, t: f64, dets: &[Detection]| {
             id.wants_embedding(t, &tracks, dets);
             id.assign(t, &mut tracks);
             id.fragment_of(1).expect("fragment")
@@ -2192,20 +2191,20 @@ mod tests {
             }
             (weight, sum)
         };
-        let a = step(&mut id, &apart); // t 0.1: crop x cut
+        let a = step(&mut id, 1.0, &apart); // crop x cut
         assert_eq!(
-            step(&mut id, &overlapping),
+            step(&mut id, 2.0, &overlapping),
             a,
             "the contact is part of its fragment"
         );
         // x arrives during the tangle: still the fish of the fragment it was cut in.
-        id.observe(0.1, 1, &axis(0), 1.0);
-        step(&mut id, &near); // t 0.3: crop y cut after the tangle
-        id.observe(0.3, 1, &axis(1), 1.0);
-        step(&mut id, &near); // t 0.4: crop z cut, arrives after the contact
-        let b = step(&mut id, &apart); // t 0.5
+        id.observe(1.0, 1, &axis(0), 1.0);
+        step(&mut id, 3.0, &near); // crop y cut after the tangle, arrives at once
+        id.observe(3.0, 1, &axis(1), 1.0);
+        step(&mut id, 4.0, &near); // crop z cut, arrives after the contact
+        let b = step(&mut id, 5.0, &apart);
         assert_ne!(b, a, "a new fragment after the contact");
-        id.observe(0.4, 1, &axis(2), 1.0);
+        id.observe(4.0, 1, &axis(2), 1.0);
         assert_eq!(
             evidence(&id, a),
             (1.0, axis(0)),
@@ -2218,12 +2217,13 @@ mod tests {
         );
         // Crops cut between two tangles of one contact may show either fish, most likely the
         // one of the fragment they were cut in (arriving before or after the second tangle).
-        assert_eq!(step(&mut id, &overlapping), b); // t 0.6
-        step(&mut id, &near); // t 0.7
-        id.observe(0.7, 1, &axis(3), 1.0);
-        step(&mut id, &overlapping); // t 0.8
-        id.observe(0.75, 1, &axis(0), 1.0);
-        let c = step(&mut id, &apart); // t 0.9
+        assert_eq!(step(&mut id, 6.0, &overlapping), b);
+        step(&mut id, 7.0, &near); // crop cut, arrives at once
+        id.observe(7.0, 1, &axis(3), 1.0);
+        step(&mut id, 8.0, &near); // crop cut, arrives after the second tangle
+        step(&mut id, 9.0, &overlapping);
+        id.observe(8.0, 1, &axis(0), 1.0);
+        let c = step(&mut id, 10.0, &apart);
         assert_ne!(c, b);
         assert_eq!(evidence(&id, b), (4.0, vec![1.0; 4]));
         assert_eq!(evidence(&id, c).0, 0.0);
