@@ -2099,23 +2099,22 @@ mod tests {
         assert_eq!(id.fragment_of(2), Some(b2));
     }
 
+    /// The detections of two fish 10 px tall: apart, near (1 px apart: within the contact margin
+    /// of 0.2 × the box height, not overlapping) and overlapping.
+    fn two_fish_scenes() -> [Vec<Detection>; 3] {
+        [100.0, 31.0, 25.0].map(|x| {
+            vec![
+                det([0.0, 0.0, 30.0, 10.0], 1),
+                det([x, 0.0, x + 30.0, 10.0], 1),
+            ]
+        })
+    }
+
     #[test]
     fn a_fragment_out_of_a_tangle_is_marked_for_the_solver_and_one_out_of_a_near_contact_is_not() {
         let mut id = Identifier::build(&IdentityConfig::default(), "tank", None, &test_card())
             .expect("identifier");
-        let apart = vec![
-            det([0.0, 0.0, 30.0, 10.0], 1),
-            det([100.0, 0.0, 130.0, 10.0], 1),
-        ];
-        // 1 px apart: within the contact margin (0.2 × the 10 px box height), not overlapping.
-        let near = vec![
-            det([0.0, 0.0, 30.0, 10.0], 1),
-            det([31.0, 0.0, 61.0, 10.0], 1),
-        ];
-        let overlapping = vec![
-            det([0.0, 0.0, 30.0, 10.0], 1),
-            det([25.0, 0.0, 55.0, 10.0], 1),
-        ];
+        let [apart, near, overlapping] = two_fish_scenes();
         let mut tracks = vec![report(1, Some(0)), report(2, Some(1))];
         let mut t = 0.0;
         let mut step = |id: &mut Identifier, dets: &[Detection]| {
@@ -2151,18 +2150,7 @@ mod tests {
      {
         let mut id = Identifier::build(&IdentityConfig::default(), "tank", None, &test_card())
             .expect("identifier");
-        let apart = vec![
-            det([0.0, 0.0, 30.0, 10.0], 1),
-            det([100.0, 0.0, 130.0, 10.0], 1),
-        ];
-        let near = vec![
-            det([0.0, 0.0, 30.0, 10.0], 1),
-            det([31.0, 0.0, 61.0, 10.0], 1),
-        ];
-        let overlapping = vec![
-            det([0.0, 0.0, 30.0, 10.0], 1),
-            det([25.0, 0.0, 55.0, 10.0], 1),
-        ];
+        let [apart, near, overlapping] = two_fish_scenes();
         let mut tracks = vec![report(1, Some(0)), report(2, Some(1))];
         // One frame at `t`: the track's fragment then.
         let mut step = |id: &mut Identifier, t: f64, dets: &[Detection]| {
