@@ -628,12 +628,9 @@ impl Identifier {
             // Cut before the remembered frames: evidence for no fragment.
             match tl.recent.iter().rev().find(|m| m.t <= t) {
                 None => {}
-                Some(cut) if !cut.tangled => {
-                    self.window.embedding(cut.fragment, side, weight, &emb)
-                }
-                // Cut after a tangle, and the contact tangled again since: either fish, most
-                // likely its fragment's.
-                Some(cut) if tl.last_tangle_t.is_some_and(|lt| lt > t) => {
+                // Cut outside a tangle, or after one with the contact tangled again since
+                // (either fish, most likely its fragment's): the fragment it was cut in.
+                Some(cut) if !cut.tangled || tl.last_tangle_t.is_some_and(|lt| lt > t) => {
                     self.window.embedding(cut.fragment, side, weight, &emb)
                 }
                 // The contact has ended since: the fragment after it.
