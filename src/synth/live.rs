@@ -14,7 +14,7 @@ use gstreamer_rtsp_server::prelude::*;
 use gstreamer_video as gst_video;
 
 use super::tank::TankSim;
-use super::video::encoder_desc;
+use super::video::{EncoderThreads, encoder_desc};
 use super::{SynthConfig, SynthError};
 
 /// The URL a client opens for `port` and `mount` (e.g. `rtsp://127.0.0.1:8554/tank`).
@@ -76,7 +76,7 @@ pub fn serve_rtsp(
     let factory = rtsp::RTSPMediaFactory::new();
     factory.set_launch(&format!(
         "( appsrc name=src is-live=true format=time ! videoconvert ! video/x-raw,format=I420 ! {} ! rtph264pay name=pay0 pt=96 config-interval=1 )",
-        encoder_desc(cfg.bitrate_kbps)
+        encoder_desc(cfg.bitrate_kbps, EncoderThreads::Auto)
     ));
     factory.set_shared(true);
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, cfg.width, cfg.height)

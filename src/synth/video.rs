@@ -28,12 +28,27 @@ fn gst_err(what: &str, e: impl std::fmt::Display) -> SynthError {
     SynthError::Gst(format!("{what}: {e}"))
 }
 
+/// How the synth encoder may use threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderThreads {
+    /// One thread: the same seed gives the same bitstream on every machine (x264's sliced
+    /// threads under rate control are not repeatable from run to run, and a test's figures moved
+    /// with them). Rendered files use this; one thread rendered 1080p no slower on 2 cores.
+    Repeatable,
+    /// x264 chooses (sliced threads: each frame done sooner), for the live stream.
+    Auto,
+}
+
 /// The x264 settings of synth videos, files and live stream (fast, keyframe every second at
 /// 30 fps). `tune=zerolatency` stays for files too: its sliced threads used no more CPU per
 /// frame than frame threads on synth video and finished each frame sooner (see BENCHMARKS.md).
-pub fn encoder_desc(bitrate_kbps: u32) -> String {
+pub fn encoder_desc(bitrate_kbps: u32, threads: EncoderThreads) -> String {
+    let threads = match threads {
+        EncoderThreads::Repeatable => 1,
+        EncoderThreads::Auto => 0,
+    };
     format!(
-        "x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 bitrate={bitrate_kbps} threads=0"
+        "x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 bitrate={bitrate_kbps} threads={threads}"
     )
 }
 
@@ -192,7 +207,7 @@ impl VideoWriter {
         let desc = format!(
             "appsrc name=src format=time block=true max-bytes={} ! {} ! h264parse ! matroskamux ! filesink name=sink",
             info.size() as u64 * 3,
-            encoder_desc(bitrate_kbps)
+            encoder_desc(bitrate_kbps, EncoderThreads::Repeatable)
         );
         let pipeline = gst::parse::launch(&desc)
             .map_err(|e| gst_err("cannot build the encoder pipeline", e))?
@@ -397,6 +412,64 @@ mod tests {
             threads,
         );
         out
+    }
+
+    /// The H.264 stream of a rendered file (demuxed, so the container's creation time and
+    /// segment id do not count).
+    fn h264_stream(path: &Path) -> Vec<u8> {
+        let pipeline = gst::parse::launch(
+            "filesrc name=src ! matroskademux ! h264parse ! appsink name=sink sync=false",
+        )
+        .expect("demuxer")
+        .downcast::<gst::Pipeline>()
+        .expect("pipeline");
+        let src = pipeline.by_name("src").expect("src");
+        src.set_property("location", path.to_string_lossy().to_string());
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        let mut bytes = Vec::new();
+        while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+            let map = s.buffer().expect("buffer").map_readable().expect("map");
+            bytes.extend_from_slice(&map);
+        }
+        assert!(sink.is_eos(), "demuxing {} stalled", path.display());
+        let _ = pipeline.set_state(gst::State::Null);
+        bytes
+    }
+
+    #[test]
+    fn the_same_frames_encode_to_the_same_stream() {
+        // Moving texture at a bitrate that keeps the rate control busy: x264's sliced threads
+        // (`threads=0` here) gave a different stream each run, and a test's figures moved.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (w, h, frames) = (640usize, 360usize, 45u64);
+        let render = |name: &str| {
+            let path = dir.path().join(name);
+            let mut v = VideoWriter::create(&path, w as u32, h as u32, 30, 600, 2).expect("create");
+            for f in 0..frames as usize {
+                let rgb: Vec<u8> = (0..w * h * 3)
+                    .map(|i| {
+                        let (p, c) = (i / 3, i % 3);
+                        let (x, y) = (p % w + 3 * f, p / w + f);
+                        (((x / 4) * 7919 + (y / 4) * 104_729 + c * 31) % 251) as u8
+                    })
+                    .collect();
+                v.push(&rgb).expect("push");
+            }
+            assert_eq!(v.finish().expect("finish"), frames);
+            h264_stream(&path)
+        };
+        let first = render("a.mkv");
+        assert!(first.len() > 1000, "{} bytes", first.len());
+        for name in ["b.mkv", "c.mkv", "d.mkv", "e.mkv"] {
+            assert!(
+                render(name) == first,
+                "{name} differs from the first render"
+            );
+        }
     }
 
     #[test]
