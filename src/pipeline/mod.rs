@@ -250,8 +250,11 @@ impl Pipeline {
                 detector,
                 tracker: Tracker::new(&cam.track, cam.view, cam.population),
                 identity: match (identifier, &embed) {
-                    (Some(identifier), Some(e)) => Some(IdentityStep {
-                        identifier,
+                    (Some(mut identifier), Some(e)) => Some(IdentityStep {
+                        identifier: {
+                            identifier.set_view(cam.view);
+                            identifier
+                        },
                         queue: EmbedQueue::new(
                             e.client(),
                             if cam.source.is_live() {
@@ -393,6 +396,9 @@ impl CameraWorker {
         };
         let view = self.cam.view.resolve(both_ways);
         self.tracker.set_view(view);
+        if let Some(id) = &mut self.identity {
+            id.identifier.set_view(view);
+        }
         let (name, why) = match view {
             CameraView::Side => (
                 "side",
