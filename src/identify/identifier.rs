@@ -468,18 +468,17 @@ impl Identifier {
                         since.is_some_and(|s| t - s >= COAST_FRAGMENT_S)
                     }
                 };
-                let tangle_ended = self.split_at_tangle_end
-                    && tl.in_tangle
-                    && contact[i] == Contact::Near
-                    && tr.detection.is_some();
+                let contact_ended = (tl.occluded || long_coast) && !occluded_now;
+                // Side view: still near another fish, but no longer tangled with it.
+                let tangle_ended =
+                    self.split_at_tangle_end && tl.in_tangle && contact[i] == Contact::Near;
                 if tr.detection.is_some() {
                     tl.in_tangle = contact[i] == Contact::Tangle;
                 }
-                if ((tl.occluded || long_coast) && !occluded_now || tangle_ended)
-                    && tr.detection.is_some()
-                {
-                    // Out of contact with another fish: a new fragment, which may be another
-                    // fish than before (the tracker can swap fish that touched).
+                if (contact_ended || tangle_ended) && tr.detection.is_some() {
+                    // Out of contact with another fish, or out of a tangle: a new fragment,
+                    // which may be another fish than before (the tracker can swap fish that
+                    // touched).
                     self.fragments += 1;
                     tl.fragment = self.fragments;
                     tl.excluded.clear();
