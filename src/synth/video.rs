@@ -347,13 +347,27 @@ pub fn bus_error(p: &gst::Pipeline) -> String {
 
 /// Counts the frames of a video file by decoding it (`filesrc ! decodebin ! appsink`).
 pub fn count_frames(path: &Path) -> Result<u64, SynthError> {
-    gst::init().map_err(|e| gst_err("init", e))?;
-    let pipeline = gst::parse::launch(
+    let mut n = 0;
+    for_each_sample(
         "filesrc name=src ! decodebin ! videoconvert ! appsink name=sink sync=false",
-    )
-    .map_err(|e| gst_err("decoder", e))?
-    .downcast::<gst::Pipeline>()
-    .map_err(|_| SynthError::Gst("decoder is not a pipeline".into()))?;
+        path,
+        |_| n += 1,
+    )?;
+    Ok(n)
+}
+
+/// Plays `path` through `desc` (a pipeline with a `filesrc` named `src` and an `appsink` named
+/// `sink`) to its end, handing every sample to `each`.
+fn for_each_sample(
+    desc: &str,
+    path: &Path,
+    mut each: impl FnMut(&gst::Sample),
+) -> Result<(), SynthError> {
+    gst::init().map_err(|e| gst_err("init", e))?;
+    let pipeline = gst::parse::launch(desc)
+        .map_err(|e| gst_err("decoder", e))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| SynthError::Gst("decoder is not a pipeline".into()))?;
     if let Some(s) = pipeline.by_name("src") {
         s.set_property("location", path.to_string_lossy().to_string());
     }
@@ -368,10 +382,9 @@ pub fn count_frames(path: &Path) -> Result<u64, SynthError> {
             bus_error(&pipeline)
         ))
     })?;
-    let mut n = 0;
     loop {
         match sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
-            Some(_) => n += 1,
+            Some(sample) => each(&sample),
             None => {
                 if sink.is_eos() {
                     break;
@@ -386,7 +399,7 @@ pub fn count_frames(path: &Path) -> Result<u64, SynthError> {
         }
     }
     let _ = pipeline.set_state(gst::State::Null);
-    Ok(n)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -417,26 +430,13 @@ mod tests {
     /// The H.264 stream of a rendered file (demuxed, so the container's creation time and
     /// segment id do not count).
     fn h264_stream(path: &Path) -> Vec<u8> {
-        let pipeline = gst::parse::launch(
-            "filesrc name=src ! matroskademux ! h264parse ! appsink name=sink sync=false",
-        )
-        .expect("demuxer")
-        .downcast::<gst::Pipeline>()
-        .expect("pipeline");
-        let src = pipeline.by_name("src").expect("src");
-        src.set_property("location", path.to_string_lossy().to_string());
-        let sink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .expect("appsink");
-        pipeline.set_state(gst::State::Playing).expect("playing");
         let mut bytes = Vec::new();
-        while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
-            let map = s.buffer().expect("buffer").map_readable().expect("map");
-            bytes.extend_from_slice(&map);
-        }
-        assert!(sink.is_eos(), "demuxing {} stalled", path.display());
-        let _ = pipeline.set_state(gst::State::Null);
+        for_each_sample(
+            "filesrc name=src ! matroskademux ! h264parse ! appsink name=sink sync=false",
+            path,
+            |s| bytes.extend_from_slice(&s.buffer().expect("buffer").map_readable().expect("map")),
+        )
+        .expect("demux");
         bytes
     }
 
