@@ -946,24 +946,30 @@ fn embedding_budget_prefers_new_and_uncertain_tracks() {
         "confident tracks re-embedded too often: {total}"
     );
     assert!(per_track.iter().all(|&n| n >= 10), "{per_track:?}");
-    // A new track appears: it is embedded in its first frame, ahead of the confident ones.
+    // A new track appears (a fish of its own): it is embedded in its first frame, ahead of the
+    // confident ones.
     let t = 11.0;
     let mut tracks: Vec<_> = (0..7)
-        .map(|k| ident::report(k as u64 + 1, k.min(5), true))
+        .map(|k| ident::report(k as u64 + 1, k, true))
         .collect();
     tracks[6].track = 99;
-    let want = id.wants_embedding(t, &tracks, &dets);
+    let seven: Vec<_> = (0..7).map(|_| ident::detection(1)).collect();
+    let want = id.wants_embedding(t, &tracks, &seven);
     assert_eq!(
         want.first(),
         Some(&6),
         "new track not embedded first: {want:?}"
     );
-    // Merged blobs are never embedded.
+    // Merged blobs are never embedded, nor (top view) the tracks that share a blob.
     let merged: Vec<_> = (0..6).map(|_| ident::detection(2)).collect();
     let tracks: Vec<_> = (0..6)
         .map(|k| ident::report(k as u64 + 1, k, true))
         .collect();
     assert!(id.wants_embedding(t + 5.0, &tracks, &merged).is_empty());
+    let shared: Vec<_> = (0..6)
+        .map(|k| ident::report(k as u64 + 1, k / 2, true))
+        .collect();
+    assert!(id.wants_embedding(t + 10.0, &shared, &dets).is_empty());
 }
 
 #[test]

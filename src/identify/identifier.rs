@@ -35,7 +35,9 @@
 //! hindsight ([`super::solver`]). A crop's embedding (which arrives frames after the crop was
 //! cut) is evidence for the fragment the track was in when it was cut; one cut in a contact
 //! after its last tangle shows the fish the track leaves the contact with, so it goes to the
-//! fragment after the contact; outputs written after `label_lag_s` take the regrouped
+//! fragment after the contact. In a side view the tracks of a shared blob are embedded too,
+//! each from a crop at its own place, and the crop of the fish in front counts for its
+//! fragment ([`Identifier::observe_shared`]). Outputs written after `label_lag_s` take the regrouped
 //! individuals ([`Identifier::take_regrouped`]), and a main group no individual fits is
 //! enrolled while a known population is short, or, once it is complete, takes an individual no
 //! group is named after (elimination). The online assignment goes on unchanged.
@@ -229,8 +231,9 @@ pub struct Identifier {
     waiting_since: Option<f64>,
     /// A side view ([`Identifier::set_view`]): a track's fragment also ends where a tangle
     /// ends inside a contact (the track's blob or box no longer shared or overlapping, its box
-    /// still near another's), not only where the contact ends.
-    split_at_tangle_end: bool,
+    /// still near another's), not only where the contact ends; and, with
+    /// `shared_blob_crops`, tracks sharing a blob are embedded ([`Identifier::observe_shared`]).
+    side_view: bool,
 }
 
 /// Handle on one tank's registry and gallery for the HTTP API and `finprint enroll`.
@@ -363,7 +366,7 @@ impl Identifier {
             last_regroup: None,
             regroup_ready: false,
             waiting_since: None,
-            split_at_tangle_end: false,
+            side_view: false,
         })
     }
 
@@ -375,9 +378,15 @@ impl Identifier {
     /// side-view tanks identity IDF1 rose 94.87 / 94.09 / 95.36 → 95.59 / 94.70 / 96.03 (three
     /// sets of 20), on 18 look-alike tanks of 16 fish 77.0 → 79.6; on the real top-view
     /// recording (fasttrack-zebrafish14) the split cost 0.70 → 0.61, so a top view keeps
-    /// fragments to whole contacts (BENCHMARKS.md round 20).
+    /// fragments to whole contacts (BENCHMARKS.md round 20). A side view also embeds tracks
+    /// that share a blob (`shared_blob_crops`, see [`Identifier::observe_shared`]).
     pub fn set_view(&mut self, view: CameraView) {
-        self.split_at_tangle_end = view == CameraView::Side;
+        self.side_view = view == CameraView::Side;
+    }
+
+    /// Tracks sharing a blob are embedded, each from a crop cut at its own place.
+    fn embeds_shared(&self) -> bool {
+        self.side_view && self.cfg.shared_blob_crops
     }
 
     /// Tank name.
@@ -470,8 +479,7 @@ impl Identifier {
                 };
                 let contact_ended = (tl.occluded || long_coast) && !occluded_now;
                 // Side view: still near another fish, but no longer tangled with it.
-                let tangle_ended =
-                    self.split_at_tangle_end && tl.in_tangle && contact[i] == Contact::Near;
+                let tangle_ended = self.side_view && tl.in_tangle && contact[i] == Contact::Near;
                 if tr.detection.is_some() {
                     tl.in_tangle = contact[i] == Contact::Tangle;
                 }
@@ -529,8 +537,11 @@ impl Identifier {
 
     /// Chooses which tracks to embed in this frame, within the per-second budget: new tracklets,
     /// just-unoccluded ones and uncertain ones first, then confident ones due for a refresh
-    /// (every `refresh_s`). Only tracks matched to a single-fish detection with a crop, moving
-    /// clearly left or right (a known flank), qualify.
+    /// (every `refresh_s`). Only tracks moving clearly left or right (a known flank) qualify,
+    /// matched to a single-fish detection with a crop of its own, or, where
+    /// [`Identifier::observe_shared`] applies (a side view), to a blob other tracks share:
+    /// then every track of that blob with a known flank is chosen with it (the crops are
+    /// compared with each other).
     /// Returns indices into `tracks`.
     pub fn wants_embedding(
         &mut self,
@@ -542,20 +553,26 @@ impl Identifier {
             return Vec::new();
         }
         self.sync_tracks(t, tracks, Some(detections));
+        let embeds_shared = self.embeds_shared();
+        let shared_by = |di: usize| tracks.iter().filter(|o| o.detection == Some(di)).count();
+        // Moving up or down (turning): which flank shows is unknown and the crop is
+        // foreshortened, alike for every fish.
+        let flank_known = |tr: &TrackReport| {
+            tr.status != TrackStatus::Lost && View::from_heading(tr.heading) != View::Unknown
+        };
         let mut cands: Vec<(u8, f64, usize)> = Vec::new();
         for (i, tr) in tracks.iter().enumerate() {
-            if tr.status == TrackStatus::Lost {
+            if !flank_known(tr) {
                 continue;
             }
-            let Some(det) = tr.detection.and_then(|d| detections.get(d)) else {
+            let Some((di, det)) = tr.detection.and_then(|d| Some((d, detections.get(d)?))) else {
                 continue;
             };
-            if det.fish_count != 1 || det.crop.is_none() {
-                continue;
-            }
-            // Moving up or down (turning): which flank shows is unknown and the crop is
-            // foreshortened, alike for every fish.
-            if View::from_heading(tr.heading) == View::Unknown {
+            if shared_by(di) >= 2 {
+                if !embeds_shared {
+                    continue;
+                }
+            } else if det.fish_count != 1 || det.crop.is_none() {
                 continue;
             }
             let Some(tl) = self.tracklets.get(&tr.track) else {
@@ -578,8 +595,27 @@ impl Identifier {
         }
         cands.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
         let n = (self.tokens.floor().max(0.0) as usize).min(cands.len());
-        self.tokens -= n as f64;
-        let chosen: Vec<usize> = cands.into_iter().take(n).map(|c| c.2).collect();
+        let mut chosen: Vec<usize> = cands.into_iter().take(n).map(|c| c.2).collect();
+        // The other tracks of a chosen shared blob come along.
+        if embeds_shared {
+            let mut partners = Vec::new();
+            for &i in &chosen {
+                let Some(di) = tracks[i].detection.filter(|&d| shared_by(d) >= 2) else {
+                    continue;
+                };
+                for (j, o) in tracks.iter().enumerate() {
+                    if o.detection == Some(di)
+                        && flank_known(o)
+                        && !chosen.contains(&j)
+                        && !partners.contains(&j)
+                    {
+                        partners.push(j);
+                    }
+                }
+            }
+            chosen.extend(partners);
+        }
+        self.tokens -= chosen.len() as f64;
         for &i in &chosen {
             if let Some(tl) = self.tracklets.get_mut(&tracks[i].track) {
                 tl.last_embed_t = Some(t);
@@ -592,6 +628,66 @@ impl Identifier {
     /// Records the embedding of `track`'s crop at time `t` (`quality` in [0, 1]: how usable the
     /// crop is; 1 for a clean single fish). Non-finite or wrong-length embeddings are ignored.
     pub fn observe(&mut self, t: f64, track: u64, embedding: &[f32], quality: f32) {
+        self.observe_cut(t, track, embedding, quality, false);
+    }
+
+    /// Records the embeddings of crops cut, in the frame at `t`, at the places of the tracks
+    /// that shared one blob (`(track, embedding)` each; `quality` as for
+    /// [`Identifier::observe`]). In a side view such a blob is fish passing in front of one
+    /// another: the fish in front shows whole, the one behind only in part, and the crop cut
+    /// at its place shows mostly the fish in front. A crop counts for its track when it looks
+    /// like a known individual (seen from that side) at least as much as `new_similarity`,
+    /// and no other crop of the blob looks like that same individual nearly as much (within
+    /// [`SHARED_CROP_MARGIN`]); it counts for the fragment it was cut in, even in a tangle
+    /// (unlike a single fish's crop there, it shows the fish its track follows at that
+    /// moment). On 20 simulated side-view tanks, blobs shared by tracks held two or more fish
+    /// 93 % of the time, the front one at least 95 % visible in all but 7 of 2 891; identity
+    /// IDF1 on three sets of 20 tanks 95.59 / 94.70 / 96.03 → 95.59 / 95.27 / 96.45
+    /// (BENCHMARKS.md round 21). A top view keeps it off (the real top-view recording lost
+    /// 0.70 → 0.54 with it).
+    pub fn observe_shared(&mut self, t: f64, crops: &[(u64, &[f32])], quality: f32) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let best: Vec<Option<(String, f32)>> = crops
+            .iter()
+            .map(|(track, emb)| self.best_individual(*track, emb))
+            .collect();
+        let keep = shared_crops_kept(&best, self.th.new, SHARED_CROP_MARGIN);
+        for ((track, emb), keep) in crops.iter().zip(keep) {
+            if keep {
+                self.observe_cut(t, *track, emb, quality, true);
+            }
+        }
+    }
+
+    /// The individual `embedding` (a crop of `track`) looks most like, seen from the side the
+    /// track shows, and how much.
+    fn best_individual(&self, track: u64, embedding: &[f32]) -> Option<(String, f32)> {
+        let st = read(&self.shared);
+        let emb = normalized(embedding).filter(|e| e.len() == st.gallery.dim())?;
+        let view = View::from_heading(self.tracklets.get(&track)?.heading);
+        st.registry
+            .active()
+            .filter_map(|i| {
+                Some((
+                    i.id.clone(),
+                    st.gallery.similarity_in_view(&i.id, &emb, view)?,
+                ))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// [`Identifier::observe`]; `in_shared_blob`: the crop was cut at the track's place in a
+    /// blob it shared ([`Identifier::observe_shared`]).
+    fn observe_cut(
+        &mut self,
+        t: f64,
+        track: u64,
+        embedding: &[f32],
+        quality: f32,
+        in_shared_blob: bool,
+    ) {
         if !self.cfg.enabled {
             return;
         }
@@ -660,8 +756,13 @@ impl Identifier {
             match tl.recent.iter().rev().find(|m| m.t <= t) {
                 None => {}
                 // Cut outside a tangle, or after one with the contact tangled again since
-                // (either fish, most likely its fragment's): the fragment it was cut in.
-                Some(cut) if !cut.tangled || tl.last_tangle_t.is_some_and(|lt| lt > t) => {
+                // (either fish, most likely its fragment's), or at the track's own place in a
+                // shared blob: the fragment it was cut in.
+                Some(cut)
+                    if in_shared_blob
+                        || !cut.tangled
+                        || tl.last_tangle_t.is_some_and(|lt| lt > t) =>
+                {
                     self.window.embedding(cut.fragment, side, weight, &emb)
                 }
                 // The contact has ended since: the fragment after it.
@@ -1722,6 +1823,31 @@ const BOOTSTRAP_OBSERVATIONS: usize = 3;
 
 /// Embedding pairs across a merged-blob occlusion needed before deciding continuity.
 const CONTINUITY_PAIRS: usize = 3;
+/// How much less like an individual another crop of the same shared blob must look for a crop
+/// to count as that individual's (see [`Identifier::observe_shared`]). With a floor of 0.6,
+/// identity IDF1 on three sets of 20 side-view tanks: 0.1 → 95.66 / 95.10 / 96.41, 0.2 → 95.65
+/// / 94.99 / 96.45 (BENCHMARKS.md round 21).
+const SHARED_CROP_MARGIN: f32 = 0.1;
+
+/// Which crops of one shared blob count ([`Identifier::observe_shared`]): `best[i]` is the
+/// individual crop `i` looks most like and how much. A crop counts when that is at least
+/// `min`, and no other crop looks like the same individual within `margin` of it (or more).
+fn shared_crops_kept(best: &[Option<(String, f32)>], min: f32, margin: f32) -> Vec<bool> {
+    best.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            b.as_ref().is_some_and(|(ind, s)| {
+                *s >= min
+                    && !best.iter().enumerate().any(|(j, o)| {
+                        j != i
+                            && o.as_ref()
+                                .is_some_and(|(oi, os)| oi == ind && *os + margin > *s)
+                    })
+            })
+        })
+        .collect()
+}
+
 /// Mean same-side similarity across an occlusion above which it is the same fish.
 const CONTINUITY_SIMILARITY: f32 = 0.5;
 
@@ -2309,5 +2435,73 @@ mod tests {
             id.take_regrouped().is_none(),
             "already regrouped at that time"
         );
+    }
+
+    #[test]
+    fn of_a_shared_blobs_crops_only_one_clearly_most_like_its_individual_counts() {
+        let b = |i: &str, s: f32| Some((i.to_string(), s));
+        // Two fish, each crop like its own individual: both count.
+        assert_eq!(
+            shared_crops_kept(&[b("a", 0.9), b("b", 0.7)], 0.55, 0.1),
+            [true, true]
+        );
+        // The crop behind shows mostly the fish in front: only the clearer one counts.
+        assert_eq!(
+            shared_crops_kept(&[b("a", 0.9), b("a", 0.7)], 0.55, 0.1),
+            [true, false]
+        );
+        // Too close to tell which one shows that fish: neither.
+        assert_eq!(
+            shared_crops_kept(&[b("a", 0.9), b("a", 0.85)], 0.55, 0.1),
+            [false, false]
+        );
+        // Like no individual enough, or not comparable at all: nothing.
+        assert_eq!(
+            shared_crops_kept(&[b("a", 0.5), None, b("c", 0.6)], 0.55, 0.1),
+            [false, false, true]
+        );
+    }
+
+    #[test]
+    fn a_side_view_embeds_every_track_of_a_shared_blob_and_keeps_the_crop_of_the_fish_in_front() {
+        let (mut id, ids) = enrolled(2, 2);
+        // Two tracks on one blob (one fish passing in front of the other), a third apart.
+        let dets = vec![
+            det([0.0, 0.0, 40.0, 12.0], 2),
+            det([100.0, 0.0, 130.0, 10.0], 1),
+        ];
+        let mut tracks = vec![report(1, Some(0)), report(2, Some(0)), report(3, Some(1))];
+        let mut chosen = id.wants_embedding(0.0, &tracks, &dets);
+        chosen.sort_unstable();
+        assert!(
+            chosen.is_empty(),
+            "a top view embeds neither track of a shared blob (and track 3 has no crop)"
+        );
+        id.assign(0.0, &mut tracks);
+
+        id.set_view(CameraView::Side);
+        let mut chosen = id.wants_embedding(0.1, &tracks, &dets);
+        chosen.sort_unstable();
+        assert_eq!(chosen, [0, 1], "both tracks of the shared blob");
+        id.assign(0.1, &mut tracks);
+        // Track 1's crop shows the first individual whole; track 2's shows mostly the same
+        // fish (in front of it) and a little of the second.
+        let front = [1.0f32, 0.0, 0.0, 0.0];
+        let behind = [0.8f32, 0.6, 0.0, 0.0];
+        id.observe_shared(0.1, &[(1, &front[..]), (2, &behind[..])], 0.8);
+        let obs = |id: &Identifier, track: u64| id.tracklets[&track].obs.len();
+        assert_eq!(obs(&id, 1), 1, "the crop of the fish in front counts");
+        assert_eq!(obs(&id, 2), 0, "the crop behind it does not");
+        let sims = &id.tracklets[&1].obs[0].sims;
+        assert_eq!(sims[0].0, ids[0]);
+
+        // Off in the config: a side view embeds neither either.
+        let cfg = IdentityConfig {
+            shared_blob_crops: false,
+            ..Default::default()
+        };
+        let mut off = Identifier::build(&cfg, "tank", Some(2), &test_card()).expect("identifier");
+        off.set_view(CameraView::Side);
+        assert!(off.wants_embedding(0.0, &tracks, &dets).is_empty());
     }
 }

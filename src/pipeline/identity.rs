@@ -14,9 +14,79 @@ use crate::identify::Identifier;
 use crate::messages::{Crop, Detection, TrackReport, TrackedFrame};
 use crate::output::metrics::Metrics;
 
-/// What an embedding request was for: the frame time, and the track and crop quality of each
-/// crop.
-pub(crate) type Request = (f64, Vec<(u64, f32)>);
+/// What an embedding request was for: the frame time, and for each crop its track, its quality
+/// and, for a crop cut at the track's place in a blob several tracks share, that detection
+/// (the crops of one shared blob are judged together, [`Identifier::observe_shared`]).
+pub(crate) type Request = (f64, Vec<(u64, f32, Option<usize>)>);
+
+/// Where an encoder crop is cut: the body centre (full-frame px), the body axis angle (radians,
+/// as `Detection::axis_angle`) and the body length as a detection's second-moment major axis
+/// (px; the crop spans `crop_margin` times it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct CropPlace {
+    pub(crate) x: f32,
+    pub(crate) y: f32,
+    pub(crate) axis_angle: f32,
+    pub(crate) major_axis: f32,
+}
+
+impl CropPlace {
+    /// A detection's own crop: only for a blob the detector marked for crops (one fish).
+    fn of_detection(d: &Detection) -> Option<CropPlace> {
+        d.crop.as_ref()?;
+        Some(CropPlace {
+            x: d.x,
+            y: d.y,
+            axis_angle: d.axis_angle,
+            major_axis: d.major_axis,
+        })
+    }
+
+    /// A track's own place in a blob it shares: its centre, its heading folded onto the body
+    /// axis (the crop is never mirrored: the encoder sees each flank as the detector cuts it),
+    /// and its broadside length scaled to a major axis by `axis_per_length`.
+    fn of_track(tr: &TrackReport, axis_per_length: f32) -> Option<CropPlace> {
+        use std::f32::consts::{FRAC_PI_2, PI};
+        let major_axis = tr.body_length * axis_per_length;
+        let usable = tr.x.is_finite()
+            && tr.y.is_finite()
+            && tr.heading.is_finite()
+            && major_axis.is_finite()
+            && major_axis > 0.0;
+        if !usable {
+            return None;
+        }
+        // Into (-π/2, π/2], as a detection's axis angle.
+        let mut axis = tr.heading.rem_euclid(PI);
+        if axis > FRAC_PI_2 {
+            axis -= PI;
+        }
+        Some(CropPlace {
+            x: tr.x,
+            y: tr.y,
+            axis_angle: axis,
+            major_axis,
+        })
+    }
+}
+
+/// The embedded crops of one shared blob: its detection, and each crop's track and embedding.
+type SharedBlobCrops<'a> = (usize, Vec<(u64, &'a [f32])>);
+
+/// A crop cut at a track's place in a shared blob may hold parts of the other fish: its
+/// evidence weighs `0.8⁴ ≈ 0.4` of a clean crop's.
+const SHARED_CROP_QUALITY: f32 = 0.8;
+
+/// A crop at a track's place in a shared blob is cut this much smaller than a lone fish's, to
+/// keep out more of the other fish. The track's length is what the fish shows broadside at
+/// most, and the shipped encoder's tanks learn about 1.03 major axes per length; identity IDF1
+/// on three sets of 20 side-view tanks with crops cut at 1.03 / 0.85 / 0.75 major axes per
+/// length: 95.45 / 95.00 / 96.31, 95.75 / 95.08 / 96.49, 95.60 / 95.32 / 96.45 (BENCHMARKS.md
+/// round 21).
+const SHARED_CROP_SCALE: f32 = 0.8;
+
+/// How fast [`IdentityStep::axis_per_length`] follows single-fish detections.
+const AXIS_PER_LENGTH_RATE: f32 = 0.05;
 
 /// Per-camera identity state owned by the camera's worker thread.
 pub(crate) struct IdentityStep {
@@ -34,6 +104,10 @@ pub(crate) struct IdentityStep {
     pub(crate) crops_dir: Option<PathBuf>,
     /// Tracks of the latest frame: an embedding is taken only for a track still there.
     pub(crate) live_tracks: HashSet<u64>,
+    /// A single fish's second-moment major axis per its measured length, learned from this
+    /// camera's one-fish blobs (`None` until one is seen): scales a track's length to the crop
+    /// size the detector would cut ([`CropPlace::of_track`]).
+    pub(crate) axis_per_length: Option<f32>,
 }
 
 /// Where a track report stands for labelling: its fragment, and whether the frame lies in an
@@ -270,22 +344,35 @@ impl LabelDelay {
 const MAX_DELAYED: usize = 4096;
 
 impl IdentityStep {
-    /// Fills `individual` in `tracks` for one frame. `cut` cuts the encoder crop of a detection
-    /// (`None`: not usable); it is called only for the tracks chosen for an embedding.
+    /// Fills `individual` in `tracks` for one frame. `cut` cuts an encoder crop (`None`: no
+    /// crops on this camera); it is called only for the tracks chosen for an embedding.
     pub(crate) fn process(
         &mut self,
         camera: &str,
         t: f64,
         tracks: &mut [TrackReport],
         detections: &[Detection],
-        cut: &dyn Fn(&Detection) -> Option<Crop>,
+        cut: &dyn Fn(&CropPlace) -> Option<Crop>,
         metrics: &Metrics,
     ) {
         let wanted = self.identifier.wants_embedding(t, tracks, detections);
         // A detection matched by several tracks (touching fish the tracker divided) shows
-        // more than one fish: never embedded, and it counts as contact.
+        // more than one fish: its own crop is never embedded, and it counts as contact. The
+        // identifier may ask for crops cut at each of its tracks' places instead.
         let shared = |di: usize| tracks.iter().filter(|tr| tr.detection == Some(di)).count() >= 2;
-        let mut ids: Vec<(u64, f32)> = Vec::with_capacity(wanted.len());
+        for (di, d) in detections.iter().enumerate() {
+            let ratio = d.major_axis / d.length;
+            if d.fish_count == 1
+                && d.length > 0.0
+                && ratio.is_finite()
+                && ratio > 0.0
+                && !shared(di)
+            {
+                let a = self.axis_per_length.get_or_insert(ratio);
+                *a += AXIS_PER_LENGTH_RATE * (ratio - *a);
+            }
+        }
+        let mut ids: Vec<(u64, f32, Option<usize>)> = Vec::with_capacity(wanted.len());
         let mut crops: Vec<Crop> = Vec::with_capacity(wanted.len());
         for i in wanted {
             let Some(tr) = tracks.get(i) else { continue };
@@ -293,14 +380,19 @@ impl IdentityStep {
             let Some(det) = detections.get(di) else {
                 continue;
             };
-            if shared(di) {
-                continue;
-            }
-            if let Some(c) = cut(det) {
+            let (place, quality, group) = if shared(di) {
+                let place = self
+                    .axis_per_length
+                    .and_then(|a| CropPlace::of_track(tr, SHARED_CROP_SCALE * a));
+                (place, SHARED_CROP_QUALITY, Some(di))
+            } else {
+                (CropPlace::of_detection(det), crop_quality(det), None)
+            };
+            if let Some(c) = place.and_then(|p| cut(&p)) {
                 if let Some(dir) = self.crops_dir.clone() {
                     self.write_crop(&dir, camera, t, tr.track, &c);
                 }
-                ids.push((tr.track, crop_quality(det)));
+                ids.push((tr.track, quality, group));
                 crops.push(c);
             }
         }
@@ -336,19 +428,35 @@ impl IdentityStep {
 
     /// Feeds finished embedding requests to the identifier. A track that ended, or touched
     /// another fish, since its crop was cut may not be that fish any more: its embedding is
-    /// dropped.
+    /// dropped. Crops cut at the tracks' places in one shared blob go to the identifier
+    /// together, for the tracks still there.
     fn take_embeddings(&mut self, camera: &str, done: Vec<Done<Request>>, metrics: &Metrics) {
         for done in done {
             let (t_crop, ids) = done.tag;
             match done.result {
                 Ok(embs) => {
                     metrics.inc_embeddings(camera, embs.len() as u64);
-                    for ((track, quality), e) in ids.iter().zip(&embs) {
+                    let mut blobs: Vec<SharedBlobCrops> = Vec::new();
+                    for ((track, quality, group), e) in ids.iter().zip(&embs) {
                         let live = self.live_tracks.contains(track);
-                        let touched = self.occluded_at.get(track).is_some_and(|&o| o >= t_crop);
-                        if live && !touched {
-                            self.identifier.observe(t_crop, *track, e, *quality);
+                        match group {
+                            Some(di) if live => match blobs.iter_mut().find(|(d, _)| d == di) {
+                                Some((_, crops)) => crops.push((*track, e)),
+                                None => blobs.push((*di, vec![(*track, e.as_slice())])),
+                            },
+                            Some(_) => {}
+                            None => {
+                                let touched =
+                                    self.occluded_at.get(track).is_some_and(|&o| o >= t_crop);
+                                if live && !touched {
+                                    self.identifier.observe(t_crop, *track, e, *quality);
+                                }
+                            }
                         }
+                    }
+                    for (_, crops) in &blobs {
+                        self.identifier
+                            .observe_shared(t_crop, crops, SHARED_CROP_QUALITY);
                     }
                 }
                 Err(e) => self.failed(camera, &e),
@@ -500,6 +608,7 @@ mod tests {
             labels: LabelDelay::new(3.0),
             crops_dir: None,
             live_tracks: HashSet::new(),
+            axis_per_length: None,
         };
         let mut d = det(30.0, 8.0);
         d.crop = Some(Crop {
@@ -729,6 +838,36 @@ mod tests {
         let out = d.push(frame(0.0, &[(2, None)]), vec![at(2)]);
         assert_eq!(out.iter().map(|f| f.t).collect::<Vec<_>>(), vec![5.0, 6.0]);
         assert_eq!(d.flush().len(), 1);
+    }
+
+    #[test]
+    fn a_tracks_crop_place_lies_along_its_body_whichever_way_it_swims() {
+        use std::f32::consts::{FRAC_PI_2, FRAC_PI_4, PI};
+        let tr = |heading: f32| TrackReport {
+            track: 1,
+            individual: None,
+            status: crate::messages::TrackStatus::Confirmed,
+            x: 10.0,
+            y: 20.0,
+            bbox: [0.0; 4],
+            heading,
+            area: 1.0,
+            detection: Some(0),
+            body_length: 50.0,
+        };
+        let axis = |h: f32| CropPlace::of_track(&tr(h), 0.8).expect("place").axis_angle;
+        // Right or left: a horizontal axis (the crop is never mirrored).
+        assert!(axis(0.0).abs() < 1e-6);
+        assert!(axis(PI).abs() < 1e-6 && axis(-PI).abs() < 1e-6);
+        // Down-left and up-right lie on one axis, as a detection's angle in (-π/2, π/2].
+        assert!((axis(3.0 * FRAC_PI_4) + FRAC_PI_4).abs() < 1e-5);
+        assert!((axis(-FRAC_PI_4) + FRAC_PI_4).abs() < 1e-5);
+        assert!((axis(FRAC_PI_2) - FRAC_PI_2).abs() < 1e-5);
+        assert!((axis(-FRAC_PI_2) - FRAC_PI_2).abs() < 1e-5);
+        let p = CropPlace::of_track(&tr(0.0), 0.8).expect("place");
+        assert_eq!((p.x, p.y, p.major_axis), (10.0, 20.0, 40.0));
+        assert_eq!(CropPlace::of_track(&tr(f32::NAN), 0.8), None);
+        assert_eq!(CropPlace::of_track(&tr(0.0), 0.0), None);
     }
 
     #[test]

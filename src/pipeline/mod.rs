@@ -24,12 +24,12 @@ use crate::detect::{CropSpec, DetectError, Detector, oriented_crop};
 use crate::embed::{Collect, EmbedError, EmbedQueue, EmbedService};
 use crate::identify::{Identifier, IdentifyError, IdentityApi};
 use crate::ingest::{self, IngestError, IngestEvent, SourceHandle};
-use crate::messages::{Crop, DetectedFrame, Detection, Frame, TrackedFrame};
+use crate::messages::{Crop, DetectedFrame, Frame, TrackedFrame};
 use crate::output::http::{LiveCamera, LiveState};
 use crate::output::metrics::Metrics;
 use crate::output::{CameraOutputInfo, OutputError, Sinks};
 use crate::track::Tracker;
-use identity::IdentityStep;
+use identity::{CropPlace, IdentityStep};
 
 /// Errors that stop the pipeline. Each names the camera or file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +270,7 @@ impl Pipeline {
                         labels: identity::LabelDelay::new(cfg.identity.label_lag_s),
                         crops_dir: crops_dir.clone(),
                         live_tracks: Default::default(),
+                        axis_per_length: None,
                     }),
                     _ => None,
                 },
@@ -540,7 +541,7 @@ impl CameraWorker {
             .observe_latency(name, "track", t0.elapsed().as_secs_f64());
         if let Some(id) = &mut self.identity {
             let (spec, margin) = (self.crops, self.cam.detect.crop_margin);
-            let cut = |d: &Detection| cut_crop(frame, d, spec?, margin);
+            let cut = |p: &CropPlace| cut_crop(frame, p, spec?, margin);
             id.process(name, t, &mut tracks, &df.detections, &cut, &self.metrics);
         }
         for tr in &tracks {
@@ -587,17 +588,16 @@ const MARKER_CROP: CropSpec = CropSpec {
     height: 1,
 };
 
-/// The encoder crop of a detection the detector marked (`None` for unmarked ones), cut exactly as
-/// the detector would (same centre, axis and `crop_margin`), colour read from the frame's own
-/// layout (I420 planes: no whole-frame conversion).
-fn cut_crop(frame: &Frame, d: &Detection, spec: CropSpec, margin: f32) -> Option<Crop> {
-    d.crop.as_ref()?;
+/// The encoder crop at `p` (a detection the detector marked, or a track's place in a shared
+/// blob), cut exactly as the detector would (same centre, axis and `crop_margin`), colour read
+/// from the frame's own layout (I420 planes: no whole-frame conversion).
+fn cut_crop(frame: &Frame, p: &CropPlace, spec: CropSpec, margin: f32) -> Option<Crop> {
     Some(oriented_crop(
         frame,
-        d.x,
-        d.y,
-        d.axis_angle,
-        d.major_axis * margin,
+        p.x,
+        p.y,
+        p.axis_angle,
+        p.major_axis * margin,
         spec,
     ))
 }
