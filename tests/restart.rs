@@ -427,9 +427,10 @@ fn restart_keeps_the_individual_of_every_fish_apart_from_others() {
             (frames 430-470: a contact fragment that carries three fish in turn); 0.922 \
             (761/825) once a side view's fragments also end where a tangle ends (the same \
             tangle; IDF1 on 60 8-fish tanks +0.6 to +0.7); 0.932 (758/813) once a side view \
-            also embeds crops of the fish in a shared blob (session 24). Rows \
-            apart from other fish: see the test above. Run with \
-            `cargo test --test restart -- --ignored --nocapture`"]
+            also embeds crops of the fish in a shared blob (session 24); 0.935 \
+            (761/814) once crops in a contact place the swap (session 25: no crop \
+            counts in this tangle, whose fish turn). Rows apart from other fish: see the \
+            test above. Run with `cargo test --test restart -- --ignored --nocapture`"]
 fn restart_keeps_the_individuals_of_every_fish() {
     let k = restart_figures();
     let fraction = share(k.all);

@@ -234,6 +234,21 @@ pub struct Identifier {
     /// still near another's), not only where the contact ends; and, with
     /// `shared_blob_crops`, tracks sharing a blob are embedded ([`Identifier::observe_shared`]).
     side_view: bool,
+    /// Crops that counted as evidence since the last [`Identifier::take_sightings`] (raw ids).
+    sightings: VecDeque<Sighting>,
+}
+
+/// A crop that counted for the regrouping and looked like a known individual (at least
+/// `new_similarity`, seen from the side it shows): which fish its track followed when it was
+/// cut. Outputs use it to place a track's swap inside the contact that ended its fragment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    /// The track the crop was cut for.
+    pub track: u64,
+    /// Stream time of the frame the crop was cut from.
+    pub t: f64,
+    /// The individual it looked most like (label: name, else id).
+    pub individual: String,
 }
 
 /// Handle on one tank's registry and gallery for the HTTP API and `finprint enroll`.
@@ -367,6 +382,7 @@ impl Identifier {
             regroup_ready: false,
             waiting_since: None,
             side_view: false,
+            sightings: VecDeque::new(),
         })
     }
 
@@ -751,6 +767,18 @@ impl Identifier {
         if let Some(side) = view.side()
             && quality >= REGROUP_MIN_QUALITY
         {
+            if let Some((best, sim)) = sims.first()
+                && *sim >= self.th.new
+            {
+                if self.sightings.len() >= MAX_SIGHTINGS {
+                    self.sightings.pop_front();
+                }
+                self.sightings.push_back(Sighting {
+                    track,
+                    t,
+                    individual: best.clone(),
+                });
+            }
             let weight = quality.powi(4);
             // Cut before the remembered frames: evidence for no fragment.
             match tl.recent.iter().rev().find(|m| m.t <= t) {
@@ -1538,6 +1566,19 @@ impl Identifier {
         }
     }
 
+    /// The crops that counted as evidence of which individual their track followed, with
+    /// individuals as labels (name, else id), since the last call ([`Sighting`]).
+    pub fn take_sightings(&mut self) -> Vec<Sighting> {
+        let mut out: Vec<Sighting> = std::mem::take(&mut self.sightings).into();
+        if !out.is_empty() {
+            let st = read(&self.shared);
+            for s in &mut out {
+                s.individual = st.registry.label(&s.individual);
+            }
+        }
+        out
+    }
+
     /// The last regrouping's individual (label: name, else id) of every fragment it covered
     /// (`None`: covered, no one's), once per regrouping; `None` when there was no new one.
     pub fn take_regrouped(&mut self) -> Option<HashMap<u64, Option<String>>> {
@@ -1828,6 +1869,10 @@ const CONTINUITY_PAIRS: usize = 3;
 /// identity IDF1 on three sets of 20 side-view tanks: 0.1 → 95.66 / 95.10 / 96.41, 0.2 → 95.65
 /// / 94.99 / 96.45 (BENCHMARKS.md round 21).
 const SHARED_CROP_MARGIN: f32 = 0.1;
+
+/// Most sightings kept between two [`Identifier::take_sightings`] (the camera worker takes
+/// them every frame; this bounds memory if it stops).
+const MAX_SIGHTINGS: usize = 1024;
 
 /// Which crops of one shared blob count ([`Identifier::observe_shared`]): `best[i]` is the
 /// individual crop `i` looks most like and how much. A crop counts when that is at least
@@ -2460,6 +2505,38 @@ mod tests {
             shared_crops_kept(&[b("a", 0.5), None, b("c", 0.6)], 0.55, 0.1),
             [false, false, true]
         );
+    }
+
+    /// Issue 5: a crop that counts for the regrouping and looks like a known individual is a
+    /// sighting of it for the outputs, by label; one too foreshortened to count, or like no
+    /// one, is not.
+    #[test]
+    fn a_clear_crop_like_a_known_individual_is_a_sighting_of_it_by_label() {
+        let (mut id, ids) = enrolled(2, 2);
+        let dets = vec![
+            det([0.0, 0.0, 30.0, 10.0], 1),
+            det([100.0, 0.0, 130.0, 10.0], 1),
+        ];
+        let mut tracks = vec![report(1, Some(0)), report(2, Some(1))];
+        id.wants_embedding(0.0, &tracks, &dets);
+        id.assign(0.0, &mut tracks);
+        id.api()
+            .rename(&ids[1], Some("Nemo".into()))
+            .expect("rename");
+        id.observe(0.1, 1, &[1.0, 0.0, 0.0, 0.0], 1.0);
+        id.observe(0.1, 2, &[0.1, 1.0, 0.0, 0.0], 0.9);
+        id.observe(0.2, 1, &[1.0, 0.0, 0.0, 0.0], REGROUP_MIN_QUALITY / 2.0);
+        id.observe(0.2, 2, &[0.0, 0.0, 1.0, 0.0], 1.0);
+        let sighting = |track: u64, t: f64, individual: &str| Sighting {
+            track,
+            t,
+            individual: individual.to_string(),
+        };
+        assert_eq!(
+            id.take_sightings(),
+            [sighting(1, 0.1, &ids[0]), sighting(2, 0.1, "Nemo")]
+        );
+        assert!(id.take_sightings().is_empty(), "each is taken once");
     }
 
     #[test]
