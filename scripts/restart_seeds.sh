@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Issue 5's restart figure on 8-fish tanks, the way BENCHMARKS.md (round 22) measures it: for
+# each seed, renders the 8-fish side-view tank of `scripts/identity_seeds.sh` (or reuses it from
+# $TANKS), cuts it into frames, runs `finprint run` on the first half, again on the second half
+# with the same identity state folder (a restart), and once on the whole recording with a fresh
+# one; `scripts/restart_score.py` scores each tank and the last line sums them.
+#   FINPRINT_BIN=target/release/finprint scripts/restart_seeds.sh [SEED ...]
+# Env: TANKS (default target/identity-tanks), OUT (default $TANKS/restart), HALF (default 300:
+#      the first frame after the restart). Needs gst-launch-1.0 (GStreamer tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${FINPRINT_BIN:-target/release/finprint}
+TANKS=${TANKS:-target/identity-tanks}
+OUT=${OUT:-$TANKS/restart}
+HALF=${HALF:-300}
+export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.venv/lib/libonnxruntime.so}
+mkdir -p "$OUT"
+seeds=("$@")
+((${#seeds[@]})) || seeds=(3 7 11 21 51)
+
+config() { # NAME START STOP STATE_DIR
+  cat > "$dir/$1.toml" <<EOT
+[[cameras]]
+name = "tank"
+population = 8
+[cameras.source]
+kind = "image_sequence"
+pattern = "$dir/frames/frame_%06d.jpg"
+start_index = $2
+stop_index = $3
+framerate = 30
+
+[identity]
+state_dir = "$4"
+
+[output]
+dir = "$dir/out-$1"
+rotate = "never"
+
+[http]
+enabled = false
+EOT
+}
+
+echo "# $BIN ($(stat -c %y "$BIN" | cut -d. -f1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), restart at frame $HALF" | tee "$OUT.summary.txt"
+for s in "${seeds[@]}"; do
+  tank="$TANKS/s$s" dir="$PWD/$OUT/s$s"
+  mkdir -p "$TANKS"
+  if [[ ! -f "$tank/truth.csv" ]]; then
+    "$BIN" synth --seed "$s" --fish 8 --seconds 20 --width 1280 --height 720 \
+      --crops-per-flank 1 --out "$tank" >/dev/null 2>"$tank.log"
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir/frames"
+  gst-launch-1.0 -q filesrc location="$tank/video.mkv" ! decodebin ! videoconvert ! jpegenc quality=95 \
+    ! multifilesink location="$dir/frames/frame_%06d.jpg"
+  last=$(( $(find "$dir/frames" -name 'frame_*.jpg' | wc -l) - 1 ))
+  config before 0 $((HALF - 1)) "$dir/state"
+  config after "$HALF" "$last" "$dir/state"
+  config whole 0 "$last" "$dir/state-whole"
+  for run in before after whole; do
+    "$BIN" run --log warn --config "$dir/$run.toml" 2>"$dir/$run.log" \
+      || { echo "seed $s: $run failed (see $dir/$run.log)"; continue 2; }
+  done
+  echo "seed $s: $(.venv/bin/python scripts/restart_score.py --truth "$tank/truth.csv" --runs "$dir" --half "$HALF")"
+  rm -rf "$dir/frames"
+done | tee -a "$OUT.summary.txt"
+awk '/^seed .*kept/ {k += $4; kn += $6; a += $8; an += $10; u += $12; un += $14}
+  END {if (kn) printf "all: kept %d / %d = %.4f; agree %d / %d = %.4f; uninterrupted %d / %d = %.4f\n",
+    k, kn, k / kn, a, an, a / an, u, un, u / un}' "$OUT.summary.txt"
