@@ -347,6 +347,8 @@ impl Identifier {
                 TankState::new(tank, &model, dim, cfg.rebuild_fraction)
             }
         };
+        let mut window = Window::default();
+        window.restore(state.window.clone(), dim);
         let th = Thresholds::resolve(cfg, card);
         if th.new > th.accept {
             return Err(IdentifyError::Request(format!(
@@ -376,7 +378,7 @@ impl Identifier {
             seen: HashMap::new(),
             warned_dim: false,
             fragments: 0,
-            window: Window::default(),
+            window,
             regrouped: HashMap::new(),
             last_regroup: None,
             regroup_ready: false,
@@ -1614,7 +1616,13 @@ impl Identifier {
     /// Writes the state atomically now (no-op without a state folder).
     pub fn save(&self) -> Result<(), IdentifyError> {
         match &self.store {
-            Some(p) => save_shared(&self.shared, p),
+            Some(p) => {
+                let named = self
+                    .window
+                    .named_fragments(|f| self.regrouped.get(&f).cloned().flatten());
+                write(&self.shared).window = named;
+                save_shared(&self.shared, p)
+            }
             None => Ok(()),
         }
     }

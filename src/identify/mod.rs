@@ -39,9 +39,10 @@ pub const DEFAULT_CONSISTENCY: f32 = 0.35;
 pub struct IdentityConfig {
     /// Recognise individuals at all (default true). Off: `individual` stays empty.
     pub enabled: bool,
-    /// Folder for the per-tank state files (`<tank>.identity.json`). Default (unset):
-    /// `$STATE_DIRECTORY/identity` under systemd (`StateDirectory=`), otherwise no persistence
-    /// (identities live for the run only, as in `finprint replay`).
+    /// Folder for the per-tank state files (`<tank>.identity.json`: registry, gallery, and the
+    /// named fragments of the regrouping's window, which the next start regroups with).
+    /// Default (unset): `$STATE_DIRECTORY/identity` under systemd (`StateDirectory=`),
+    /// otherwise no persistence (identities live for the run only, as in `finprint replay`).
     pub state_dir: Option<PathBuf>,
     /// Save the state at most this often when it changed, seconds (default 60; also at
     /// shutdown and after every API change).

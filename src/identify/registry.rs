@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::IdentifyError;
 use super::gallery::{Gallery, Prototype};
+use super::solver::SavedFragment;
 
 /// State file format tag.
 pub const STATE_FORMAT: &str = "finprint-identity/1";
@@ -270,6 +271,9 @@ pub struct TankState {
     pub registry: Registry,
     /// The gallery.
     pub gallery: Gallery,
+    /// The fragments of the regrouping's window that had an individual when last saved: the
+    /// next start regroups with them as an uninterrupted run would ([`SavedFragment`]).
+    pub window: Vec<SavedFragment>,
     /// Changed since the last save.
     pub dirty: bool,
 }
@@ -283,6 +287,9 @@ struct StateFile {
     saved_at: String,
     registry: Registry,
     prototypes: Vec<Prototype>,
+    /// Absent in files written before it was added.
+    #[serde(default)]
+    window: Vec<SavedFragment>,
 }
 
 /// State file of a tank inside `dir`.
@@ -308,6 +315,7 @@ impl TankState {
             model: model.to_string(),
             registry: Registry::default(),
             gallery: Gallery::new(dim, rebuild_fraction),
+            window: Vec::new(),
             dirty: false,
         }
     }
@@ -341,6 +349,7 @@ impl TankState {
             saved_at: now_rfc3339(),
             registry: self.registry.clone(),
             prototypes: self.gallery.snapshot(),
+            window: self.window.clone(),
         };
         serde_json::to_vec(&file)
     }
@@ -413,6 +422,7 @@ impl TankState {
             model: model.to_string(),
             registry: file.registry,
             gallery,
+            window: file.window,
             dirty: false,
         }))
     }
@@ -448,4 +458,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IdentifyError> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 5 (restart): the regrouping's named fragments travel with the state file, and a
+    /// file written before they were added still loads, with none.
+    #[test]
+    fn the_window_travels_with_the_state_file_and_older_files_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = state_path(dir.path(), "tank");
+        let mut st = TankState::new("tank", "model", 2, 0.3);
+        st.window = vec![SavedFragment {
+            individual: "fish-001".into(),
+            frames_ago: vec![(3, 0.1), (0, 0.0)],
+            sides: [Some((vec![2.0, 0.0], 2.0)), None],
+            online: vec![("fish-001".into(), 2)],
+            after_tangle: true,
+        }];
+        st.save(&path).expect("save");
+        let back = TankState::load(&path, "tank", "model", 2, 0.3)
+            .expect("load")
+            .expect("file");
+        assert_eq!(back.window, st.window);
+
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        old.as_object_mut().expect("object").remove("window");
+        std::fs::write(&path, serde_json::to_vec(&old).expect("json")).expect("write");
+        let back = TankState::load(&path, "tank", "model", 2, 0.3)
+            .expect("an older file loads")
+            .expect("file");
+        assert!(back.window.is_empty());
+    }
 }
