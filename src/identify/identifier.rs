@@ -40,7 +40,11 @@
 //! fragment ([`Identifier::observe_shared`]). Outputs written after `label_lag_s` take the regrouped
 //! individuals ([`Identifier::take_regrouped`]), and a main group no individual fits is
 //! enrolled while a known population is short, or, once it is complete, takes an individual no
-//! group is named after (elimination). The online assignment goes on unchanged.
+//! group is named after (elimination). The online assignment goes on unchanged. Crops that
+//! count and look like a known individual are also handed to the outputs as sightings
+//! ([`Identifier::take_sightings`]), which place a track's swap inside a contact. The window's
+//! named fragments are saved with the state and regrouped with after the next start
+//! ([`super::solver::SavedFragment`]).
 //!
 //! A fish's two flanks look unrelated, so an embedding is compared only with prototypes seen from
 //! the same side (heading left/right); an individual never seen from that side gets no evidence
