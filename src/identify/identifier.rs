@@ -660,7 +660,7 @@ impl Identifier {
     /// at its place shows mostly the fish in front. A crop counts for its track when it looks
     /// like a known individual (seen from that side) at least as much as `new_similarity`,
     /// and no other crop of the blob looks like that same individual nearly as much (within
-    /// [`SHARED_CROP_MARGIN`]); it counts for the fragment it was cut in, even in a tangle
+    /// `SHARED_CROP_MARGIN`); it counts for the fragment it was cut in, even in a tangle
     /// (unlike a single fish's crop there, it shows the fish its track follows at that
     /// moment). On 20 simulated side-view tanks, blobs shared by tracks held two or more fish
     /// 93 % of the time, the front one at least 95 % visible in all but 7 of 2 891; identity

@@ -122,7 +122,7 @@ pub struct Params {
     pub continuity: f32,
     /// The same across a tangle or a long coast ([`Fragment::after_tangle`]).
     pub tangle_continuity: f32,
-    /// Evidence for two groups whose prevailing individuals ([`prevailing`]) are the same, and
+    /// Evidence for two groups whose prevailing individuals (`prevailing`) are the same, and
     /// against two whose prevailing individuals differ.
     pub online: f32,
     /// Summed crop weight a side needs before its mean embedding counts.
