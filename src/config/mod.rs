@@ -78,7 +78,9 @@ pub struct Config {
 pub struct CameraConfig {
     /// Unique short name, used in outputs and metrics (letters, digits, `-`, `_`).
     pub name: String,
-    /// Tank name this camera watches (defaults to the camera name).
+    /// Tank name this camera watches (defaults to the camera name). With identity on, each
+    /// camera needs a tank of its own: its individuals are kept in `<tank>.identity.json`, and
+    /// sharing one tank's individuals between cameras is not implemented.
     #[serde(default)]
     pub tank: Option<String>,
     /// How many fish live in the tank. Constrains the number of tracks and identities;
@@ -225,6 +227,26 @@ impl Config {
             cam.detect.validate(&format!("{key}.detect"))?;
             cam.track.validate(&format!("{key}.track"))?;
         }
+        // Each camera keeps its own identities in `<tank>.identity.json`: two cameras on one
+        // tank would overwrite each other's file (sharing a tank's gallery between cameras is
+        // not implemented).
+        if self.identity.enabled {
+            let mut tanks: std::collections::HashMap<&str, &str> = Default::default();
+            for (i, cam) in self.cameras.iter().enumerate() {
+                if let Some(other) = tanks.insert(cam.tank_name(), &cam.name) {
+                    return Err(ConfigError::invalid(
+                        format!("cameras[{i}].tank"),
+                        format!(
+                            "cameras `{other}` and `{}` both watch tank `{}`: with identity on, \
+                             each camera keeps its own individuals, so give each its own `tank` \
+                             (or set `[identity] enabled = false`)",
+                            cam.name,
+                            cam.tank_name()
+                        ),
+                    ));
+                }
+            }
+        }
         self.output.validate("output")?;
         self.http.validate("http")?;
         self.embed.validate("embed")?;
@@ -291,6 +313,28 @@ mod tests {
         let cfg = Config::parse(text, Path::new("f.toml")).unwrap();
         let e = cfg.validate().unwrap_err().to_string();
         assert!(e.contains("cameras[1].name") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn two_cameras_on_one_tank_are_rejected_while_identity_is_on() {
+        let text = |identity: &str| {
+            format!(
+                "[[cameras]]\nname = \"a\"\ntank = \"t\"\nsource = {{ kind = \"file\", path = \"x\" }}\n\
+                 [[cameras]]\nname = \"b\"\nsource = {{ kind = \"file\", path = \"y\" }}\n\
+                 [[cameras]]\nname = \"c\"\ntank = \"t\"\nsource = {{ kind = \"file\", path = \"z\" }}\n\
+                 {identity}"
+            )
+        };
+        let cfg = Config::parse(&text(""), Path::new("f.toml")).unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("cameras[2].tank") && e.contains("`a` and `c` both watch tank `t`"),
+            "{e}"
+        );
+        let off =
+            Config::parse(&text("[identity]\nenabled = false\n"), Path::new("f.toml")).unwrap();
+        off.validate()
+            .expect("without identity a tank may have several cameras");
     }
 
     #[test]
