@@ -886,6 +886,10 @@ pub struct SavedFragment {
 /// any the identifier hands out; their tracks are numbered the same way.
 const FIRST_RESTORED: u64 = u64::MAX;
 
+/// Furthest back a restored frame may lie, in frames (a day at 100 frames/s; a window holds
+/// `relabel_window_s`).
+const MAX_FRAMES_AGO: u64 = 8_640_000;
+
 #[derive(Debug, Default)]
 struct Entry {
     track: u64,
@@ -1050,11 +1054,14 @@ impl Window {
 
     /// Fragments of an earlier run (the state file's), put back in the window before the first
     /// frame this run sees, written with their individuals. Sides whose length is not `dim`
-    /// are dropped.
+    /// (or not finite), and frames further back than a window could hold or at no finite
+    /// time, are dropped (a damaged or hand-edited file).
     pub fn restore(&mut self, saved: Vec<SavedFragment>, dim: usize) {
         self.restored = saved
             .into_iter()
             .map(|mut f| {
+                f.frames_ago
+                    .retain(|(n, ago)| *n <= MAX_FRAMES_AGO && ago.is_finite() && *ago >= 0.0);
                 for s in &mut f.sides {
                     if s.as_ref().is_some_and(|(v, w)| {
                         v.len() != dim || !w.is_finite() || v.iter().any(|x| !x.is_finite())
@@ -1078,7 +1085,7 @@ impl Window {
             .max()
             .unwrap_or(0);
         // The new run's frames come after every restored one.
-        self.frame += span + 2;
+        self.frame = self.frame.saturating_add(span + 2);
         let last = self.frame - 1;
         for (k, f) in restored.into_iter().enumerate() {
             let id = FIRST_RESTORED - k as u64;
@@ -1501,6 +1508,17 @@ mod tests {
         assert_eq!(next.fragments(str::to_string).len(), 3);
         next.forget_before(0.0);
         assert_eq!(next.fragments(str::to_string).len(), 1);
+        // A damaged file: frames no window holds, or at no finite time, are dropped.
+        let mut damaged = saved.clone();
+        damaged[0].frames_ago = vec![(u64::MAX, 0.0), (1, f64::NAN), (0, -1.0)];
+        let mut w3 = Window::default();
+        w3.restore(damaged, 2);
+        w3.seen(1, 1, 0.0, true, None);
+        assert_eq!(
+            w3.fragments(str::to_string).len(),
+            2,
+            "the new one and fragment b"
+        );
         // Sides of another length (another encoder) are dropped.
         let mut other = Window::default();
         other.restore(saved, 3);
