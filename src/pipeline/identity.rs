@@ -569,12 +569,7 @@ impl IdentityStep {
     /// Holds `tf` back for `label_lag_s` of stream time (see [`LabelDelay`]); returns the
     /// frames whose wait is over.
     pub(crate) fn delay(&mut self, tf: TrackedFrame) -> Vec<TrackedFrame> {
-        if let Some(names) = self.identifier.take_regrouped() {
-            self.labels.regrouped(names);
-        }
-        for s in self.identifier.take_sightings() {
-            self.labels.sighting(s);
-        }
+        self.take_labelling_evidence();
         let places = tf
             .tracks
             .iter()
@@ -596,13 +591,18 @@ impl IdentityStep {
         if let Some(t) = self.labels.last_t() {
             self.identifier.finish(t);
         }
+        self.take_labelling_evidence();
+        self.labels.flush()
+    }
+
+    /// Hands the identifier's latest regrouping and sightings to the label delay.
+    fn take_labelling_evidence(&mut self) {
         if let Some(names) = self.identifier.take_regrouped() {
             self.labels.regrouped(names);
         }
         for s in self.identifier.take_sightings() {
             self.labels.sighting(s);
         }
-        self.labels.flush()
     }
 
     /// Identity degrades (tracks keep their last individual); tracking goes on.
