@@ -856,8 +856,6 @@ fn place_left_out(
 pub struct Window {
     frame: u64,
     entries: HashMap<u64, Entry>,
-    /// Stream time of the latest frame seen.
-    last_t: Option<f64>,
     /// Fragments of an earlier run, placed before the first frame this one sees
     /// ([`Window::restore`]).
     restored: Vec<SavedFragment>,
@@ -923,7 +921,6 @@ impl Window {
         if !self.restored.is_empty() {
             self.place_restored(t);
         }
-        self.last_t = Some(self.last_t.map_or(t, |l| l.max(t)));
         let e = self.entries.entry(fragment).or_insert_with(|| Entry {
             track,
             first_t: t,
@@ -1017,15 +1014,21 @@ impl Window {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.restored.clear();
-        self.last_t = None;
     }
 
     /// The fragments with an individual (`name`: the one its rows were written with or were
     /// last named, by fragment number), for the state file.
     pub fn named_fragments(&self, name: impl Fn(u64) -> Option<String>) -> Vec<SavedFragment> {
-        let Some(last_t) = self.last_t else {
+        if !self.restored.is_empty() {
+            // Not placed yet: no frame seen since the start.
             return self.restored.clone();
-        };
+        }
+        // The latest frame seen (the fragments it showed are still in the window).
+        let last_t = self
+            .entries
+            .values()
+            .map(|e| e.last_t)
+            .fold(f64::NEG_INFINITY, f64::max);
         let mut out: Vec<SavedFragment> = self
             .entries
             .iter()
