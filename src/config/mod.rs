@@ -178,6 +178,8 @@ impl Config {
     /// Checks every value; pure (touches no device or file).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut names = std::collections::HashSet::new();
+        // Tank → the first camera watching it.
+        let mut tanks: std::collections::HashMap<&str, &str> = Default::default();
         for (i, cam) in self.cameras.iter().enumerate() {
             let key = format!("cameras[{i}]");
             if cam.name.is_empty()
@@ -200,6 +202,23 @@ impl Config {
                     format!(
                         "camera name `{}` is used twice: names must be unique",
                         cam.name
+                    ),
+                ));
+            }
+            // Each camera keeps its own identities in `<tank>.identity.json`: two cameras on
+            // one tank would overwrite each other's file (sharing a tank's gallery between
+            // cameras is not implemented).
+            if let Some(other) = tanks.insert(cam.tank_name(), &cam.name)
+                && self.identity.enabled
+            {
+                return Err(ConfigError::invalid(
+                    format!("{key}.tank"),
+                    format!(
+                        "cameras `{other}` and `{}` both watch tank `{}`: with identity on, \
+                         each camera keeps its own individuals, so give each its own `tank` \
+                         (or set `[identity] enabled = false`)",
+                        cam.name,
+                        cam.tank_name()
                     ),
                 ));
             }
@@ -226,26 +245,6 @@ impl Config {
             cam.source.validate(&format!("{key}.source"))?;
             cam.detect.validate(&format!("{key}.detect"))?;
             cam.track.validate(&format!("{key}.track"))?;
-        }
-        // Each camera keeps its own identities in `<tank>.identity.json`: two cameras on one
-        // tank would overwrite each other's file (sharing a tank's gallery between cameras is
-        // not implemented).
-        if self.identity.enabled {
-            let mut tanks: std::collections::HashMap<&str, &str> = Default::default();
-            for (i, cam) in self.cameras.iter().enumerate() {
-                if let Some(other) = tanks.insert(cam.tank_name(), &cam.name) {
-                    return Err(ConfigError::invalid(
-                        format!("cameras[{i}].tank"),
-                        format!(
-                            "cameras `{other}` and `{}` both watch tank `{}`: with identity on, \
-                             each camera keeps its own individuals, so give each its own `tank` \
-                             (or set `[identity] enabled = false`)",
-                            cam.name,
-                            cam.tank_name()
-                        ),
-                    ));
-                }
-            }
         }
         self.output.validate("output")?;
         self.http.validate("http")?;
