@@ -19,10 +19,7 @@ mkdir -p "$TANKS" "$OUT"
 
 one() {
   local s=$1 tank="$TANKS/s$1" out="$OUT/s$1"
-  if [[ ! -f "$tank/truth.csv" ]]; then
-    "$BIN" synth --seed "$s" --fish 8 --seconds 20 --width 1280 --height 720 \
-      --crops-per-flank 1 --out "$tank" >/dev/null 2>"$tank.log" || { echo "seed $s: synth failed"; return; }
-  fi
+  scripts/render_tank.sh "$s" "$tank" || { echo "seed $s: synth failed"; return; }
   rm -rf "$out"
   # shellcheck disable=SC2086
   "$BIN" replay --quiet --population 8 --input "$tank/video.mkv" --out "$out" ${EXTRA:-} 2>"$out.log" \

@@ -9,7 +9,7 @@
 #      the first frame after the restart). Needs gst-launch-1.0 (GStreamer tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${FINPRINT_BIN:-target/release/finprint}
+export BIN=${FINPRINT_BIN:-target/release/finprint}
 TANKS=${TANKS:-target/identity-tanks}
 OUT=${OUT:-$TANKS/restart}
 HALF=${HALF:-300}
@@ -46,10 +46,7 @@ echo "# $BIN ($(stat -c %y "$BIN" | cut -d. -f1)), commit $(git rev-parse --shor
 for s in "${seeds[@]}"; do
   tank="$TANKS/s$s" dir="$PWD/$OUT/s$s"
   mkdir -p "$TANKS"
-  if [[ ! -f "$tank/truth.csv" ]]; then
-    "$BIN" synth --seed "$s" --fish 8 --seconds 20 --width 1280 --height 720 \
-      --crops-per-flank 1 --out "$tank" >/dev/null 2>"$tank.log"
-  fi
+  scripts/render_tank.sh "$s" "$tank"
   rm -rf "$dir"
   mkdir -p "$dir/frames"
   gst-launch-1.0 -q filesrc location="$tank/video.mkv" ! decodebin ! videoconvert ! jpegenc quality=95 \
