@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod detect;
+pub mod durable;
 pub mod embed;
 pub mod eval;
 pub mod identify;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
-use finprint::ingest::{IngestError, IngestEvent, ReconnectConfig, SourceConfig, spawn};
+use finprint::ingest::{IngestError, IngestEvent, ReconnectConfig, Resume, SourceConfig, spawn};
 use finprint::messages::{Frame, PixelLayout};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -43,9 +43,18 @@ fn collect(rx: &Receiver<IngestEvent>, limit: Duration) -> (Vec<Frame>, Option<I
 
 /// Runs a recording to its end (bounded) and returns frames and the final event.
 fn run_recording(cfg: &SourceConfig, limit: Duration) -> (Vec<Frame>, IngestEvent) {
+    run_resumed(cfg, None, limit)
+}
+
+/// [`run_recording`], continuing at `resume`.
+fn run_resumed(
+    cfg: &SourceConfig,
+    resume: Option<Resume>,
+    limit: Duration,
+) -> (Vec<Frame>, IngestEvent) {
     let (tx, rx) = bounded(16);
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("cam", cfg, tx, stop.clone()).expect("spawn");
+    let handle = spawn("cam", cfg, resume, tx, stop.clone()).expect("spawn");
     let (frames, end) = collect(&rx, limit);
     stop.store(true, Ordering::SeqCst);
     let end = end.unwrap_or_else(|| panic!("no Eos/Fatal within {limit:?} for {cfg:?}"));
@@ -101,6 +110,52 @@ fn make_h264(path: &Path, muxer: &str, frames: u32, w: u32, h: u32) {
 fn file(path: &Path) -> SourceConfig {
     SourceConfig::File {
         path: path.to_string_lossy().into_owned(),
+    }
+}
+
+/// Resuming a recording after frame 24 gives exactly the frames a whole run gives from frame 25
+/// on: same indices, same stream times, capture times from the resume's origin. Files seek;
+/// image sequences decode past the skipped frames. Resuming after the last frame gives nothing
+/// and a normal end (not "no decodable frame").
+#[test]
+fn a_resumed_recording_gives_the_frames_after_the_resume_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("clip.mkv");
+    make_h264(&video, "matroskamux", 60, 320, 240);
+    let seq = SourceConfig::ImageSequence {
+        pattern: fasttrack_pattern(),
+        start_index: 1,
+        stop_index: Some(60),
+        framerate: 25.0,
+    };
+    let limit = Duration::from_secs(60);
+    for cfg in [file(&video), seq] {
+        let (whole, end) = run_recording(&cfg, limit);
+        assert!(matches!(end, IngestEvent::Eos), "{end:?}");
+        assert_eq!(whole.len(), 60, "{cfg:?}");
+        let t24 = whole[24].pts.expect("time stamps").as_secs_f64();
+        let origin = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let resume = Resume {
+            next_frame: 25,
+            after_t: t24,
+            origin,
+        };
+        let (rest, end) = run_resumed(&cfg, Some(resume), limit);
+        assert!(matches!(end, IngestEvent::Eos), "{end:?}");
+        let got: Vec<_> = rest.iter().map(|f| (f.index, f.pts)).collect();
+        let want: Vec<_> = whole[25..].iter().map(|f| (f.index, f.pts)).collect();
+        assert_eq!(got, want, "{cfg:?}");
+        for f in &rest {
+            assert_eq!(f.captured, origin + f.pts.unwrap_or_default());
+            assert_eq!(f.data, whole[f.index as usize].data, "frame {} of {cfg:?}", f.index);
+        }
+        let at_end = Resume {
+            next_frame: 60,
+            after_t: whole[59].pts.expect("time stamps").as_secs_f64(),
+            origin,
+        };
+        let (none, end) = run_resumed(&cfg, Some(at_end), limit);
+        assert!(none.is_empty() && matches!(end, IngestEvent::Eos), "{end:?}");
     }
 }
 
@@ -232,7 +287,7 @@ fn missing_file_fails_at_spawn_naming_the_path() {
     let cfg = SourceConfig::File {
         path: "/nonexistent/dir/rec.mp4".into(),
     };
-    let err = spawn("cam", &cfg, tx.clone(), Arc::new(AtomicBool::new(false))).unwrap_err();
+    let err = spawn("cam", &cfg, None, tx.clone(), Arc::new(AtomicBool::new(false))).unwrap_err();
     let msg = err.to_string();
     println!("missing file: {msg}");
     assert!(matches!(err, IngestError::NotFound { .. }));
@@ -247,7 +302,7 @@ fn missing_file_fails_at_spawn_naming_the_path() {
         stop_index: None,
         framerate: 25.0,
     };
-    let msg = spawn("cam", &seq, tx, Arc::new(AtomicBool::new(false)))
+    let msg = spawn("cam", &seq, None, tx, Arc::new(AtomicBool::new(false)))
         .unwrap_err()
         .to_string();
     assert!(msg.contains("/nonexistent/f_0000.png"), "{msg}");
@@ -262,7 +317,7 @@ fn invalid_config_fails_at_spawn() {
         stop_index: None,
         framerate: 25.0,
     };
-    let err = spawn("cam", &cfg, tx, Arc::new(AtomicBool::new(false))).unwrap_err();
+    let err = spawn("cam", &cfg, None, tx, Arc::new(AtomicBool::new(false))).unwrap_err();
     assert!(matches!(err, IngestError::Config(_)), "{err}");
     assert!(err.to_string().contains("source.pattern"), "{err}");
 }
@@ -325,7 +380,7 @@ fn broken_files_end_in_a_clear_fatal_without_hanging() {
         assert!(!msg.contains('\n'), "one line: {msg}");
     }
     let (tx, _rx) = bounded(4);
-    let err = spawn("cam", &file(&empty), tx, Arc::new(AtomicBool::new(false))).unwrap_err();
+    let err = spawn("cam", &file(&empty), None, tx, Arc::new(AtomicBool::new(false))).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
 }
 
@@ -392,9 +447,9 @@ fn several_sources_run_concurrently_on_one_channel() {
         reconnect: ReconnectConfig::default(),
     };
     let handles = vec![
-        spawn("tank-a", &seq, tx.clone(), stop.clone()).unwrap(),
-        spawn("tank-b", &seq, tx.clone(), stop.clone()).unwrap(),
-        spawn("tank-c", &tp, tx.clone(), stop.clone()).unwrap(),
+        spawn("tank-a", &seq, None, tx.clone(), stop.clone()).unwrap(),
+        spawn("tank-b", &seq, None, tx.clone(), stop.clone()).unwrap(),
+        spawn("tank-c", &tp, None, tx.clone(), stop.clone()).unwrap(),
     ];
     drop(tx);
     let mut counts = std::collections::HashMap::<String, (u64, u32)>::new();
@@ -436,7 +491,7 @@ fn live_source_drops_stale_frames_when_the_consumer_is_slow_and_stops_promptly()
     assert!(cfg.is_live());
     let (tx, rx) = bounded(2);
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("live", &cfg, tx, stop.clone()).unwrap();
+    let handle = spawn("live", &cfg, None, tx, stop.clone()).unwrap();
     let stats = handle.stats();
     // Consumer asleep for a second: the source must not block, it drops.
     std::thread::sleep(Duration::from_millis(1200));
@@ -500,7 +555,7 @@ fn live_source_restarts_after_end_of_stream_and_reports_the_gap() {
     };
     let (tx, rx) = bounded(64);
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("eos", &cfg, tx, stop.clone()).unwrap();
+    let handle = spawn("eos", &cfg, None, tx, stop.clone()).unwrap();
     let mut frames = Vec::new();
     let mut gaps = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -569,7 +624,7 @@ fn rtsp_camera_lost_and_back_reconnects_with_backoff_and_reports_the_gap() {
     assert!(cfg.is_live());
     let (tx, rx) = bounded(64);
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("rtsp", &cfg, tx, stop.clone()).unwrap();
+    let handle = spawn("rtsp", &cfg, None, tx, stop.clone()).unwrap();
     let stats = handle.stats();
 
     let wait_frames = |n: usize, limit: Duration| {
@@ -660,7 +715,7 @@ fn rtsp_serves_the_real_fish_frames_in_a_loop() {
     };
     let (tx, rx) = bounded(64);
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("fish", &cfg, tx, stop.clone()).unwrap();
+    let handle = spawn("fish", &cfg, None, tx, stop.clone()).unwrap();
     let mut frames = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while frames.len() < 10 && Instant::now() < deadline {
@@ -705,7 +760,7 @@ fn stop_is_prompt_while_a_camera_is_unreachable() {
         };
         let (tx, rx) = bounded(4);
         let stop = Arc::new(AtomicBool::new(false));
-        let handle = spawn("dead", &cfg, tx, stop.clone()).unwrap();
+        let handle = spawn("dead", &cfg, None, tx, stop.clone()).unwrap();
         std::thread::sleep(Duration::from_millis(2500));
         let s = handle.stats().snapshot();
         assert!(s.reconnects >= 1, "{url}: retries: {s:?}");

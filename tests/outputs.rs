@@ -628,3 +628,65 @@ fn stream_time_reset_does_not_stop_interactions() {
         .collect();
     assert_eq!(starts, [T0 as i64, T0 as i64 + 10]);
 }
+
+/// The checkpoint of a recording: written at close with how far the rows go; a run on the same
+/// recording resumes from it with the files cut back to it (rows written after it removed); a
+/// run on another recording starts from its first frame and leaves the files as they are.
+#[test]
+fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path());
+    let cams = [CameraOutputInfo {
+        name: "tank".into(),
+        mm_per_px: None,
+    }];
+    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
+    let mut sinks = Sinks::build(&c, &cams).unwrap();
+    assert_eq!(sinks.resume_recording("tank", "file a.mkv").unwrap(), None);
+    for i in 0..20u64 {
+        let tracks = vec![track(3 + i / 10, TrackStatus::Confirmed, true, 50.0, 60.0)];
+        sinks.consume(&frame("tank", i, 25.0, t0, tracks)).unwrap();
+    }
+    sinks.close().unwrap();
+    let traj = dir.path().join("tank/trajectories.csv");
+    let done = std::fs::read(&traj).unwrap();
+    // A crash after the checkpoint left a row behind it.
+    let mut after = done.clone();
+    after.extend_from_slice(b"20,0.8000,tank,5,,50.00,60.00,40.00,57.00,60.00,63.00,0.5000,60.0,,,x\n");
+    std::fs::write(&traj, &after).unwrap();
+
+    let mut other = Sinks::build(&c, &cams).unwrap();
+    assert_eq!(other.resume_recording("tank", "file b.mkv").unwrap(), None);
+    assert_eq!(std::fs::read(&traj).unwrap(), after, "another recording's run cuts nothing");
+    drop(other);
+
+    let mut again = Sinks::build(&c, &cams).unwrap();
+    let cp = again
+        .resume_recording("tank", "file a.mkv")
+        .unwrap()
+        .expect("resumes");
+    assert_eq!((cp.next_frame, cp.next_track), (20, 5));
+    assert!((cp.last_t - 19.0 / 25.0).abs() < 1e-9);
+    assert_eq!(cp.origin(), t0);
+    assert_eq!(std::fs::read(&traj).unwrap(), done, "the row after the checkpoint is cut");
+
+    // Outputs deleted (checkpoint left): the recording is processed again from its start.
+    drop(again);
+    for f in ["trajectories.csv", "mot.txt", "counts.csv", "interactions.csv"] {
+        let _ = std::fs::remove_file(dir.path().join("tank").join(f));
+    }
+    let mut fresh = Sinks::build(&c, &cams).unwrap();
+    assert_eq!(fresh.resume_recording("tank", "file a.mkv").unwrap(), None);
+
+    // A damaged checkpoint stops the start with the file named.
+    std::fs::write(dir.path().join("tank/checkpoint.json"), b"{").unwrap();
+    let mut broken = Sinks::build(&c, &cams).unwrap();
+    let e = broken.resume_recording("tank", "file a.mkv").unwrap_err();
+    assert!(matches!(e, OutputError::Checkpoint { .. }), "{e}");
+    let bad = OutputConfig {
+        checkpoint_interval_s: 0.0,
+        ..OutputConfig::default()
+    };
+    let e = bad.validate("output").unwrap_err().to_string();
+    assert!(e.contains("output.checkpoint_interval_s"), "{e}");
+}

@@ -6,7 +6,6 @@
 //! start — a gallery is hard-won lab data and must not be overwritten by an empty one. Move the
 //! file away to start fresh. Must never read pixels or run the model.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -428,36 +427,12 @@ impl TankState {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same folder, fsync, rename over the
-/// target, fsync of the folder. A crash leaves either the old or the new file, never a mix.
+/// Writes `bytes` to `path` atomically (see [`crate::durable::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IdentifyError> {
-    let io = |source: std::io::Error| IdentifyError::Save {
+    crate::durable::write_atomic(path, bytes).map_err(|source| IdentifyError::Save {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id()
-    ));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

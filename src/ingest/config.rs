@@ -420,6 +420,40 @@ impl SourceConfig {
         }
     }
 
+    /// What names a recording across restarts, for the outputs' checkpoint: `None` for live
+    /// sources and test patterns. A local file's key includes its size and modification time
+    /// (read here), so a file replaced under the same name is not resumed.
+    pub fn recording_key(&self) -> Option<String> {
+        match self {
+            SourceConfig::File { path } => {
+                let local = !path.contains("://");
+                let stamp = local
+                    .then(|| std::fs::metadata(path).ok())
+                    .flatten()
+                    .map(|m| {
+                        let modified = m
+                            .modified()
+                            .ok()
+                            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                            .map_or(0, |d| d.as_secs());
+                        format!(" ({} bytes, modified {modified})", m.len())
+                    })
+                    .unwrap_or_default();
+                Some(format!("file {}{stamp}", redact_url(path)))
+            }
+            SourceConfig::ImageSequence {
+                pattern,
+                start_index,
+                stop_index,
+                framerate,
+            } => Some(format!(
+                "image sequence {pattern} from {start_index} to {} at {framerate} frames/s",
+                stop_index.map_or_else(|| "the last".to_string(), |s| s.to_string())
+            )),
+            _ => None,
+        }
+    }
+
     /// A short description for logs and errors (credentials removed from URLs).
     pub fn describe(&self) -> String {
         match self {

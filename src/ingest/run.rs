@@ -16,7 +16,7 @@ use gstreamer::prelude::*;
 use super::config::{ReconnectConfig, SourceConfig};
 use super::frame::FrameCopier;
 use super::pipeline::{self, Built};
-use super::{IngestError, IngestEvent, IngestStats};
+use super::{IngestError, IngestEvent, IngestStats, Resume};
 use crate::messages::Frame;
 
 /// How often the thread wakes up to look at the stop flag, the bus and the stall timer.
@@ -43,6 +43,11 @@ pub(crate) struct Ctx {
     /// Index the next frame should have when nothing was dropped.
     next_index: u64,
     copier: FrameCopier,
+    /// A recording continuing after a previous run's frames: frames are numbered from
+    /// `next_frame` here (not by arrival) and those up to `after_t` skipped.
+    resume: Option<Resume>,
+    /// Frames decoded and skipped while resuming.
+    skipped: u64,
 }
 
 /// How frame capture times are derived.
@@ -71,6 +76,7 @@ impl Ctx {
     pub(crate) fn new(
         camera: Arc<str>,
         cfg: SourceConfig,
+        resume: Option<Resume>,
         tx: Sender<IngestEvent>,
         stop: Arc<AtomicBool>,
         stats: Arc<IngestStats>,
@@ -84,8 +90,10 @@ impl Ctx {
             stop,
             stats,
             arrivals: Arc::new(AtomicU64::new(0)),
-            next_index: 0,
+            next_index: resume.map_or(0, |r| r.next_frame),
             copier: FrameCopier::default(),
+            resume,
+            skipped: 0,
         }
     }
 
@@ -145,7 +153,8 @@ impl Ctx {
         let px = self.copier.copy(sample)?;
         let buffer = sample.buffer().ok_or("decoded sample has no buffer")?;
         let offset = buffer.offset();
-        let index = if offset == u64::MAX {
+        // Resumed recordings number their own frames: arrivals also count the skipped ones.
+        let index = if offset == u64::MAX || self.resume.is_some() {
             self.next_index
         } else {
             offset
@@ -210,7 +219,10 @@ impl Ctx {
     /// Plays a recording to its end; returns the final event (`None` when stopped).
     fn play_recording(&mut self, built: &Built) -> Option<IngestEvent> {
         let bus = built.pipeline.bus()?;
-        let start = SystemTime::now();
+        let start = self.resume.map_or_else(SystemTime::now, |r| r.origin);
+        if let Some(r) = self.resume {
+            self.seek_past(built, r.after_t);
+        }
         if built.pipeline.set_state(gst::State::Playing).is_err() {
             let e = self
                 .error_from_bus(&bus, Duration::from_millis(500))
@@ -256,6 +268,11 @@ impl Ctx {
                              the file is probably corrupt or not a video"
                         ),
                     }));
+                }
+                if self.already_processed(&sample) {
+                    self.skipped += 1;
+                    last_progress = Instant::now();
+                    continue;
                 }
                 let frame = match self.make_frame(&sample, tb) {
                     Ok(f) => f,
@@ -328,6 +345,18 @@ impl Ctx {
         declared: Option<gst::ClockTime>,
         ended: Option<gst::ClockTime>,
     ) -> IngestEvent {
+        if let Some(r) = self.resume
+            && self.stats.frames.load(Ordering::Relaxed) == 0
+        {
+            tracing::info!(
+                camera = %self.camera,
+                "nothing of {} is left after frame {} (t = {:.3} s): a previous run processed it to its end. Delete its output files or checkpoint.json to process it again",
+                self.what,
+                r.next_frame.saturating_sub(1),
+                r.after_t
+            );
+            return IngestEvent::Eos;
+        }
         if self.stats.frames.load(Ordering::Relaxed) == 0 {
             return IngestEvent::Fatal(IngestError::Corrupt {
                 what: self.what.clone(),
@@ -347,6 +376,45 @@ impl Ctx {
             }
         }
         IngestEvent::Eos
+    }
+
+    /// Resuming: prerolls the pipeline and seeks just past `after_t`, so the frames a previous
+    /// run processed are not decoded again. Where the recording cannot seek (image sequences,
+    /// some containers) nothing happens and [`Self::already_processed`] skips them instead.
+    fn seek_past(&self, built: &Built, after_t: f64) {
+        if !matches!(self.cfg, SourceConfig::File { .. }) || after_t <= 0.0 {
+            return;
+        }
+        let preroll = built.pipeline.set_state(gst::State::Paused).is_ok()
+            && built.pipeline.state(clock(Duration::from_secs(10))).0.is_ok();
+        let target = gst::ClockTime::from_nseconds((after_t * 1e9) as u64 + 1);
+        let sought = preroll
+            && built
+                .pipeline
+                .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, target)
+                .is_ok();
+        tracing::info!(
+            camera = %self.camera,
+            t = after_t,
+            "resuming {} after the frames a previous run processed ({})",
+            self.what,
+            if sought { "seek" } else { "cannot seek: decoding past them" }
+        );
+    }
+
+    /// Resuming: true for a frame a previous run processed (stream time ≤ the resume point;
+    /// without time stamps, one of the first `next_frame`).
+    fn already_processed(&self, sample: &gst::Sample) -> bool {
+        let Some(r) = self.resume else {
+            return false;
+        };
+        if self.stats.frames.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        match sample.buffer().and_then(|b| b.pts()) {
+            Some(p) => p.nseconds() as f64 / 1e9 <= r.after_t + 1e-6,
+            None => self.skipped < r.next_frame,
+        }
     }
 
     // ---------------------------------------------------------------- live sources

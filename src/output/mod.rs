@@ -45,12 +45,18 @@
 //! Trajectories and MOT rows are written at least every `flush_interval_s`; files are
 //! `fsync`ed on rotation and on [`Sinks::close`]. Parquet is not implemented (see
 //! [`OutputConfig::parquet`]).
+//!
+//! **`checkpoint.json`** (recordings, `resume = true`): how far the camera's rows go, written
+//! every `checkpoint_interval_s` after an `fsync` and at close; a restarted run continues after
+//! it ([`checkpoint`], [`Sinks::resume_recording`]).
 
+pub mod checkpoint;
 pub mod files;
 pub mod http;
 pub mod interactions;
 pub mod metrics;
 
+pub use checkpoint::Checkpoint;
 pub use interactions::{DistanceUnit, InteractionDetector, InteractionEvent, InteractionRule};
 pub use metrics::Metrics;
 
@@ -149,6 +155,16 @@ pub struct OutputConfig {
     /// Most unwritten bytes kept in memory per file while the disk fails (MiB); rows beyond
     /// are dropped and counted. Default 64.
     pub max_buffer_mib: u32,
+    /// A recording (`file` or `image_sequence` camera) that `finprint run` is restarted on
+    /// continues after the rows it already has in `dir` (`<camera>/checkpoint.json`), so a
+    /// restart, crash or power cut neither writes rows twice nor loses them. `false`: every run
+    /// starts at the recording's first frame and appends its rows again. Default `true`;
+    /// `finprint replay` never resumes.
+    pub resume: bool,
+    /// How often a recording's checkpoint is written (s): its files are `fsync`ed first, and
+    /// after a crash at most this much of the recording is processed again. Default 10;
+    /// allowed 1..=3600.
+    pub checkpoint_interval_s: f64,
 }
 
 impl Default for OutputConfig {
@@ -163,6 +179,8 @@ impl Default for OutputConfig {
             rotate: Rotate::Daily,
             flush_interval_s: 1.0,
             max_buffer_mib: 64,
+            resume: true,
+            checkpoint_interval_s: 10.0,
         }
     }
 }
@@ -182,6 +200,17 @@ impl OutputConfig {
                 format!(
                     "{} is not allowed: use 0..=3600 seconds",
                     self.flush_interval_s
+                ),
+            ));
+        }
+        if !(self.checkpoint_interval_s.is_finite()
+            && (1.0..=3600.0).contains(&self.checkpoint_interval_s))
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.checkpoint_interval_s"),
+                format!(
+                    "{} is not allowed: use 1..=3600 seconds",
+                    self.checkpoint_interval_s
                 ),
             ));
         }
@@ -238,11 +267,13 @@ impl OutputConfig {
     }
 
     /// This config as `finprint replay --out DIR` uses it: outputs in `out`, no rotation
-    /// (so files are `<out>/<camera>/trajectories.csv`, …), everything else unchanged.
+    /// (so files are `<out>/<camera>/trajectories.csv`, …), no resuming, everything else
+    /// unchanged.
     pub fn for_replay(&self, out: &Path) -> OutputConfig {
         OutputConfig {
             dir: Some(out.to_path_buf()),
             rotate: Rotate::Never,
+            resume: false,
             ..self.clone()
         }
     }
@@ -287,6 +318,16 @@ pub enum OutputError {
         path: PathBuf,
         /// Underlying error.
         source: std::io::Error,
+    },
+    /// A recording's checkpoint is damaged or foreign.
+    #[error(
+        "checkpoint {path}: {message}; delete it to process the recording from its first frame (its rows already in the output folder are then written again), or set [output] resume = false"
+    )]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// `fsync` failed.
     #[error("cannot sync output file {path} to disk: {source}")]
@@ -342,6 +383,21 @@ struct CameraSinks {
     last_clock: Option<(f64, SystemTime)>,
     last_flush: Option<Instant>,
     last_attempt_failed: bool,
+    /// The recording's checkpoint, for a camera whose source is a recording (resume on).
+    checkpoint: Option<Checkpointing>,
+}
+
+/// A camera's checkpoint bookkeeping (see [`checkpoint`]).
+struct Checkpointing {
+    /// The recording (`SourceConfig::recording_key`).
+    source: String,
+    /// Where the next checkpoint goes.
+    path: PathBuf,
+    /// The checkpoint after the last frame consumed, not yet saved.
+    pending: Option<Checkpoint>,
+    /// Track ids below this have been seen.
+    next_track: u64,
+    last_saved: Instant,
 }
 
 const TRAJ_HEADER: &str =
@@ -447,7 +503,65 @@ impl Sinks {
             last_clock: None,
             last_flush: None,
             last_attempt_failed: false,
+            checkpoint: None,
         })
+    }
+
+    /// Keeps a checkpoint for `camera`, whose source is the recording `source` (see
+    /// [`checkpoint`]), and returns where that recording's rows in the output folder end (its
+    /// last checkpoint, with the camera's files cut back to it): the resumed run continues
+    /// there and numbers tracks from its `next_track`. `None`: start at the first frame.
+    pub fn resume_recording(
+        &mut self,
+        camera: &str,
+        source: &str,
+    ) -> Result<Option<Checkpoint>, OutputError> {
+        let interval = Duration::from_secs_f64(self.cfg.checkpoint_interval_s);
+        let Some(cs) = self.cameras.get_mut(camera) else {
+            return Err(OutputError::Config {
+                camera: camera.to_string(),
+                message: "no such camera in the outputs".into(),
+            });
+        };
+        let path = Checkpoint::path(&cs.dir);
+        let resume = match Checkpoint::load(&path)? {
+            Some(cp) if cp.source == source && cp.rows_gone(&cs.dir) => {
+                tracing::warn!(
+                    camera,
+                    checkpoint = %path.display(),
+                    "the output files of {source} are gone: processing it from its first frame"
+                );
+                None
+            }
+            Some(cp) if cp.source == source => {
+                cp.cut_files(&cs.dir)?;
+                tracing::info!(
+                    camera,
+                    frame = cp.next_frame,
+                    "{source}: the output folder has its rows up to frame {}; continuing after it",
+                    cp.next_frame.saturating_sub(1)
+                );
+                Some(cp)
+            }
+            Some(cp) => {
+                tracing::warn!(
+                    camera,
+                    checkpoint = %path.display(),
+                    "the checkpoint is of {}, not of {source}: processing {source} from its first frame (its rows follow the old ones)",
+                    cp.source
+                );
+                None
+            }
+            None => None,
+        };
+        cs.checkpoint = Some(Checkpointing {
+            source: source.to_string(),
+            path,
+            pending: None,
+            next_track: resume.as_ref().map_or(0, |c| c.next_track),
+            last_saved: Instant::now().checked_sub(interval).unwrap_or_else(Instant::now),
+        });
+        Ok(resume)
     }
 
     /// Writes one frame's observations (see the module docs). On a write error the rows stay
@@ -605,15 +719,34 @@ impl Sinks {
             }
         }
 
+        if let Some(cp) = &mut cs.checkpoint {
+            for t in &f.tracks {
+                cp.next_track = cp.next_track.max(t.track.saturating_add(1));
+            }
+            cp.pending = Some(Checkpoint::after_frame(
+                &cp.source,
+                f.index,
+                f.t,
+                f.captured,
+                cp.next_track,
+            ));
+        }
+
         // Flush: when due, or at once for new interaction events; after a failure at most
         // once per interval.
         let due = cs.last_flush.is_none_or(|l| l.elapsed() >= interval);
+        let every = Duration::from_secs_f64(self.cfg.checkpoint_interval_s);
         let result = if due {
             // Everything, including retries after a failure.
             cs.last_flush = Some(Instant::now());
             let r = flush_camera(cs, true, false);
             cs.last_attempt_failed = r.is_err();
-            r
+            match r {
+                Ok(()) if cs.checkpoint.as_ref().is_some_and(|c| c.last_saved.elapsed() >= every) => {
+                    save_checkpoint(cs, rotate)
+                }
+                r => r,
+            }
         } else if new_events && !cs.last_attempt_failed {
             // Ended interaction events go out at once; trajectories keep their schedule.
             let r = flush_camera(cs, false, false);
@@ -677,7 +810,7 @@ impl Sinks {
                     file.push_row(&path, row.as_bytes());
                 }
             }
-            let r = flush_camera(cs, true, true);
+            let r = flush_camera(cs, true, true).and_then(|()| save_checkpoint(cs, rotate));
             if let Some(m) = &self.metrics {
                 report_metrics(m, cs, r.as_ref().err());
             }
@@ -749,6 +882,43 @@ fn flush_camera(cs: &mut CameraSinks, all: bool, sync: bool) -> Result<(), Outpu
         None => Ok(()),
         Some(e) => Err(e),
     }
+}
+
+/// Makes the camera's files durable and then saves its pending checkpoint (if any): the
+/// length of each file its rows go to now, so a resume can cut off what comes after.
+fn save_checkpoint(cs: &mut CameraSinks, rotate: Rotate) -> Result<(), OutputError> {
+    let Some(mut cp) = cs.checkpoint.as_ref().and_then(|c| c.pending.clone()) else {
+        return Ok(());
+    };
+    flush_camera(cs, true, true)?;
+    let date = date_of(cp.origin() + Duration::from_secs_f64(cp.last_t.clamp(0.0, 1e9)));
+    let kinds = [
+        ("trajectories", "csv", cs.trajectories.is_some()),
+        ("mot", "txt", cs.mot.is_some()),
+        ("counts", "csv", cs.counts.is_some()),
+        ("interactions", "csv", cs.interactions.is_some()),
+    ];
+    for (stem, ext, on) in kinds {
+        if !on {
+            continue;
+        }
+        let path = file_path(&cs.dir, stem, ext, rotate, &date);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => return Err(OutputError::Open { path, source }),
+        };
+        if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+            cp.files.insert(name.to_string(), len);
+        }
+    }
+    let Some(c) = &mut cs.checkpoint else {
+        return Ok(());
+    };
+    cp.save(&c.path)?;
+    c.pending = None;
+    c.last_saved = Instant::now();
+    Ok(())
 }
 
 fn report_metrics(m: &Metrics, cs: &CameraSinks, err: Option<&OutputError>) {

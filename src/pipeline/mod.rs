@@ -174,7 +174,15 @@ impl Pipeline {
                 mm_per_px: c.mm_per_px,
             })
             .collect();
-        let sinks = Sinks::build(&cfg.output, &infos)?.with_metrics(metrics.clone());
+        let mut sinks = Sinks::build(&cfg.output, &infos)?.with_metrics(metrics.clone());
+        // Recordings continue after the rows a previous run left in the output folder.
+        let mut resumes = Vec::new();
+        for cam in &cfg.cameras {
+            resumes.push(match cam.source.recording_key() {
+                Some(key) if cfg.output.resume => sinks.resume_recording(&cam.name, &key)?,
+                _ => None,
+            });
+        }
         // Build every detector before any thread starts, so a bad config fails fast.
         let mut detectors = Vec::new();
         for cam in &cfg.cameras {
@@ -233,9 +241,19 @@ impl Pipeline {
         heartbeat.beat();
         let mut sources = Vec::new();
         let mut workers = Vec::new();
-        for ((cam, detector), identifier) in cfg.cameras.iter().zip(detectors).zip(identities) {
+        let chains = cfg.cameras.iter().zip(detectors).zip(identities).zip(resumes);
+        for (((cam, detector), identifier), resume) in chains {
             let (tx, rx) = bounded::<IngestEvent>(INGEST_QUEUE);
-            let src = match ingest::spawn(&cam.name, &cam.source, tx, stop.clone()) {
+            let at = resume.as_ref().map(|c| ingest::Resume {
+                next_frame: c.next_frame,
+                after_t: c.last_t,
+                origin: c.origin(),
+            });
+            let mut tracker = Tracker::new(&cam.track, cam.view, cam.population);
+            if let Some(c) = &resume {
+                tracker.number_tracks_from(c.next_track);
+            }
+            let src = match ingest::spawn(&cam.name, &cam.source, at, tx, stop.clone()) {
                 Ok(s) => s,
                 Err(source) => {
                     stop.store(true, Ordering::SeqCst);
@@ -248,7 +266,7 @@ impl Pipeline {
             let worker = CameraWorker {
                 cam: cam.clone(),
                 detector,
-                tracker: Tracker::new(&cam.track, cam.view, cam.population),
+                tracker,
                 identity: match (identifier, &embed) {
                     (Some(mut identifier), Some(e)) => Some(IdentityStep {
                         identifier: {

@@ -643,6 +643,12 @@ impl Tracker {
         base + (2.0 * t.motion.position_sigma()).min(2.0 * base)
     }
 
+    /// Numbers new tracks from `first` on (or on from the last, if higher): a resumed
+    /// recording's track ids follow the ones its rows already use.
+    pub fn number_tracks_from(&mut self, first: u64) {
+        self.next_id = self.next_id.max(first);
+    }
+
     fn new_track(&mut self, d: &Detection, t: f64, confirmed: bool) -> Track {
         let bl = d.major_axis.max(1.0);
         let id = self.next_id;

@@ -1,0 +1,197 @@
+//! A recording outlives its daemon: `finprint run` on a simulated video file is killed with
+//! SIGKILL partway (a crash or power cut, nothing flushed on the way out), started again with
+//! the same config, and must leave outputs as if it had never stopped: every frame of the
+//! video counted exactly once, no trajectory row twice, one header per file, stream and
+//! capture times going on from the first run, and track ids of the resumed run new. A third
+//! start finds nothing left to do and changes no file.
+//!
+//! Needs `finprint synth` (built in) and GStreamer's Matroska/VP8 elements (as the daemon does).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_finprint");
+/// Frames of the simulated recording.
+const FRAMES: u64 = 900;
+const FPS: f64 = 25.0;
+
+fn run_ok(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{what} failed: {}\n{log}", out.status);
+    log
+}
+
+/// `next_frame` of the camera's checkpoint, when there is one.
+fn checkpoint_frame(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["next_frame"].as_u64()
+}
+
+/// The rows of a CSV file as column → value maps, and how many header lines it holds.
+fn rows(path: &Path) -> (Vec<BTreeMap<String, String>>, usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let headers = text.lines().filter(|l| l.starts_with("frame,")).count();
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let h = r.headers().unwrap().clone();
+    let rows = r
+        .records()
+        .map(|rec| {
+            let rec = rec.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            h.iter()
+                .zip(rec.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect();
+    (rows, headers)
+}
+
+fn num(row: &BTreeMap<String, String>, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|e| panic!("{col} = {:?}: {e}", row[col]))
+}
+
+fn millis(row: &BTreeMap<String, String>) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&row["time"])
+        .unwrap_or_else(|e| panic!("time {:?}: {e}", row["time"]))
+        .timestamp_millis()
+}
+
+#[test]
+fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tank = dir.path().join("tank");
+    run_ok(
+        Command::new(BIN).args([
+            "synth", "--fish", "4", "--seed", "5", "--width", "640", "--height", "360",
+            "--fps", "25", "--frames", &FRAMES.to_string(), "--crops-per-flank", "0",
+            "--out",
+        ])
+        .arg(&tank),
+        "finprint synth",
+    );
+    let video = tank.join("video.mkv");
+    assert!(video.exists(), "synth wrote no {}", video.display());
+    let out = dir.path().join("out");
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[cameras]]\nname = \"tank\"\n[cameras.source]\nkind = \"file\"\npath = \"{}\"\n\n\
+             [identity]\nenabled = false\n\n\
+             [output]\ndir = \"{}\"\nrotate = \"never\"\ncheckpoint_interval_s = 1\n\n\
+             [http]\nenabled = false\n",
+            video.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let mut c = Command::new(BIN);
+        c.args(["run", "--log", "info", "--config"]).arg(&cfg);
+        c
+    };
+
+    // First run: killed without warning once a checkpoint covers some frames.
+    let checkpoint = out.join("tank/checkpoint.json");
+    let mut child = run()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn finprint run");
+    let start = Instant::now();
+    let killed_after = loop {
+        if let Some(n) = checkpoint_frame(&checkpoint).filter(|&n| n >= 100) {
+            break n;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finprint run ended before a checkpoint past frame 100 was written"
+        );
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint within 120 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed_at = checkpoint_frame(&checkpoint).unwrap();
+    assert!(resumed_at >= killed_after && resumed_at < FRAMES, "checkpoint at {resumed_at}");
+    let (before, _) = rows(&out.join("tank/trajectories.csv"));
+
+    // Second run: continues after the checkpoint and finishes the recording.
+    let log = run_ok(&mut run(), "finprint run (resumed)");
+    assert!(
+        log.contains("continuing after it"),
+        "the resumed run does not say where it continues:\n{log}"
+    );
+
+    let (counts, headers) = rows(&out.join("tank/counts.csv"));
+    assert_eq!(headers, 1, "counts.csv holds {headers} headers");
+    let frames: Vec<u64> = counts.iter().map(|r| num(r, "frame") as u64).collect();
+    assert_eq!(
+        frames,
+        (0..FRAMES).collect::<Vec<_>>(),
+        "counts.csv must count every frame of the video once, in order (resumed at {resumed_at})"
+    );
+    let (traj, headers) = rows(&out.join("tank/trajectories.csv"));
+    assert_eq!(headers, 1, "trajectories.csv holds {headers} headers");
+    let mut seen = HashSet::new();
+    for r in &traj {
+        assert!(
+            seen.insert((r["frame"].clone(), r["track"].clone())),
+            "trajectory row written twice: frame {} track {}",
+            r["frame"],
+            r["track"]
+        );
+    }
+    // Stream times go on from the first run, and capture times keep its origin.
+    let origin = |r: &BTreeMap<String, String>| millis(r) - (num(r, "t") * 1000.0).round() as i64;
+    let first_origin = origin(&traj[0]);
+    for r in &traj {
+        let f = num(r, "frame");
+        assert!((num(r, "t") - f / FPS).abs() < 1e-3, "frame {f} at t = {}", r["t"]);
+        assert!(
+            (origin(r) - first_origin).abs() <= 2,
+            "frame {f}: capture time {} does not go on from the first run's",
+            r["time"]
+        );
+    }
+    // Rows the first run wrote up to its checkpoint stay as they were; the resumed run's tracks
+    // are new ones.
+    let kept: Vec<_> = before
+        .iter()
+        .filter(|r| (num(r, "frame") as u64) < resumed_at)
+        .collect();
+    assert!(!kept.is_empty());
+    assert_eq!(traj[..kept.len()].iter().collect::<Vec<_>>(), kept);
+    let old_tracks: HashSet<&str> = kept.iter().map(|r| r["track"].as_str()).collect();
+    let resumed: Vec<_> = traj[kept.len()..].iter().collect();
+    assert!(!resumed.is_empty(), "the resumed run wrote no trajectory row");
+    for r in resumed {
+        assert!(num(r, "frame") as u64 >= resumed_at);
+        assert!(
+            !old_tracks.contains(r["track"].as_str()),
+            "track {} of the first run reused after the restart (frame {})",
+            r["track"],
+            r["frame"]
+        );
+    }
+    assert_eq!(checkpoint_frame(&checkpoint), Some(FRAMES));
+
+    // Third run: nothing left; no file changes.
+    let sizes = |d: &Path| -> BTreeMap<String, u64> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().to_string(), e.metadata().unwrap().len()))
+            .collect()
+    };
+    let files = sizes(&out.join("tank"));
+    let log = run_ok(&mut run(), "finprint run (finished recording)");
+    assert!(log.contains("processed it to its end"), "{log}");
+    assert_eq!(sizes(&out.join("tank")), files);
+}
