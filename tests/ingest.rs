@@ -147,7 +147,11 @@ fn a_resumed_recording_gives_the_frames_after_the_resume_point() {
         assert_eq!(got, want, "{cfg:?}");
         for f in &rest {
             assert_eq!(f.captured, origin + f.pts.unwrap_or_default());
-            assert_eq!(f.data, whole[f.index as usize].data, "frame {} of {cfg:?}", f.index);
+            assert_eq!(
+                f.data, whole[f.index as usize].data,
+                "frame {} of {cfg:?}",
+                f.index
+            );
         }
         let at_end = Resume {
             next_frame: 60,
@@ -155,7 +159,10 @@ fn a_resumed_recording_gives_the_frames_after_the_resume_point() {
             origin,
         };
         let (none, end) = run_resumed(&cfg, Some(at_end), limit);
-        assert!(none.is_empty() && matches!(end, IngestEvent::Eos), "{end:?}");
+        assert!(
+            none.is_empty() && matches!(end, IngestEvent::Eos),
+            "{end:?}"
+        );
     }
 }
 
@@ -287,7 +294,14 @@ fn missing_file_fails_at_spawn_naming_the_path() {
     let cfg = SourceConfig::File {
         path: "/nonexistent/dir/rec.mp4".into(),
     };
-    let err = spawn("cam", &cfg, None, tx.clone(), Arc::new(AtomicBool::new(false))).unwrap_err();
+    let err = spawn(
+        "cam",
+        &cfg,
+        None,
+        tx.clone(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap_err();
     let msg = err.to_string();
     println!("missing file: {msg}");
     assert!(matches!(err, IngestError::NotFound { .. }));
@@ -380,7 +394,14 @@ fn broken_files_end_in_a_clear_fatal_without_hanging() {
         assert!(!msg.contains('\n'), "one line: {msg}");
     }
     let (tx, _rx) = bounded(4);
-    let err = spawn("cam", &file(&empty), None, tx, Arc::new(AtomicBool::new(false))).unwrap_err();
+    let err = spawn(
+        "cam",
+        &file(&empty),
+        None,
+        tx,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
 }
 

@@ -652,12 +652,18 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
     let done = std::fs::read(&traj).unwrap();
     // A crash after the checkpoint left a row behind it.
     let mut after = done.clone();
-    after.extend_from_slice(b"20,0.8000,tank,5,,50.00,60.00,40.00,57.00,60.00,63.00,0.5000,60.0,,,x\n");
+    after.extend_from_slice(
+        b"20,0.8000,tank,5,,50.00,60.00,40.00,57.00,60.00,63.00,0.5000,60.0,,,x\n",
+    );
     std::fs::write(&traj, &after).unwrap();
 
     let mut other = Sinks::build(&c, &cams).unwrap();
     assert_eq!(other.resume_recording("tank", "file b.mkv").unwrap(), None);
-    assert_eq!(std::fs::read(&traj).unwrap(), after, "another recording's run cuts nothing");
+    assert_eq!(
+        std::fs::read(&traj).unwrap(),
+        after,
+        "another recording's run cuts nothing"
+    );
     drop(other);
 
     let mut again = Sinks::build(&c, &cams).unwrap();
@@ -668,11 +674,20 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
     assert_eq!((cp.next_frame, cp.next_track), (20, 5));
     assert!((cp.last_t - 19.0 / 25.0).abs() < 1e-9);
     assert_eq!(cp.origin(), t0);
-    assert_eq!(std::fs::read(&traj).unwrap(), done, "the row after the checkpoint is cut");
+    assert_eq!(
+        std::fs::read(&traj).unwrap(),
+        done,
+        "the row after the checkpoint is cut"
+    );
 
     // Outputs deleted (checkpoint left): the recording is processed again from its start.
     drop(again);
-    for f in ["trajectories.csv", "mot.txt", "counts.csv", "interactions.csv"] {
+    for f in [
+        "trajectories.csv",
+        "mot.txt",
+        "counts.csv",
+        "interactions.csv",
+    ] {
         let _ = std::fs::remove_file(dir.path().join("tank").join(f));
     }
     let mut fresh = Sinks::build(&c, &cams).unwrap();

@@ -67,12 +67,26 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
     let dir = tempfile::tempdir().unwrap();
     let tank = dir.path().join("tank");
     run_ok(
-        Command::new(BIN).args([
-            "synth", "--fish", "4", "--seed", "5", "--width", "640", "--height", "360",
-            "--fps", "25", "--frames", &FRAMES.to_string(), "--crops-per-flank", "0",
-            "--out",
-        ])
-        .arg(&tank),
+        Command::new(BIN)
+            .args([
+                "synth",
+                "--fish",
+                "4",
+                "--seed",
+                "5",
+                "--width",
+                "640",
+                "--height",
+                "360",
+                "--fps",
+                "25",
+                "--frames",
+                &FRAMES.to_string(),
+                "--crops-per-flank",
+                "0",
+                "--out",
+            ])
+            .arg(&tank),
         "finprint synth",
     );
     let video = tank.join("video.mkv");
@@ -113,13 +127,19 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
             child.try_wait().unwrap().is_none(),
             "finprint run ended before a checkpoint past frame 100 was written"
         );
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint within 120 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint within 120 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     child.kill().unwrap();
     child.wait().unwrap();
     let resumed_at = checkpoint_frame(&checkpoint).unwrap();
-    assert!(resumed_at >= killed_after && resumed_at < FRAMES, "checkpoint at {resumed_at}");
+    assert!(
+        resumed_at >= killed_after && resumed_at < FRAMES,
+        "checkpoint at {resumed_at}"
+    );
     let (before, _) = rows(&out.join("tank/trajectories.csv"));
 
     // Second run: continues after the checkpoint and finishes the recording.
@@ -153,7 +173,11 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
     let first_origin = origin(&traj[0]);
     for r in &traj {
         let f = num(r, "frame");
-        assert!((num(r, "t") - f / FPS).abs() < 1e-3, "frame {f} at t = {}", r["t"]);
+        assert!(
+            (num(r, "t") - f / FPS).abs() < 1e-3,
+            "frame {f} at t = {}",
+            r["t"]
+        );
         assert!(
             (origin(r) - first_origin).abs() <= 2,
             "frame {f}: capture time {} does not go on from the first run's",
@@ -170,7 +194,10 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
     assert_eq!(traj[..kept.len()].iter().collect::<Vec<_>>(), kept);
     let old_tracks: HashSet<&str> = kept.iter().map(|r| r["track"].as_str()).collect();
     let resumed: Vec<_> = traj[kept.len()..].iter().collect();
-    assert!(!resumed.is_empty(), "the resumed run wrote no trajectory row");
+    assert!(
+        !resumed.is_empty(),
+        "the resumed run wrote no trajectory row"
+    );
     for r in resumed {
         assert!(num(r, "frame") as u64 >= resumed_at);
         assert!(
@@ -187,7 +214,12 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
         std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap())
-            .map(|e| (e.file_name().to_string_lossy().to_string(), e.metadata().unwrap().len()))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().to_string(),
+                    e.metadata().unwrap().len(),
+                )
+            })
             .collect()
     };
     let files = sizes(&out.join("tank"));

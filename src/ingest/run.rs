@@ -386,7 +386,11 @@ impl Ctx {
             return;
         }
         let preroll = built.pipeline.set_state(gst::State::Paused).is_ok()
-            && built.pipeline.state(clock(Duration::from_secs(10))).0.is_ok();
+            && built
+                .pipeline
+                .state(clock(Duration::from_secs(10)))
+                .0
+                .is_ok();
         let target = gst::ClockTime::from_nseconds((after_t * 1e9) as u64 + 1);
         let sought = preroll
             && built

@@ -107,7 +107,11 @@ impl Checkpoint {
         if !cp.last_t.is_finite() {
             return Err(bad("its last stream time is not a number".into()));
         }
-        if cp.files.keys().any(|f| Path::new(f).components().count() != 1) {
+        if cp
+            .files
+            .keys()
+            .any(|f| Path::new(f).components().count() != 1)
+        {
             return Err(bad("it names files outside the camera's folder".into()));
         }
         Ok(Some(cp))
@@ -212,7 +216,10 @@ mod tests {
         let path = Checkpoint::path(dir.path());
         std::fs::write(&path, b"{\"version\": 1, \"sou").expect("write");
         let e = Checkpoint::load(&path).expect_err("damaged").to_string();
-        assert!(e.contains("checkpoint.json") && e.contains("delete it"), "{e}");
+        assert!(
+            e.contains("checkpoint.json") && e.contains("delete it"),
+            "{e}"
+        );
         let mut v = serde_json::to_value(sample()).expect("json");
         v["files"] = serde_json::json!({"../x.csv": 1});
         std::fs::write(&path, v.to_string()).expect("write");
@@ -227,8 +234,11 @@ mod tests {
     #[test]
     fn files_are_cut_back_to_the_checkpoint_and_shorter_ones_left_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("trajectories.csv"), b"header\nrow 1\nrow 2\n")
-            .expect("write");
+        std::fs::write(
+            dir.path().join("trajectories.csv"),
+            b"header\nrow 1\nrow 2\n",
+        )
+        .expect("write");
         std::fs::write(dir.path().join("counts.csv"), b"h\n").expect("write");
         let mut cp = sample();
         cp.files.insert("trajectories.csv".into(), 13);

@@ -559,7 +559,9 @@ impl Sinks {
             path,
             pending: None,
             next_track: resume.as_ref().map_or(0, |c| c.next_track),
-            last_saved: Instant::now().checked_sub(interval).unwrap_or_else(Instant::now),
+            last_saved: Instant::now()
+                .checked_sub(interval)
+                .unwrap_or_else(Instant::now),
         });
         Ok(resume)
     }
@@ -742,7 +744,12 @@ impl Sinks {
             let r = flush_camera(cs, true, false);
             cs.last_attempt_failed = r.is_err();
             match r {
-                Ok(()) if cs.checkpoint.as_ref().is_some_and(|c| c.last_saved.elapsed() >= every) => {
+                Ok(())
+                    if cs
+                        .checkpoint
+                        .as_ref()
+                        .is_some_and(|c| c.last_saved.elapsed() >= every) =>
+                {
                     save_checkpoint(cs, rotate)
                 }
                 r => r,

@@ -241,7 +241,12 @@ impl Pipeline {
         heartbeat.beat();
         let mut sources = Vec::new();
         let mut workers = Vec::new();
-        let chains = cfg.cameras.iter().zip(detectors).zip(identities).zip(resumes);
+        let chains = cfg
+            .cameras
+            .iter()
+            .zip(detectors)
+            .zip(identities)
+            .zip(resumes);
         for (((cam, detector), identifier), resume) in chains {
             let (tx, rx) = bounded::<IngestEvent>(INGEST_QUEUE);
             let at = resume.as_ref().map(|c| ingest::Resume {
