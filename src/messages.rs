@@ -219,6 +219,32 @@ pub struct TrackReport {
     pub body_length: f32,
 }
 
+/// A confirmed track as it was in the last frame a recording's output folder has (kept in the
+/// outputs' checkpoint), so that the run resuming that recording continues the track under the
+/// same id: what the camera saw one frame before is where the fish are now.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackSeed {
+    /// Track id.
+    pub track: u64,
+    /// Body centre, px.
+    pub x: f32,
+    /// Body centre, y.
+    pub y: f32,
+    /// Velocity, px/s (from the frame before; 0 when the track was new).
+    pub vx: f32,
+    /// Velocity, y.
+    pub vy: f32,
+    /// Bounding box: left, top, right, bottom.
+    pub bbox: [f32; 4],
+    /// Heading in radians, as [`TrackReport::heading`].
+    pub heading: f32,
+    /// Broadside length, px, as [`TrackReport::body_length`].
+    pub body_length: f32,
+    /// Area of the fish alone, px² (0 when unknown).
+    pub area: f32,
+}
+
 /// Tracks after one frame: what outputs consume.
 #[derive(Debug, Clone)]
 pub struct TrackedFrame {

@@ -2,7 +2,8 @@
 //! SIGKILL partway (a crash or power cut, nothing flushed on the way out), started again with
 //! the same config, and must leave outputs as if it had never stopped: every frame of the
 //! video counted exactly once, no trajectory row twice, one header per file, stream and
-//! capture times going on from the first run, and track ids of the resumed run new. A third
+//! capture times going on from the first run, and the tracks of the last frame written going
+//! on under their ids from where they were (new ones numbered above the first run's). A third
 //! start finds nothing left to do and changes no file.
 //!
 //! Needs `finprint synth` (built in) and GStreamer's Matroska/VP8 elements (as the daemon does).
@@ -24,11 +25,16 @@ fn run_ok(cmd: &mut Command, what: &str) -> String {
     log
 }
 
-/// `next_frame` of the camera's checkpoint, when there is one.
-fn checkpoint_frame(path: &Path) -> Option<u64> {
+/// A number of the camera's checkpoint, when there is one.
+fn checkpoint_field(path: &Path, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["next_frame"].as_u64()
+    v[field].as_u64()
+}
+
+/// `next_frame` of the camera's checkpoint.
+fn checkpoint_frame(path: &Path) -> Option<u64> {
+    checkpoint_field(path, "next_frame")
 }
 
 /// The rows of a CSV file as column → value maps, and how many header lines it holds.
@@ -136,6 +142,7 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
     child.kill().unwrap();
     child.wait().unwrap();
     let resumed_at = checkpoint_frame(&checkpoint).unwrap();
+    let next_track = checkpoint_field(&checkpoint, "next_track").unwrap();
     assert!(
         resumed_at >= killed_after && resumed_at < FRAMES,
         "checkpoint at {resumed_at}"
@@ -184,29 +191,57 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
             r["time"]
         );
     }
-    // Rows the first run wrote up to its checkpoint stay as they were; the resumed run's tracks
-    // are new ones.
+    // Rows the first run wrote up to its checkpoint stay as they were. The resumed run goes on
+    // with the tracks of the checkpoint's frame under their ids, each from where it was (the
+    // fish moved one frame's worth), and numbers the tracks it starts above the first run's.
     let kept: Vec<_> = before
         .iter()
         .filter(|r| (num(r, "frame") as u64) < resumed_at)
         .collect();
     assert!(!kept.is_empty());
     assert_eq!(traj[..kept.len()].iter().collect::<Vec<_>>(), kept);
-    let old_tracks: HashSet<&str> = kept.iter().map(|r| r["track"].as_str()).collect();
     let resumed: Vec<_> = traj[kept.len()..].iter().collect();
     assert!(
         !resumed.is_empty(),
         "the resumed run wrote no trajectory row"
     );
-    for r in resumed {
-        assert!(num(r, "frame") as u64 >= resumed_at);
-        assert!(
-            !old_tracks.contains(r["track"].as_str()),
-            "track {} of the first run reused after the restart (frame {})",
-            r["track"],
-            r["frame"]
-        );
+    let last_before: BTreeMap<&str, (f64, f64, f64)> = kept
+        .iter()
+        .map(|r| {
+            (
+                r["track"].as_str(),
+                (num(r, "frame"), num(r, "x"), num(r, "y")),
+            )
+        })
+        .collect();
+    let mut continued = HashSet::new();
+    for r in &resumed {
+        let frame = num(r, "frame");
+        assert!(frame as u64 >= resumed_at);
+        let track = r["track"].as_str();
+        if continued.contains(track) {
+            continue;
+        }
+        match last_before.get(track) {
+            Some(&(f, x, y)) => {
+                let moved = (num(r, "x") - x).hypot(num(r, "y") - y);
+                assert!(
+                    frame - f <= 3.0 && moved <= 20.0,
+                    "track {track} goes on {} frames and {moved:.1} px away after the restart",
+                    frame - f
+                );
+                continued.insert(track);
+            }
+            None => assert!(
+                num(r, "track") as u64 >= next_track,
+                "track {track} started after the restart has a number of the first run's"
+            ),
+        }
     }
+    assert!(
+        !continued.is_empty(),
+        "no track of the first run goes on after the restart"
+    );
     assert_eq!(checkpoint_frame(&checkpoint), Some(FRAMES));
 
     // Third run: nothing left; no file changes.

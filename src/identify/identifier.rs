@@ -392,6 +392,14 @@ impl Identifier {
         })
     }
 
+    /// The camera's tracker continues the tracks of the run before (a resumed recording,
+    /// [`crate::track::Tracker::resume`]): the regrouping window's saved fragments go back on
+    /// their own tracks, so each links to the fragment its track goes on with, as across any
+    /// frame. Without it they go back on tracks of their own (track numbers start again).
+    pub fn tracks_continue(&mut self) {
+        self.window.keep_saved_tracks();
+    }
+
     /// The camera's view, once known (`view = "auto"` resolves after the background is
     /// learned). A side view also ends a track's fragment where a tangle ends inside a longer
     /// contact: fish swimming together stay near each other for seconds, the tracker swaps

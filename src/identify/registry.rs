@@ -452,6 +452,7 @@ mod tests {
             sides: [Some((vec![2.0, 0.0], 2.0)), None],
             online: vec![("fish-001".into(), 2)],
             after_tangle: true,
+            track: Some(4),
         }];
         st.save(&path).expect("save");
         let back = TankState::load(&path, "tank", "model", 2, 0.3)

@@ -859,12 +859,15 @@ pub struct Window {
     /// Fragments of an earlier run, placed before the first frame this one sees
     /// ([`Window::restore`]).
     restored: Vec<SavedFragment>,
+    /// Place restored fragments on their saved tracks ([`Window::keep_saved_tracks`]).
+    keep_tracks: bool,
 }
 
 /// A fragment of the window with an individual, as the identity state file keeps it: the next
 /// start puts it back in the window just before its first frame ([`Window::restore`]), so the
 /// regrouping after a restart has the fragments written before it, as an uninterrupted run has.
-/// Its track is gone; it is in view with no fragment of the new run.
+/// On a resumed recording the tracker continues its track, and the fragment goes back on it;
+/// otherwise its track is gone, and it is in view with no fragment of the new run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SavedFragment {
     /// The individual its rows were written with (or last named).
@@ -878,6 +881,9 @@ pub struct SavedFragment {
     pub online: Vec<(String, u32)>,
     /// As [`Fragment::after_tangle`].
     pub after_tangle: bool,
+    /// The tracker's track it was a stretch of (absent in files of older builds).
+    #[serde(default)]
+    pub track: Option<u64>,
 }
 
 /// Fragment numbers of restored fragments ([`Window::restore`]) count down from here, far above
@@ -1048,6 +1054,7 @@ impl Window {
                     sides: e.sides.clone(),
                     online,
                     after_tangle: e.after_tangle,
+                    track: Some(e.track),
                 })
             })
             .collect();
@@ -1078,6 +1085,12 @@ impl Window {
             .collect();
     }
 
+    /// Restored fragments go back on the tracks they were saved with (the tracker continues
+    /// those tracks), not on tracks of their own.
+    pub fn keep_saved_tracks(&mut self) {
+        self.keep_tracks = true;
+    }
+
     /// Places the restored fragments just before the frame at `t`, numbered before every
     /// frame to come.
     fn place_restored(&mut self, t: f64) {
@@ -1104,7 +1117,7 @@ impl Window {
             self.entries.insert(
                 id,
                 Entry {
-                    track: id,
+                    track: f.track.filter(|_| self.keep_tracks).unwrap_or(id),
                     first_t,
                     last_t,
                     frames,
@@ -1532,5 +1545,60 @@ mod tests {
                 .iter()
                 .all(|f| f.sides.iter().all(Option::is_none) || f.id == 1)
         );
+    }
+
+    /// A resumed recording: the tracker continues the saved fragments' tracks, they go back on
+    /// them, and a new fragment on such a track is named after the fish its track carried
+    /// before the restart, by continuity alone (no crop of its own yet).
+    #[test]
+    fn on_a_resumed_recording_restored_fragments_go_back_on_their_tracks() {
+        let mut w = Window::default();
+        for k in 0..5 {
+            w.next_frame();
+            let t = 10.0 + f64::from(k);
+            w.seen(1, 5, t, true, Some("a"));
+            w.seen(2, 6, t, true, Some("b"));
+            w.confirmed(1);
+            w.confirmed(2);
+        }
+        w.embedding(1, 0, 4.0, &pattern(0, 0.1));
+        w.embedding(2, 0, 4.0, &pattern(3, 0.1));
+        w.written(1, "a");
+        w.written(2, "b");
+        let saved = w.named_fragments(|_| None);
+        assert_eq!(
+            saved.iter().map(|f| f.track).collect::<Vec<_>>(),
+            vec![Some(5), Some(6)]
+        );
+
+        let mut next = Window::default();
+        next.restore(saved.clone(), 8);
+        next.keep_saved_tracks();
+        for k in 0..3 {
+            next.next_frame();
+            let t = 15.0 + f64::from(k);
+            // The new run's fragments on the continued tracks, listed the other way round.
+            next.seen(11, 6, t, true, None);
+            next.seen(10, 5, t, true, None);
+            next.confirmed(10);
+            next.confirmed(11);
+        }
+        let frags = next.fragments(str::to_string);
+        let tracks: HashSet<u64> = frags.iter().map(|f| f.track).collect();
+        assert_eq!(tracks, HashSet::from([5, 6]), "{frags:?}");
+        let sol = solve(&frags, Some(2), &Params::default());
+        assert_eq!(sol.names.get(&10), Some(&Name::Individual("a".into())));
+        assert_eq!(sol.names.get(&11), Some(&Name::Individual("b".into())));
+
+        // Not resumed (track numbers start again): tracks of their own.
+        let mut fresh = Window::default();
+        fresh.restore(saved, 8);
+        fresh.seen(10, 5, 0.0, true, None);
+        let tracks: Vec<u64> = fresh
+            .fragments(str::to_string)
+            .iter()
+            .map(|f| f.track)
+            .collect();
+        assert_eq!(tracks.iter().filter(|&&t| t == 5).count(), 1, "{tracks:?}");
     }
 }

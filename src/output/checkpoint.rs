@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::OutputError;
+use crate::messages::TrackSeed;
 
 /// The file name of a camera's checkpoint inside its output folder.
 pub const FILE_NAME: &str = "checkpoint.json";
@@ -43,6 +44,9 @@ pub struct Checkpoint {
     /// Length in bytes of each file the camera was writing (file name inside the camera's
     /// folder), when the checkpoint was written.
     pub files: BTreeMap<String, u64>,
+    /// The confirmed tracks of the last frame, for the resumed run's tracker to continue.
+    #[serde(default)]
+    pub tracks: Vec<TrackSeed>,
 }
 
 impl Checkpoint {
@@ -71,6 +75,7 @@ impl Checkpoint {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             next_track,
             files: BTreeMap::new(),
+            tracks: Vec::new(),
         }
     }
 
@@ -106,6 +111,17 @@ impl Checkpoint {
         }
         if !cp.last_t.is_finite() {
             return Err(bad("its last stream time is not a number".into()));
+        }
+        let finite = |t: &TrackSeed| {
+            [t.x, t.y, t.vx, t.vy, t.heading, t.body_length, t.area]
+                .iter()
+                .chain(&t.bbox)
+                .all(|v| v.is_finite())
+        };
+        if !cp.tracks.iter().all(finite) {
+            return Err(bad(
+                "a track in it has a coordinate that is not a number".into()
+            ));
         }
         if cp
             .files

@@ -69,7 +69,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use crate::config::ConfigError;
-use crate::messages::{TrackStatus, TrackedFrame};
+use crate::messages::{TrackSeed, TrackStatus, TrackedFrame};
 use files::BufferedFile;
 
 /// The default output folder of `finprint run`: systemd's `StateDirectory=finprint`.
@@ -397,7 +397,49 @@ struct Checkpointing {
     pending: Option<Checkpoint>,
     /// Track ids below this have been seen.
     next_track: u64,
+    /// Each confirmed track's centre in the last frame, with that frame's stream time (for the
+    /// velocities of the checkpoint's track seeds).
+    last_seen: HashMap<u64, (f64, f32, f32)>,
     last_saved: Instant,
+}
+
+impl Checkpointing {
+    /// The checkpoint after frame `f`, pending until the files are written.
+    fn after(&mut self, f: &TrackedFrame) {
+        for t in &f.tracks {
+            self.next_track = self.next_track.max(t.track.saturating_add(1));
+        }
+        let mut cp =
+            Checkpoint::after_frame(&self.source, f.index, f.t, f.captured, self.next_track);
+        let mut seen = HashMap::with_capacity(f.tracks.len());
+        for t in f
+            .tracks
+            .iter()
+            .filter(|t| t.status != TrackStatus::Tentative)
+        {
+            let (vx, vy) = match self.last_seen.get(&t.track) {
+                Some(&(pt, px, py)) if f.t > pt && f.t - pt < 1.0 => {
+                    let dt = (f.t - pt) as f32;
+                    ((t.x - px) / dt, (t.y - py) / dt)
+                }
+                _ => (0.0, 0.0),
+            };
+            seen.insert(t.track, (f.t, t.x, t.y));
+            cp.tracks.push(TrackSeed {
+                track: t.track,
+                x: t.x,
+                y: t.y,
+                vx,
+                vy,
+                bbox: t.bbox,
+                heading: t.heading,
+                body_length: t.body_length,
+                area: t.area,
+            });
+        }
+        self.last_seen = seen;
+        self.pending = Some(cp);
+    }
 }
 
 const TRAJ_HEADER: &str =
@@ -559,6 +601,7 @@ impl Sinks {
             path,
             pending: None,
             next_track: resume.as_ref().map_or(0, |c| c.next_track),
+            last_seen: HashMap::new(),
             last_saved: Instant::now()
                 .checked_sub(interval)
                 .unwrap_or_else(Instant::now),
@@ -722,16 +765,7 @@ impl Sinks {
         }
 
         if let Some(cp) = &mut cs.checkpoint {
-            for t in &f.tracks {
-                cp.next_track = cp.next_track.max(t.track.saturating_add(1));
-            }
-            cp.pending = Some(Checkpoint::after_frame(
-                &cp.source,
-                f.index,
-                f.t,
-                f.captured,
-                cp.next_track,
-            ));
+            cp.after(f);
         }
 
         // Flush: when due, or at once for new interaction events; after a failure at most

@@ -255,8 +255,14 @@ impl Pipeline {
                 origin: c.origin(),
             });
             let mut tracker = Tracker::new(&cam.track, cam.view, cam.population);
+            let mut identifier = identifier;
             if let Some(c) = &resume {
+                // The fish of the last frame written are where the next frame shows them.
+                tracker.resume(&c.tracks, c.last_t);
                 tracker.number_tracks_from(c.next_track);
+                if let Some(i) = &mut identifier {
+                    i.tracks_continue();
+                }
             }
             let src = match ingest::spawn(&cam.name, &cam.source, at, tx, stop.clone()) {
                 Ok(s) => s,

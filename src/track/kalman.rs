@@ -137,6 +137,12 @@ impl MotionState {
         (s[2], s[3])
     }
 
+    /// Sets the velocity (px/s).
+    pub fn set_velocity(&mut self, vx: f64, vy: f64) {
+        self.est.state_mut()[2] = vx;
+        self.est.state_mut()[3] = vy;
+    }
+
     /// Sets the velocity to zero (a dormant track waits where it was last seen).
     pub fn stop(&mut self) {
         self.est.state_mut()[2] = 0.0;

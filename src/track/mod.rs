@@ -22,7 +22,7 @@ use pathfinding::prelude::kuhn_munkres_min;
 use serde::Deserialize;
 
 use crate::config::{CameraView, ConfigError};
-use crate::messages::{Detection, TrackReport, TrackStatus};
+use crate::messages::{Detection, TrackReport, TrackSeed, TrackStatus};
 use kalman::MotionState;
 
 /// Motion tracking settings of one camera. Every field has a default that suits a typical
@@ -647,6 +647,49 @@ impl Tracker {
     /// recording's track ids follow the ones its rows already use.
     pub fn number_tracks_from(&mut self, first: u64) {
         self.next_id = self.next_id.max(first);
+    }
+
+    /// Continues, at stream time `t`, the tracks of the last frame a resumed recording's
+    /// output folder has (see `output::checkpoint`): each seed becomes a confirmed track with
+    /// its id, centre, velocity and body, as if matched at `t`, so the fish are followed across
+    /// the restart as across any frame. Start-up rules (doubles at stream start, quick
+    /// confirmation) do not apply: the stream did not start here. Call before the first frame.
+    pub fn resume(&mut self, seeds: &[TrackSeed], t: f64) {
+        if !t.is_finite() || self.last_t.is_some() {
+            return;
+        }
+        for s in seeds {
+            if self.tracks.iter().any(|tr| tr.id == s.track) || s.track == 0 {
+                continue;
+            }
+            let bl = s.body_length.max(1.0);
+            let d = Detection {
+                x: s.x,
+                y: s.y,
+                bbox: s.bbox,
+                area: s.area,
+                axis_angle: s.heading,
+                major_axis: bl,
+                minor_axis: bl * BODY_ASPECT as f32,
+                length: bl,
+                fish_count: 1,
+                crop: None,
+                points: Vec::new(),
+            };
+            let numbered = self.next_id;
+            let mut tr = self.new_track(&d, t, true);
+            self.next_id = numbered;
+            tr.id = s.track;
+            tr.hits = 2 * self.cfg.min_hits;
+            tr.heading = s.heading;
+            tr.motion.set_velocity(f64::from(s.vx), f64::from(s.vy));
+            self.tracks.push(tr);
+            self.next_id = self.next_id.max(s.track.saturating_add(1));
+        }
+        self.last_t = Some(t);
+        self.frames = self
+            .frames
+            .max(u64::from(START_UP_CHECK_HITS) * u64::from(self.cfg.min_hits) + 1);
     }
 
     fn new_track(&mut self, d: &Detection, t: f64, confirmed: bool) -> Track {

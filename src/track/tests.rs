@@ -860,3 +860,62 @@ fn side_view_tracks_sharing_a_blob_keep_it_when_it_looks_like_one_fish() {
         "both tracks on the blob in only {held} of 24 frames"
     );
 }
+
+/// A resumed run continues the tracks of the last frame written: two fish swimming towards each
+/// other, touching in one blob at the first frame after the restart, keep their ids through it
+/// (the start-up rule would have removed one of two tracks on a one-fish blob); a fish that
+/// appears later gets a new id above the checkpoint's.
+#[test]
+fn a_resumed_tracker_continues_the_seeded_tracks_under_their_ids() {
+    let seed = |track: u64, x: f32, vx: f32| TrackSeed {
+        track,
+        x,
+        y: 100.0,
+        vx,
+        vy: 0.0,
+        bbox: [x - 10.0, 97.0, x + 10.0, 103.0],
+        heading: if vx >= 0.0 { 0.0 } else { std::f32::consts::PI },
+        body_length: 20.0,
+        area: 100.0,
+    };
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(3));
+    let t0 = 100.0;
+    tr.resume(&[seed(7, 190.0, 100.0), seed(4, 210.0, -100.0)], t0);
+    tr.number_tracks_from(12);
+    // The first frame after the restart: both fish in one blob the detector counts as one.
+    let mut blob = det(200.0, 100.0);
+    blob.bbox = [186.0, 97.0, 214.0, 103.0];
+    let reps = tr.update(t0 + DT, &[blob]);
+    let mut ids: Vec<u64> = reps
+        .iter()
+        .filter(|r| r.status != TrackStatus::Tentative)
+        .map(|r| r.track)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![4, 7], "{reps:?}");
+    // They part: each id stays with the fish that carried it before the restart.
+    let mut ids = (None, None);
+    for k in 2..20 {
+        let d = 4.0 * k as f32;
+        let t = t0 + k as f64 * DT;
+        let reps = tr.update(
+            t,
+            &[
+                det(200.0 + d, 100.0),
+                det(200.0 - d, 100.0),
+                det(400.0, 300.0),
+            ],
+        );
+        ids = (
+            id_near(&reps, 200.0 + d, 100.0, 3.0),
+            id_near(&reps, 200.0 - d, 100.0, 3.0),
+        );
+        if k > 10 {
+            assert!(
+                id_near(&reps, 400.0, 300.0, 3.0).is_some_and(|i| i >= 12),
+                "{reps:?}"
+            );
+        }
+    }
+    assert_eq!(ids, (Some(7), Some(4)));
+}
