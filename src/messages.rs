@@ -243,6 +243,9 @@ pub struct TrackSeed {
     pub body_length: f32,
     /// Area of the fish alone, px² (0 when unknown).
     pub area: f32,
+    /// The individual (label) its row carried, if any.
+    #[serde(default)]
+    pub individual: Option<String>,
 }
 
 /// Tracks after one frame: what outputs consume.

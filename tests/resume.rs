@@ -6,7 +6,10 @@
 //! on under their ids from where they were (new ones numbered above the first run's). A third
 //! start finds nothing left to do and changes no file.
 //!
-//! Needs `finprint synth` (built in) and GStreamer's Matroska/VP8 elements (as the daemon does).
+//! Every individual a row written before the crash names is in the saved identity state.
+//!
+//! Needs `finprint synth` (built in), GStreamer's Matroska/VP8 elements (as the daemon does),
+//! the ONNX Runtime library (the repo's `.venv` wheel or ORT_DYLIB_PATH) and the shipped encoder.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -103,10 +106,11 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
         &cfg,
         format!(
             "[[cameras]]\nname = \"tank\"\n[cameras.source]\nkind = \"file\"\npath = \"{}\"\n\n\
-             [identity]\nenabled = false\n\n\
+             [identity]\nstate_dir = \"{}\"\n\n\
              [output]\ndir = \"{}\"\nrotate = \"never\"\ncheckpoint_interval_s = 1\n\n\
              [http]\nenabled = false\n",
             video.display(),
+            dir.path().join("identity").display(),
             out.display()
         ),
     )
@@ -148,6 +152,33 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
         "checkpoint at {resumed_at}"
     );
     let (before, _) = rows(&out.join("tank/trajectories.csv"));
+    // Every individual a written row names is in the saved identity state: new individuals are
+    // saved before any row carries them, so a crash cannot orphan them.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("identity/tank.identity.json"))
+            .expect("the identity state was saved before the crash"),
+    )
+    .unwrap();
+    let known: HashSet<&str> = state["registry"]["individuals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    let named: HashSet<&str> = before
+        .iter()
+        .filter(|r| (num(r, "frame") as u64) < resumed_at)
+        .map(|r| r["individual"].as_str())
+        .filter(|i| !i.is_empty())
+        .collect();
+    assert!(
+        !named.is_empty(),
+        "no row before the crash names an individual"
+    );
+    assert!(
+        named.is_subset(&known),
+        "rows name individuals the saved state does not know: {named:?} vs {known:?}"
+    );
 
     // Second run: continues after the checkpoint and finishes the recording.
     let log = run_ok(&mut run(), "finprint run (resumed)");

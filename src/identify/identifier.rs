@@ -68,7 +68,7 @@ use super::solver::{self, Name, Window};
 use super::{IdentifyError, IdentityConfig};
 use crate::config::CameraView;
 use crate::embed::ModelCard;
-use crate::messages::{Detection, TrackReport, TrackStatus};
+use crate::messages::{Detection, TrackReport, TrackSeed, TrackStatus};
 
 struct Obs {
     t: f64,
@@ -218,6 +218,10 @@ pub struct Identifier {
     tokens: f64,
     last_t: Option<f64>,
     last_save: Instant,
+    /// The registry's `next_number` when the state was last saved: a new individual is saved
+    /// at once, before any row carries its id (after a crash the rows written still name
+    /// individuals the state knows).
+    saved_number: u64,
     seen: HashMap<String, f64>,
     warned_dim: bool,
     /// Last fragment number handed out.
@@ -240,6 +244,11 @@ pub struct Identifier {
     side_view: bool,
     /// Crops that counted as evidence since the last [`Identifier::take_sightings`] (raw ids).
     sightings: VecDeque<Sighting>,
+    /// Tracks the tracker continues from the run before (a resumed recording) and the
+    /// individual (raw id) their last written row carried; taken when the track is first seen.
+    continued: HashMap<u64, String>,
+    /// The first fragment of such a track, with that individual: written with it.
+    continued_fragments: HashMap<u64, String>,
 }
 
 /// A crop that counted for the regrouping and looked like a known individual (at least
@@ -353,6 +362,7 @@ impl Identifier {
         };
         let mut window = Window::default();
         window.restore(state.window.clone(), dim);
+        let saved_number = state.registry.next_number;
         let th = Thresholds::resolve(cfg, card);
         if th.new > th.accept {
             return Err(IdentifyError::Request(format!(
@@ -379,6 +389,7 @@ impl Identifier {
             tokens: cfg.budget_per_s,
             last_t: None,
             last_save: Instant::now(),
+            saved_number,
             seen: HashMap::new(),
             warned_dim: false,
             fragments: 0,
@@ -389,15 +400,34 @@ impl Identifier {
             waiting_since: None,
             side_view: false,
             sightings: VecDeque::new(),
+            continued: HashMap::new(),
+            continued_fragments: HashMap::new(),
         })
     }
 
     /// The camera's tracker continues the tracks of the run before (a resumed recording,
-    /// [`crate::track::Tracker::resume`]): the regrouping window's saved fragments go back on
-    /// their own tracks, so each links to the fragment its track goes on with, as across any
-    /// frame. Without it they go back on tracks of their own (track numbers start again).
-    pub fn tracks_continue(&mut self) {
+    /// [`crate::track::Tracker::resume`]): each goes on with the individual its last written
+    /// row carried (`seeds`, by label), its first fragment counted as written with it, and the
+    /// regrouping window's saved fragments go back on their own tracks, so each links to the
+    /// fragment its track goes on with, as across any frame. Without it they go back on tracks
+    /// of their own (track numbers start again). A label no individual has is ignored.
+    pub fn tracks_continue(&mut self, seeds: &[TrackSeed]) {
         self.window.keep_saved_tracks();
+        let st = read(&self.shared);
+        for s in seeds {
+            let Some(label) = &s.individual else { continue };
+            match st.registry.active().find(|i| i.label() == label.as_str()) {
+                Some(i) => {
+                    self.continued.insert(s.track, i.id.clone());
+                }
+                None => tracing::warn!(
+                    tank = %self.tank,
+                    track = s.track,
+                    individual = %label,
+                    "the checkpoint's track carried an individual the identity state does not know; it is identified afresh"
+                ),
+            }
+        }
     }
 
     /// The camera's view, once known (`view = "auto"` resolves after the background is
@@ -478,8 +508,16 @@ impl Identifier {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     self.fragments += 1;
+                    // A track continued across a restart goes on with the individual its rows
+                    // were written with, as it would have without the restart.
+                    let continued = self.continued.remove(&tr.track);
+                    if let Some(ind) = &continued {
+                        self.continued_fragments.insert(self.fragments, ind.clone());
+                    }
                     e.insert(Tracklet {
                         fragment: self.fragments,
+                        individual: continued.clone(),
+                        anchor: continued,
                         ..Default::default()
                     })
                 }
@@ -1351,6 +1389,9 @@ impl Identifier {
             if tr.status == TrackStatus::Confirmed {
                 self.window.confirmed(tl.fragment);
             }
+            if let Some(ind) = self.continued_fragments.remove(&tl.fragment) {
+                self.window.written(tl.fragment, &ind);
+            }
             if tl.after_tangle {
                 self.window.after_tangle(tl.fragment);
             }
@@ -1375,7 +1416,10 @@ impl Identifier {
         }
         let present = self.present_locked(&st, t);
         self.present_count.store(present, Ordering::Relaxed);
-        let due = st.dirty && self.last_save.elapsed().as_secs_f64() >= cfg.save_every_s;
+        let enrolled = st.registry.next_number;
+        let due = st.dirty
+            && (enrolled != self.saved_number
+                || self.last_save.elapsed().as_secs_f64() >= cfg.save_every_s);
         drop(st);
         // A regrouping costs about the square of the fragments in the window: beyond
         // REGROUP_FRAGMENTS it runs less often, so that its share of a core stays bounded
@@ -1389,6 +1433,7 @@ impl Identifier {
         }
         if due && let Some(p) = self.store.clone() {
             self.last_save = Instant::now();
+            self.saved_number = enrolled;
             if let Err(e) = save_shared(&self.shared, &p) {
                 tracing::error!(tank = %self.tank, error = %e, "identity state not saved; will retry");
             }
@@ -2475,6 +2520,57 @@ mod tests {
         // A crop cut before what the tracklet remembers counts for no fragment.
         id.observe(-100.0, 1, &axis(0), 1.0);
         assert_eq!(evidence(&id, c).0, 0.0);
+    }
+
+    /// A resumed recording: tracks the tracker continues go on with the individual their last
+    /// written row carried (by label, renamed individuals too), before any crop of theirs is
+    /// seen, and the regrouping keeps it; a label the state does not know is identified afresh.
+    #[test]
+    fn continued_tracks_go_on_with_the_individual_of_their_last_row() {
+        let (mut id, ids) = enrolled(3, 3);
+        write(&id.shared)
+            .registry
+            .rename(&ids[1], Some("nemo".into()))
+            .expect("rename");
+        let seed = |track: u64, individual: Option<&str>| TrackSeed {
+            track,
+            x: 0.0,
+            y: 0.0,
+            vx: 0.0,
+            vy: 0.0,
+            bbox: [0.0; 4],
+            heading: 0.0,
+            body_length: 10.0,
+            area: 1.0,
+            individual: individual.map(str::to_string),
+        };
+        id.tracks_continue(&[
+            seed(4, Some(&ids[2])),
+            seed(7, Some("nemo")),
+            seed(9, Some("fish-999")),
+        ]);
+        let dets = vec![
+            det([0.0, 0.0, 30.0, 10.0], 1),
+            det([100.0, 0.0, 130.0, 10.0], 1),
+            det([200.0, 0.0, 230.0, 10.0], 1),
+        ];
+        let mut tracks = vec![report(4, Some(0)), report(7, Some(1)), report(9, Some(2))];
+        for k in 0..3 {
+            let t = 10.0 + 0.1 * f64::from(k);
+            id.wants_embedding(t, &tracks, &dets);
+            id.assign(t, &mut tracks);
+            let labels: Vec<Option<&str>> =
+                tracks.iter().map(|t| t.individual.as_deref()).collect();
+            assert_eq!(
+                labels,
+                vec![Some(ids[2].as_str()), Some("nemo"), None],
+                "frame {k}"
+            );
+        }
+        id.finish(10.3);
+        let names = id.take_regrouped().expect("regrouped");
+        let frag = id.fragment_of(4).expect("fragment");
+        assert_eq!(names.get(&frag), Some(&Some(ids[2].clone())));
     }
 
     #[test]

@@ -435,6 +435,7 @@ impl Checkpointing {
                 heading: t.heading,
                 body_length: t.body_length,
                 area: t.area,
+                individual: t.individual.clone(),
             });
         }
         self.last_seen = seen;

@@ -261,7 +261,7 @@ impl Pipeline {
                 tracker.resume(&c.tracks, c.last_t);
                 tracker.number_tracks_from(c.next_track);
                 if let Some(i) = &mut identifier {
-                    i.tracks_continue();
+                    i.tracks_continue(&c.tracks);
                 }
             }
             let src = match ingest::spawn(&cam.name, &cam.source, at, tx, stop.clone()) {

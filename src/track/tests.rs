@@ -877,6 +877,7 @@ fn a_resumed_tracker_continues_the_seeded_tracks_under_their_ids() {
         heading: if vx >= 0.0 { 0.0 } else { std::f32::consts::PI },
         body_length: 20.0,
         area: 100.0,
+        individual: None,
     };
     let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(3));
     let t0 = 100.0;
