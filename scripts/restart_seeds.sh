@@ -1,40 +1,45 @@
 #!/usr/bin/env bash
-# Issue 5's restart figure on 8-fish tanks, the way BENCHMARKS.md (round 22) measures it: for
-# each seed, renders the 8-fish side-view tank of `scripts/identity_seeds.sh` (or reuses it from
-# $TANKS), cuts it into frames, runs `finprint run` on the first half, again on the second half
-# with the same identity state folder (a restart), and once on the whole recording with a fresh
+# Issue 5's restart figure on 8-fish tanks, the way BENCHMARKS.md (rounds 22, 23) measures it:
+# for each seed, renders the 8-fish side-view tank of `scripts/identity_seeds.sh` (or reuses it
+# from $TANKS), cuts it into frames, runs `finprint run` on the first half and then again (a
+# restart) with the same identity state folder, and once on the whole recording with a fresh
 # one; `scripts/restart_score.py` scores each tank and the last line sums them.
 #   FINPRINT_BIN=target/release/finprint scripts/restart_seeds.sh [SEED ...]
 # Env: TANKS (default target/identity-tanks), OUT (default $TANKS/restart), HALF (default 300:
-#      the first frame after the restart). Needs gst-launch-1.0 (GStreamer tools).
+#      the first frame after the restart), FLOW: `resume` (default: one source whose frames
+#      after HALF appear only for the second run, as in a recording that grows; the second run
+#      resumes it from the output folder's checkpoint) or `halves` (round 22: each run its own
+#      source of one half, outputs apart: a second recording started with the saved state).
+#      Needs gst-launch-1.0 (GStreamer tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BIN=${FINPRINT_BIN:-target/release/finprint}
 TANKS=${TANKS:-target/identity-tanks}
 OUT=${OUT:-$TANKS/restart}
 HALF=${HALF:-300}
+FLOW=${FLOW:-resume}
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.venv/lib/libonnxruntime.so}
 mkdir -p "$OUT"
 seeds=("$@")
 ((${#seeds[@]})) || seeds=(3 7 11 21 51)
 
-config() { # NAME START STOP STATE_DIR
+config() { # NAME START STOP STATE_DIR [FRAMES OUT]: STOP "" reads to the first missing file
   cat > "$dir/$1.toml" <<EOT
 [[cameras]]
 name = "tank"
 population = 8
 [cameras.source]
 kind = "image_sequence"
-pattern = "$dir/frames/frame_%06d.jpg"
+pattern = "$dir/${5:-frames}/frame_%06d.jpg"
 start_index = $2
-stop_index = $3
+${3:+stop_index = $3}
 framerate = 30
 
 [identity]
 state_dir = "$4"
 
 [output]
-dir = "$dir/out-$1"
+dir = "$dir/${6:-out-$1}"
 rotate = "never"
 
 [http]
@@ -42,7 +47,7 @@ enabled = false
 EOT
 }
 
-echo "# $BIN ($(stat -c %y "$BIN" | cut -d. -f1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), restart at frame $HALF" | tee "$OUT.summary.txt"
+echo "# $BIN ($(stat -c %y "$BIN" | cut -d. -f1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), $FLOW flow, restart at frame $HALF" | tee "$OUT.summary.txt"
 for s in "${seeds[@]}"; do
   tank="$TANKS/s$s" dir="$PWD/$OUT/s$s"
   mkdir -p "$TANKS"
@@ -52,13 +57,41 @@ for s in "${seeds[@]}"; do
   gst-launch-1.0 -q filesrc location="$tank/video.mkv" ! decodebin ! videoconvert ! jpegenc quality=95 \
     ! multifilesink location="$dir/frames/frame_%06d.jpg"
   last=$(( $(find "$dir/frames" -name 'frame_*.jpg' | wc -l) - 1 ))
-  config before 0 $((HALF - 1)) "$dir/state"
-  config after "$HALF" "$last" "$dir/state"
   config whole 0 "$last" "$dir/state-whole"
-  for run in before after whole; do
-    "$BIN" run --log warn --config "$dir/$run.toml" 2>"$dir/$run.log" \
-      || { echo "seed $s: $run failed (see $dir/$run.log)"; continue 2; }
-  done
+  "$BIN" run --log warn --config "$dir/whole.toml" 2>"$dir/whole.log" \
+    || { echo "seed $s: whole failed (see $dir/whole.log)"; continue; }
+  if [ "$FLOW" = halves ]; then
+    config before 0 $((HALF - 1)) "$dir/state"
+    config after "$HALF" "$last" "$dir/state"
+    for run in before after; do
+      "$BIN" run --log warn --config "$dir/$run.toml" 2>"$dir/$run.log" \
+        || { echo "seed $s: $run failed (see $dir/$run.log)"; continue 2; }
+    done
+  else
+    mkdir -p "$dir/growing"
+    config resumed 0 "" "$dir/state" growing out-resumed
+    grow() { # FROM TO: the frames [FROM, TO] appear
+      for ((i = $1; i <= $2; i++)); do
+        ln "$dir/frames/$(printf frame_%06d.jpg "$i")" "$dir/growing/"
+      done
+    }
+    grow 0 $((HALF - 1))
+    if ! "$BIN" run --log warn --config "$dir/resumed.toml" 2>"$dir/before.log"; then
+      echo "seed $s: first run failed (see $dir/before.log)"
+      continue
+    fi
+    grow "$HALF" "$last"
+    "$BIN" run --log info --config "$dir/resumed.toml" 2>"$dir/after.log" \
+      || { echo "seed $s: resumed run failed (see $dir/after.log)"; continue; }
+    grep -q "continuing after it" "$dir/after.log" || echo "seed $s: the second run did not resume"
+    # Split the one output at the restart, as the score reads it.
+    for run in before after; do mkdir -p "$dir/out-$run/tank"; done
+    awk -F, -v h="$HALF" -v d="$dir" 'NR == 1 {print > (d "/out-before/tank/trajectories.csv");
+      print > (d "/out-after/tank/trajectories.csv"); next}
+      {print > (d "/out-" ($1 < h ? "before" : "after") "/tank/trajectories.csv")}' \
+      "$dir/out-resumed/tank/trajectories.csv"
+    rm -rf "$dir/growing"
+  fi
   echo "seed $s: $(.venv/bin/python scripts/restart_score.py --truth "$tank/truth.csv" --runs "$dir" --half "$HALF")"
   rm -rf "$dir/frames"
 done | tee -a "$OUT.summary.txt"

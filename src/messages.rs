@@ -246,6 +246,10 @@ pub struct TrackSeed {
     /// The individual (label) its row carried, if any.
     #[serde(default)]
     pub individual: Option<String>,
+    /// The box of the blob it shared with other tracks in that frame (fish touching or one
+    /// behind another), if it did.
+    #[serde(default)]
+    pub shared_box: Option<[f32; 4]>,
 }
 
 /// Tracks after one frame: what outputs consume.

@@ -2543,6 +2543,7 @@ mod tests {
             body_length: 10.0,
             area: 1.0,
             individual: individual.map(str::to_string),
+            shared_box: None,
         };
         id.tracks_continue(&[
             seed(4, Some(&ids[2])),

@@ -412,6 +412,20 @@ impl Checkpointing {
         let mut cp =
             Checkpoint::after_frame(&self.source, f.index, f.t, f.captured, self.next_track);
         let mut seen = HashMap::with_capacity(f.tracks.len());
+        // Tracks matched to one detection share its blob: the union of their boxes.
+        let mut blobs: HashMap<usize, (usize, [f32; 4])> = HashMap::new();
+        for t in &f.tracks {
+            if let Some(d) = t.detection {
+                let b = blobs.entry(d).or_insert((0, t.bbox));
+                b.0 += 1;
+                b.1 = [
+                    b.1[0].min(t.bbox[0]),
+                    b.1[1].min(t.bbox[1]),
+                    b.1[2].max(t.bbox[2]),
+                    b.1[3].max(t.bbox[3]),
+                ];
+            }
+        }
         for t in f
             .tracks
             .iter()
@@ -436,6 +450,11 @@ impl Checkpointing {
                 body_length: t.body_length,
                 area: t.area,
                 individual: t.individual.clone(),
+                shared_box: t
+                    .detection
+                    .and_then(|d| blobs.get(&d))
+                    .filter(|b| b.0 >= 2)
+                    .map(|b| b.1),
             });
         }
         self.last_seen = seen;

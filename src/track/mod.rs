@@ -683,6 +683,10 @@ impl Tracker {
             tr.hits = 2 * self.cfg.min_hits;
             tr.heading = s.heading;
             tr.motion.set_velocity(f64::from(s.vx), f64::from(s.vy));
+            // Side view: a blob continuing the one it shared keeps a slot for each of them.
+            tr.shared_box = s
+                .shared_box
+                .filter(|b| self.fit_bodies && b.iter().all(|v| v.is_finite()));
             self.tracks.push(tr);
             self.next_id = self.next_id.max(s.track.saturating_add(1));
         }

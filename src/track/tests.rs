@@ -878,6 +878,7 @@ fn a_resumed_tracker_continues_the_seeded_tracks_under_their_ids() {
         body_length: 20.0,
         area: 100.0,
         individual: None,
+        shared_box: None,
     };
     let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Top, Some(3));
     let t0 = 100.0;
