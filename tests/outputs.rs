@@ -642,7 +642,10 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
     }];
     let t0 = UNIX_EPOCH + Duration::from_secs(T0);
     let mut sinks = Sinks::build(&c, &cams).unwrap();
-    assert_eq!(sinks.resume_recording("tank", "file a.mkv").unwrap(), None);
+    assert_eq!(
+        sinks.resume_source("tank", "file a.mkv", true).unwrap(),
+        None
+    );
     for i in 0..20u64 {
         let tracks = vec![track(3 + i / 10, TrackStatus::Confirmed, true, 50.0, 60.0)];
         sinks.consume(&frame("tank", i, 25.0, t0, tracks)).unwrap();
@@ -658,7 +661,10 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
     std::fs::write(&traj, &after).unwrap();
 
     let mut other = Sinks::build(&c, &cams).unwrap();
-    assert_eq!(other.resume_recording("tank", "file b.mkv").unwrap(), None);
+    assert_eq!(
+        other.resume_source("tank", "file b.mkv", true).unwrap(),
+        None
+    );
     assert_eq!(
         std::fs::read(&traj).unwrap(),
         after,
@@ -668,7 +674,7 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
 
     let mut again = Sinks::build(&c, &cams).unwrap();
     let cp = again
-        .resume_recording("tank", "file a.mkv")
+        .resume_source("tank", "file a.mkv", true)
         .unwrap()
         .expect("resumes");
     assert_eq!((cp.next_frame, cp.next_track), (20, 5));
@@ -691,12 +697,17 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
         let _ = std::fs::remove_file(dir.path().join("tank").join(f));
     }
     let mut fresh = Sinks::build(&c, &cams).unwrap();
-    assert_eq!(fresh.resume_recording("tank", "file a.mkv").unwrap(), None);
+    assert_eq!(
+        fresh.resume_source("tank", "file a.mkv", true).unwrap(),
+        None
+    );
 
     // A damaged checkpoint stops the start with the file named.
     std::fs::write(dir.path().join("tank/checkpoint.json"), b"{").unwrap();
     let mut broken = Sinks::build(&c, &cams).unwrap();
-    let e = broken.resume_recording("tank", "file a.mkv").unwrap_err();
+    let e = broken
+        .resume_source("tank", "file a.mkv", true)
+        .unwrap_err();
     assert!(matches!(e, OutputError::Checkpoint { .. }), "{e}");
     let bad = OutputConfig {
         checkpoint_interval_s: 0.0,

@@ -293,3 +293,93 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
     assert!(log.contains("processed it to its end"), "{log}");
     assert_eq!(sizes(&out.join("tank")), files);
 }
+
+/// A live camera's daemon stopped and started again (SIGTERM, as `systemctl restart` does) goes
+/// on numbering its frames and tracks after the first run's, and its stream time after the
+/// first run's too (with the downtime in it): the rows of one day's file never repeat a frame
+/// number or give one track id to two tracks. Nothing is cut or skipped: live frames of the
+/// downtime do not exist.
+#[test]
+fn a_live_camera_restarted_goes_on_numbering_frames_and_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cfg = dir.path().join("live.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[cameras]]\nname = \"cam\"\n[cameras.source]\nkind = \"test_pattern\"\n\
+             pattern = \"ball\"\nwidth = 320\nheight = 240\nframerate = 25\nlive = true\n\n\
+             [identity]\nenabled = false\n\n\
+             [output]\ndir = \"{}\"\nrotate = \"never\"\n\n[http]\nenabled = false\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let counts = out.join("cam/counts.csv");
+    let run_for = |frames: usize| {
+        let mut child = Command::new(BIN)
+            .args(["run", "--log", "info", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn finprint run");
+        let start = Instant::now();
+        let before = std::fs::read_to_string(&counts).map_or(0, |t| t.lines().count());
+        while std::fs::read_to_string(&counts).map_or(0, |t| t.lines().count()) < before + frames {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "finprint run ended by itself"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no frames within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let st = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert!(
+            child.wait().unwrap().success(),
+            "finprint run failed on SIGTERM"
+        );
+    };
+    run_for(40);
+    let (first, _) = rows(&counts);
+    let n_first = first.len();
+    run_for(40);
+    let (all, headers) = rows(&counts);
+    assert_eq!(headers, 1);
+    assert!(all.len() >= n_first + 40);
+    for w in all.windows(2) {
+        assert!(
+            num(&w[1], "frame") > num(&w[0], "frame") && num(&w[1], "t") > num(&w[0], "t"),
+            "frame {} (t {}) after frame {} (t {})",
+            w[1]["frame"],
+            w[1]["t"],
+            w[0]["frame"],
+            w[0]["t"]
+        );
+    }
+    assert!(num(&all[n_first], "frame") >= num(&all[n_first - 1], "frame") + 1.0);
+    // Tracks of the second run are numbered after every track of the first.
+    let (traj, _) = rows(&out.join("cam/trajectories.csv"));
+    let last_first = num(&first[n_first - 1], "frame");
+    let max_first = traj
+        .iter()
+        .filter(|r| num(r, "frame") <= last_first)
+        .map(|r| num(r, "track"))
+        .fold(0.0, f64::max);
+    let second: Vec<f64> = traj
+        .iter()
+        .filter(|r| num(r, "frame") > last_first)
+        .map(|r| num(r, "track"))
+        .collect();
+    assert!(
+        second.iter().all(|&t| t > max_first),
+        "a track id of the first run is used again after the restart: {max_first} vs {second:?}"
+    );
+}

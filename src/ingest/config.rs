@@ -420,11 +420,12 @@ impl SourceConfig {
         }
     }
 
-    /// What names a recording across restarts, for the outputs' checkpoint: `None` for live
-    /// sources and test patterns. A local file's key includes its size and modification time
+    /// What names a source across restarts, for the outputs' checkpoint: `None` for a test
+    /// pattern that is not live. A local file's key includes its size and modification time
     /// (read here), so a file replaced under the same name is not resumed.
-    pub fn recording_key(&self) -> Option<String> {
+    pub fn resume_key(&self) -> Option<String> {
         match self {
+            _ if self.is_live() => Some(self.describe()),
             SourceConfig::File { path } => {
                 let local = !path.contains("://");
                 let stamp = local

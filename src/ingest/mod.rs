@@ -30,15 +30,18 @@ use crate::config::ConfigError;
 #[allow(unused_imports)]
 use crate::messages::Frame;
 
-/// Where a recording continues after a restart (from the outputs' checkpoint).
+/// Where a source continues after a restart (from the outputs' checkpoint). A recording
+/// continues after the frames a previous run processed; a live source only goes on numbering
+/// its frames and timing them from the first run's origin (the frames of the downtime do not
+/// exist).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Resume {
     /// Index of the first frame delivered.
     pub next_frame: u64,
-    /// Frames up to this stream time (s) were processed before and are skipped (by a seek
-    /// where the recording allows one, else by decoding past them).
+    /// Recordings: frames up to this stream time (s) were processed before and are skipped
+    /// (by a seek where the recording allows one, else by decoding past them).
     pub after_t: f64,
-    /// Capture time of stream time 0, so capture times go on from the first run's.
+    /// Capture time of stream time 0, so stream and capture times go on from the first run's.
     pub origin: SystemTime,
 }
 
@@ -260,7 +263,8 @@ impl SourceHandle {
 /// Checks done here, before any thread starts: the config validates, GStreamer and the needed
 /// elements are installed, a file path (or the first image of a sequence) exists and is readable.
 /// Live sources that cannot connect are not an error here: they retry with backoff.
-/// A recording given `resume` continues after the frames a previous run processed.
+/// A recording given `resume` continues after the frames a previous run processed; a live source
+/// numbers and times its frames on from it.
 pub fn spawn(
     camera: &str,
     cfg: &SourceConfig,
@@ -274,7 +278,6 @@ pub fn spawn(
     preflight(cfg)?;
     let camera: Arc<str> = Arc::from(camera);
     let stats = Arc::new(IngestStats::default());
-    let resume = resume.filter(|_| !cfg.is_live());
     let ctx = run::Ctx::new(camera.clone(), cfg.clone(), resume, tx, stop, stats.clone());
     let thread = std::thread::Builder::new()
         .name(format!("ingest-{camera}"))

@@ -46,6 +46,8 @@ pub(crate) struct Ctx {
     /// A recording continuing after a previous run's frames: frames are numbered from
     /// `next_frame` here (not by arrival) and those up to `after_t` skipped.
     resume: Option<Resume>,
+    /// A live source continuing a previous run's numbering: stream time 0 at this capture time.
+    live_origin: Option<SystemTime>,
     /// Frames decoded and skipped while resuming.
     skipped: u64,
 }
@@ -82,6 +84,9 @@ impl Ctx {
         stats: Arc<IngestStats>,
     ) -> Ctx {
         let what = cfg.describe();
+        let first = resume.map_or(0, |r| r.next_frame);
+        let live_origin = resume.filter(|_| cfg.is_live()).map(|r| r.origin);
+        let resume = resume.filter(|_| !cfg.is_live());
         Ctx {
             camera,
             cfg,
@@ -89,10 +94,11 @@ impl Ctx {
             tx,
             stop,
             stats,
-            arrivals: Arc::new(AtomicU64::new(0)),
-            next_index: resume.map_or(0, |r| r.next_frame),
+            arrivals: Arc::new(AtomicU64::new(first)),
+            next_index: first,
             copier: FrameCopier::default(),
             resume,
+            live_origin,
             skipped: 0,
         }
     }
@@ -429,7 +435,7 @@ impl Ctx {
         let mut backoff = Duration::from_millis(policy.initial_backoff_ms);
         let mut outage: Option<(SystemTime, String)> = None;
         let mut last_frame: Option<SystemTime> = None;
-        let mut epoch: Option<SystemTime> = None;
+        let mut epoch: Option<SystemTime> = self.live_origin;
         let mut attempt: u64 = 0;
         loop {
             if self.stopped() {

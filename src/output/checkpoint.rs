@@ -5,7 +5,9 @@
 //! One file per camera, `<dir>/<camera>/checkpoint.json`, written atomically by the writer
 //! right after it has written and `fsync`ed the camera's files: a checkpoint never claims rows
 //! that are not on disk. On resume the files are cut back to the lengths it recorded (rows
-//! written after it are written again) and the source continues at its next frame.
+//! written after it are written again) and the source continues at its next frame. A live
+//! camera's checkpoint only carries its frame and track numbers and its time origin on: its
+//! rows are never cut, since its frames cannot be read again.
 //! Must never decide what a source reads: it only records and loads.
 
 use std::collections::BTreeMap;
@@ -28,8 +30,9 @@ const VERSION: u32 = 1;
 pub struct Checkpoint {
     /// Format version; this build reads and writes 1.
     pub version: u32,
-    /// The recording, as `SourceConfig::recording_key` describes it (path, size and
-    /// modification time of a file; pattern, indexes and frame rate of an image sequence).
+    /// The source, as `SourceConfig::resume_key` describes it (path, size and
+    /// modification time of a file; pattern, indexes and frame rate of an image sequence; the
+    /// description of a live camera).
     pub source: String,
     /// Index of the first frame whose rows are not in the files: where a restart continues.
     pub next_frame: u64,
@@ -135,10 +138,11 @@ impl Checkpoint {
 
     /// Writes the checkpoint atomically to `path`.
     pub fn save(&self, path: &Path) -> Result<(), OutputError> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| OutputError::Checkpoint {
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| OutputError::Checkpoint {
             path: path.to_path_buf(),
             message: format!("cannot serialise it: {e}"),
         })?;
+        bytes.push(b'\n');
         crate::durable::write_atomic(path, &bytes).map_err(|source| OutputError::Write {
             path: path.to_path_buf(),
             source,

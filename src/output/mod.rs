@@ -46,9 +46,10 @@
 //! `fsync`ed on rotation and on [`Sinks::close`]. Parquet is not implemented (see
 //! [`OutputConfig::parquet`]).
 //!
-//! **`checkpoint.json`** (recordings, `resume = true`): how far the camera's rows go, written
-//! every `checkpoint_interval_s` after an `fsync` and at close; a restarted run continues after
-//! it ([`checkpoint`], [`Sinks::resume_recording`]).
+//! **`checkpoint.json`** (`resume = true`): how far the camera's rows go, written every
+//! `checkpoint_interval_s` after an `fsync` and at close; a restarted run continues a recording
+//! after it, and a live camera's frame and track numbers ([`checkpoint`],
+//! [`Sinks::resume_source`]).
 
 pub mod checkpoint;
 pub mod files;
@@ -157,9 +158,10 @@ pub struct OutputConfig {
     pub max_buffer_mib: u32,
     /// A recording (`file` or `image_sequence` camera) that `finprint run` is restarted on
     /// continues after the rows it already has in `dir` (`<camera>/checkpoint.json`), so a
-    /// restart, crash or power cut neither writes rows twice nor loses them. `false`: every run
-    /// starts at the recording's first frame and appends its rows again. Default `true`;
-    /// `finprint replay` never resumes.
+    /// restart, crash or power cut neither writes rows twice nor loses them; a live camera goes
+    /// on numbering frames and tracks (and timing frames) after its last run's. `false`: every
+    /// run starts at the recording's first frame and appends its rows again, and numbers from 0.
+    /// Default `true`; `finprint replay` never resumes.
     pub resume: bool,
     /// How often a recording's checkpoint is written (s): its files are `fsync`ed first, and
     /// after a crash at most this much of the recording is processed again. Default 10;
@@ -389,7 +391,7 @@ struct CameraSinks {
 
 /// A camera's checkpoint bookkeeping (see [`checkpoint`]).
 struct Checkpointing {
-    /// The recording (`SourceConfig::recording_key`).
+    /// The source (`SourceConfig::resume_key`).
     source: String,
     /// Where the next checkpoint goes.
     path: PathBuf,
@@ -569,14 +571,16 @@ impl Sinks {
         })
     }
 
-    /// Keeps a checkpoint for `camera`, whose source is the recording `source` (see
-    /// [`checkpoint`]), and returns where that recording's rows in the output folder end (its
-    /// last checkpoint, with the camera's files cut back to it): the resumed run continues
-    /// there and numbers tracks from its `next_track`. `None`: start at the first frame.
-    pub fn resume_recording(
+    /// Keeps a checkpoint for `camera`, whose source is `source` (see [`checkpoint`]), and
+    /// returns where that source's rows in the output folder end (its last checkpoint): the
+    /// run goes on numbering frames and tracks from there. A `recording` continues after those
+    /// frames, with the camera's files cut back to the checkpoint; a live camera's rows are never
+    /// cut (its frames cannot be read again). `None`: start at the first frame.
+    pub fn resume_source(
         &mut self,
         camera: &str,
         source: &str,
+        recording: bool,
     ) -> Result<Option<Checkpoint>, OutputError> {
         let interval = Duration::from_secs_f64(self.cfg.checkpoint_interval_s);
         let Some(cs) = self.cameras.get_mut(camera) else {
@@ -587,6 +591,15 @@ impl Sinks {
         };
         let path = Checkpoint::path(&cs.dir);
         let resume = match Checkpoint::load(&path)? {
+            Some(cp) if cp.source == source && !recording => {
+                tracing::info!(
+                    camera,
+                    "{source}: frame and track numbers go on from the last run's (frame {}, track {})",
+                    cp.next_frame,
+                    cp.next_track
+                );
+                Some(cp)
+            }
             Some(cp) if cp.source == source && cp.rows_gone(&cs.dir) => {
                 tracing::warn!(
                     camera,

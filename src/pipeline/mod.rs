@@ -175,11 +175,14 @@ impl Pipeline {
             })
             .collect();
         let mut sinks = Sinks::build(&cfg.output, &infos)?.with_metrics(metrics.clone());
-        // Recordings continue after the rows a previous run left in the output folder.
+        // Recordings continue after the rows a previous run left in the output folder; live
+        // cameras go on numbering frames and tracks from them.
         let mut resumes = Vec::new();
         for cam in &cfg.cameras {
-            resumes.push(match cam.source.recording_key() {
-                Some(key) if cfg.output.resume => sinks.resume_recording(&cam.name, &key)?,
+            resumes.push(match cam.source.resume_key() {
+                Some(key) if cfg.output.resume => {
+                    sinks.resume_source(&cam.name, &key, !cam.source.is_live())?
+                }
                 _ => None,
             });
         }
@@ -257,9 +260,11 @@ impl Pipeline {
             let mut tracker = Tracker::new(&cam.track, cam.view, cam.population);
             let mut identifier = identifier;
             if let Some(c) = &resume {
+                tracker.number_tracks_from(c.next_track);
+            }
+            if let Some(c) = resume.as_ref().filter(|_| !cam.source.is_live()) {
                 // The fish of the last frame written are where the next frame shows them.
                 tracker.resume(&c.tracks, c.last_t);
-                tracker.number_tracks_from(c.next_track);
                 if let Some(i) = &mut identifier {
                     i.tracks_continue(&c.tracks);
                 }
