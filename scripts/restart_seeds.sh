@@ -49,7 +49,7 @@ EOT
 
 echo "# $BIN ($(stat -c %y "$BIN" | cut -d. -f1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes'), $FLOW flow, restart at frame $HALF" | tee "$OUT.summary.txt"
 for s in "${seeds[@]}"; do
-  tank="$TANKS/s$s" dir="$PWD/$OUT/s$s"
+  tank="$TANKS/s$s" dir="$(realpath -m "$OUT/s$s")"
   mkdir -p "$TANKS"
   scripts/render_tank.sh "$s" "$tank"
   rm -rf "$dir"
