@@ -391,12 +391,17 @@ impl Ctx {
         if !matches!(self.cfg, SourceConfig::File { .. }) || after_t <= 0.0 {
             return;
         }
-        let preroll = built.pipeline.set_state(gst::State::Paused).is_ok()
-            && built
-                .pipeline
-                .state(clock(Duration::from_secs(10)))
-                .0
-                .is_ok();
+        // Preroll (at most 10 s), looking at the stop flag between waits.
+        let mut preroll = built.pipeline.set_state(gst::State::Paused).is_ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while preroll {
+            match built.pipeline.state(clock(POLL)).0 {
+                Ok(gst::StateChangeSuccess::Async)
+                    if !self.stopped() && Instant::now() < deadline => {}
+                Ok(gst::StateChangeSuccess::Async) | Err(_) => preroll = false,
+                Ok(_) => break,
+            }
+        }
         let target = gst::ClockTime::from_nseconds((after_t * 1e9) as u64 + 1);
         let sought = preroll
             && built
