@@ -164,6 +164,14 @@ struct Scores {
 /// turning shows little pattern).
 const REGROUP_MIN_QUALITY: f32 = 0.5;
 
+/// The state is saved before `save_every_s` once the gallery holds this many times the
+/// prototypes it held at the last save (and at least [`GROWTH_SAVE_MIN_S`] after it): while a
+/// tank's gallery is young the whole file is small and what a crash would lose is most of it;
+/// later it grows slowly and `save_every_s` governs.
+const GROWTH_SAVE: f64 = 1.5;
+/// Shortest time between two saves for gallery growth, s.
+const GROWTH_SAVE_MIN_S: f64 = 5.0;
+
 /// Fragments in the regrouping window up to which it runs every `relabel_every_s` (one run
 /// takes about 10 ms at 250 fragments, 80 ms at 720).
 const REGROUP_FRAGMENTS: f64 = 250.0;
@@ -222,6 +230,10 @@ pub struct Identifier {
     /// at once, before any row carries its id (after a crash the rows written still name
     /// individuals the state knows).
     saved_number: u64,
+    /// Gallery prototypes when the state was last saved: a young gallery, growing fast, is
+    /// saved as it grows ([`GROWTH_SAVE`]), so a crash in a tank's first minutes keeps most of
+    /// what it learned.
+    saved_prototypes: usize,
     seen: HashMap<String, f64>,
     warned_dim: bool,
     /// Last fragment number handed out.
@@ -363,6 +375,7 @@ impl Identifier {
         let mut window = Window::default();
         window.restore(state.window.clone(), dim);
         let saved_number = state.registry.next_number;
+        let saved_prototypes = state.gallery.len();
         let th = Thresholds::resolve(cfg, card);
         if th.new > th.accept {
             return Err(IdentifyError::Request(format!(
@@ -390,6 +403,7 @@ impl Identifier {
             last_t: None,
             last_save: Instant::now(),
             saved_number,
+            saved_prototypes,
             seen: HashMap::new(),
             warned_dim: false,
             fragments: 0,
@@ -1417,9 +1431,13 @@ impl Identifier {
         let present = self.present_locked(&st, t);
         self.present_count.store(present, Ordering::Relaxed);
         let enrolled = st.registry.next_number;
+        let prototypes = st.gallery.len();
+        let since = self.last_save.elapsed().as_secs_f64();
         let due = st.dirty
             && (enrolled != self.saved_number
-                || self.last_save.elapsed().as_secs_f64() >= cfg.save_every_s);
+                || since >= cfg.save_every_s
+                || (since >= GROWTH_SAVE_MIN_S
+                    && prototypes as f64 >= GROWTH_SAVE * self.saved_prototypes.max(1) as f64));
         drop(st);
         // A regrouping costs about the square of the fragments in the window: beyond
         // REGROUP_FRAGMENTS it runs less often, so that its share of a core stays bounded
@@ -1434,6 +1452,7 @@ impl Identifier {
         if due && let Some(p) = self.store.clone() {
             self.last_save = Instant::now();
             self.saved_number = enrolled;
+            self.saved_prototypes = prototypes;
             if let Err(e) = save_shared(&self.shared, &p) {
                 tracing::error!(tank = %self.tank, error = %e, "identity state not saved; will retry");
             }

@@ -45,7 +45,8 @@ pub struct IdentityConfig {
     /// otherwise no persistence (identities live for the run only, as in `finprint replay`).
     pub state_dir: Option<PathBuf>,
     /// Save the state at most this often when it changed, seconds (default 60; also at
-    /// shutdown and after every API change).
+    /// shutdown and after every API change, at once when an individual is enrolled, and
+    /// sooner while a young gallery grows by half between saves).
     pub save_every_s: f64,
     /// Nearest prototypes retrieved per embedding (default 32).
     pub k: usize,
