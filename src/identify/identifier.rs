@@ -321,6 +321,16 @@ fn normalized(v: &[f32]) -> Option<Vec<f32>> {
     crate::embed::preprocess::l2_normalize(&mut v).then_some(v)
 }
 
+/// Whether a changed state is saved now: at once when an individual was enrolled since the last
+/// save, after `save_every_s`, or sooner while the gallery grows fast (`prototypes`: at the
+/// last save and now; see [`GROWTH_SAVE`]).
+fn save_due(enrolled: bool, since_s: f64, save_every_s: f64, prototypes: (usize, usize)) -> bool {
+    let (saved, now) = prototypes;
+    enrolled
+        || since_s >= save_every_s
+        || (since_s >= GROWTH_SAVE_MIN_S && now as f64 >= GROWTH_SAVE * saved.max(1) as f64)
+}
+
 fn save_shared(shared: &RwLock<TankState>, path: &std::path::Path) -> Result<(), IdentifyError> {
     let bytes = {
         let mut st = write(shared);
@@ -1432,12 +1442,13 @@ impl Identifier {
         self.present_count.store(present, Ordering::Relaxed);
         let enrolled = st.registry.next_number;
         let prototypes = st.gallery.len();
-        let since = self.last_save.elapsed().as_secs_f64();
         let due = st.dirty
-            && (enrolled != self.saved_number
-                || since >= cfg.save_every_s
-                || (since >= GROWTH_SAVE_MIN_S
-                    && prototypes as f64 >= GROWTH_SAVE * self.saved_prototypes.max(1) as f64));
+            && save_due(
+                enrolled != self.saved_number,
+                self.last_save.elapsed().as_secs_f64(),
+                cfg.save_every_s,
+                (self.saved_prototypes, prototypes),
+            );
         drop(st);
         // A regrouping costs about the square of the fragments in the window: beyond
         // REGROUP_FRAGMENTS it runs less often, so that its share of a core stays bounded
@@ -2591,6 +2602,21 @@ mod tests {
         let names = id.take_regrouped().expect("regrouped");
         let frag = id.fragment_of(4).expect("fragment");
         assert_eq!(names.get(&frag), Some(&Some(ids[2].clone())));
+    }
+
+    #[test]
+    fn a_changed_state_is_saved_at_once_for_a_new_individual_and_sooner_while_the_gallery_grows() {
+        // A new individual: at once, whatever the time since the last save.
+        assert!(save_due(true, 0.0, 60.0, (40, 40)));
+        // Otherwise every `save_every_s` ...
+        assert!(!save_due(false, 30.0, 60.0, (40, 41)));
+        assert!(save_due(false, 60.0, 60.0, (40, 41)));
+        // ... or, while the gallery grows by half since the last save, every 5 s at most.
+        assert!(save_due(false, 6.0, 60.0, (40, 60)));
+        assert!(!save_due(false, 4.0, 60.0, (40, 60)));
+        assert!(!save_due(false, 6.0, 60.0, (40, 59)));
+        // A gallery saved empty counts as one prototype.
+        assert!(save_due(false, 5.0, 60.0, (0, 2)));
     }
 
     #[test]
