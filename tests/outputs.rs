@@ -709,6 +709,9 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
         .resume_source("tank", "file a.mkv", true)
         .unwrap_err();
     assert!(matches!(e, OutputError::Checkpoint { .. }), "{e}");
+    // ... but not a live camera's, which only numbers on from it.
+    let live = broken.resume_source("tank", "RTSP stream rtsp://cam/1", false);
+    assert_eq!(live.unwrap(), None);
     let bad = OutputConfig {
         checkpoint_interval_s: 0.0,
         ..OutputConfig::default()

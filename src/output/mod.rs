@@ -163,8 +163,8 @@ pub struct OutputConfig {
     /// run starts at the recording's first frame and appends its rows again, and numbers from 0.
     /// Default `true`; `finprint replay` never resumes.
     pub resume: bool,
-    /// How often a recording's checkpoint is written (s): its files are `fsync`ed first, and
-    /// after a crash at most this much of the recording is processed again. Default 10;
+    /// How often a camera's checkpoint is written (s): its files are `fsync`ed first, and
+    /// after a crash at most this much of a recording is processed again. Default 10;
     /// allowed 1..=3600.
     pub checkpoint_interval_s: f64,
 }
@@ -385,7 +385,7 @@ struct CameraSinks {
     last_clock: Option<(f64, SystemTime)>,
     last_flush: Option<Instant>,
     last_attempt_failed: bool,
-    /// The recording's checkpoint, for a camera whose source is a recording (resume on).
+    /// The camera's checkpoint (resume on, a source that has a resume key).
     checkpoint: Option<Checkpointing>,
 }
 
@@ -590,7 +590,15 @@ impl Sinks {
             });
         };
         let path = Checkpoint::path(&cs.dir);
-        let resume = match Checkpoint::load(&path)? {
+        let loaded = match Checkpoint::load(&path) {
+            // A live camera's numbers are not worth stopping for: they start again.
+            Err(e) if !recording => {
+                tracing::warn!(camera, "{e}; frame and track numbers start again");
+                None
+            }
+            r => r?,
+        };
+        let resume = match loaded {
             Some(cp) if cp.source == source && !recording => {
                 tracing::info!(
                     camera,
