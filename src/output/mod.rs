@@ -816,19 +816,20 @@ impl Sinks {
         let result = if due {
             // Everything, including retries after a failure.
             cs.last_flush = Some(Instant::now());
-            let r = flush_camera(cs, true, false);
+            // A checkpoint due: the files are made durable with this flush, then it is saved.
+            let checkpoint = cs
+                .checkpoint
+                .as_ref()
+                .is_some_and(|c| c.last_saved.elapsed() >= every);
+            let r = flush_camera(cs, true, checkpoint);
             cs.last_attempt_failed = r.is_err();
-            match r {
-                Ok(())
-                    if cs
-                        .checkpoint
-                        .as_ref()
-                        .is_some_and(|c| c.last_saved.elapsed() >= every) =>
-                {
+            r.and_then(|()| {
+                if checkpoint {
                     save_checkpoint(cs, rotate)
+                } else {
+                    Ok(())
                 }
-                r => r,
-            }
+            })
         } else if new_events && !cs.last_attempt_failed {
             // Ended interaction events go out at once; trajectories keep their schedule.
             let r = flush_camera(cs, false, false);
@@ -966,13 +967,13 @@ fn flush_camera(cs: &mut CameraSinks, all: bool, sync: bool) -> Result<(), Outpu
     }
 }
 
-/// Makes the camera's files durable and then saves its pending checkpoint (if any): the
-/// length of each file its rows go to now, so a resume can cut off what comes after.
+/// Saves the camera's pending checkpoint (if any) with the length of each file its rows go to
+/// now, so a resume can cut off what comes after. Call once the camera's files are flushed
+/// and `fsync`ed (`flush_camera(cs, true, true)`): a checkpoint never claims rows not on disk.
 fn save_checkpoint(cs: &mut CameraSinks, rotate: Rotate) -> Result<(), OutputError> {
     let Some(mut cp) = cs.checkpoint.as_ref().and_then(|c| c.pending.clone()) else {
         return Ok(());
     };
-    flush_camera(cs, true, true)?;
     let date = date_of(cp.origin() + Duration::from_secs_f64(cp.last_t.clamp(0.0, 1e9)));
     let kinds = [
         ("trajectories", "csv", cs.trajectories.is_some()),
