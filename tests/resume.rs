@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_finprint");
@@ -26,6 +26,28 @@ fn run_ok(cmd: &mut Command, what: &str) -> String {
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{what} failed: {}\n{log}", out.status);
     log
+}
+
+/// Polls `done` every 20 ms until it gives a value, asserting meanwhile that `child` (a
+/// `finprint run`) is still running and that `limit` has not passed; `what` names the awaited.
+fn wait_for<T>(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+    mut done: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finprint run ended before {what}"
+        );
+        assert!(start.elapsed() < limit, "no {what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A number of the camera's checkpoint, when there is one.
@@ -128,21 +150,12 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn finprint run");
-    let start = Instant::now();
-    let killed_after = loop {
-        if let Some(n) = checkpoint_frame(&checkpoint).filter(|&n| n >= 100) {
-            break n;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finprint run ended before a checkpoint past frame 100 was written"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint within 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let killed_after = wait_for(
+        &mut child,
+        Duration::from_secs(120),
+        "a checkpoint past frame 100",
+        || checkpoint_frame(&checkpoint).filter(|&n| n >= 100),
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let resumed_at = checkpoint_frame(&checkpoint).unwrap();
@@ -324,19 +337,11 @@ fn a_live_camera_restarted_goes_on_numbering_frames_and_tracks() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn finprint run");
-        let start = Instant::now();
-        let before = std::fs::read_to_string(&counts).map_or(0, |t| t.lines().count());
-        while std::fs::read_to_string(&counts).map_or(0, |t| t.lines().count()) < before + frames {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "finprint run ended by itself"
-            );
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "no frames within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let lines = || std::fs::read_to_string(&counts).map_or(0, |t| t.lines().count());
+        let before = lines();
+        wait_for(&mut child, Duration::from_secs(60), "new frames", || {
+            (lines() >= before + frames).then_some(())
+        });
         let st = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()

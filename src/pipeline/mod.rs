@@ -250,7 +250,7 @@ impl Pipeline {
             .zip(detectors)
             .zip(identities)
             .zip(resumes);
-        for (((cam, detector), identifier), resume) in chains {
+        for (((cam, detector), mut identifier), resume) in chains {
             let (tx, rx) = bounded::<IngestEvent>(INGEST_QUEUE);
             let at = resume.as_ref().map(|c| ingest::Resume {
                 next_frame: c.next_frame,
@@ -258,7 +258,6 @@ impl Pipeline {
                 origin: c.origin(),
             });
             let mut tracker = Tracker::new(&cam.track, cam.view, cam.population);
-            let mut identifier = identifier;
             if let Some(c) = &resume {
                 tracker.number_tracks_from(c.next_track);
             }
