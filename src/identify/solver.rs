@@ -107,6 +107,8 @@ pub struct Solution {
     pub new_groups: Vec<NewGroup>,
     /// Groups after grouping (diagnostics).
     pub groups: usize,
+    /// Neutral similarity the grouping used, after [`calibrate`] (diagnostics).
+    pub neutral_similarity: f32,
 }
 
 /// Tuning of the grouping.
@@ -491,12 +493,70 @@ fn contradicted_names(frags: &[Fragment], p: &Params) -> HashSet<usize> {
     out
 }
 
+/// `p` fitted to how alike different fish look in this window. The same-side similarities of
+/// fragments in view at the same moment (certainly different fish) are measured; when at
+/// least [`ALIKE_MIN_PAIRS`] such pairs exist and their [`ALIKE_QUANTILE`] lies above
+/// [`Params::similarity`], that quantile becomes the neutral similarity and `scale` is
+/// multiplied by `(1 - quantile) / (1 - similarity)`: the narrow range from the quantile to 1
+/// then spans as much evidence as the range from the default neutral similarity to 1 does on a
+/// camera whose crops tell fish apart.
+/// A camera whose crops do not (a top view of small fish: every fish looks like every other,
+/// different fish 0.97–0.99 alike) then weighs appearance at almost nothing and keeps its
+/// tracks' continuity, instead of regrouping fragments by look-alike noise. On the real
+/// fasttrack-zebrafish14 recording (top view, 14 juveniles) identity IDF1 rose from 0.717 to
+/// the tracks' own 0.852 for every quantile from 0.5 to 0.97; simulated side views (different
+/// fish at most ~0.55 alike, look-alikes included) are unchanged (BENCHMARKS.md round 24).
+fn calibrate(frags: &[Fragment], p: &Params) -> Params {
+    let means: Vec<[Option<Vec<f32>>; 2]> = frags
+        .iter()
+        .map(|f| {
+            [
+                side_mean(&f.sides[0], p.min_side_weight),
+                side_mean(&f.sides[1], p.min_side_weight),
+            ]
+        })
+        .collect();
+    let mut sims = Vec::new();
+    for i in 0..frags.len() {
+        for j in i + 1..frags.len() {
+            if overlap(&frags[i].frames, &frags[j].frames) == 0 {
+                continue;
+            }
+            for (x, y) in means[i].iter().zip(&means[j]) {
+                if let (Some(x), Some(y)) = (x, y) {
+                    sims.push(dot(x, y));
+                }
+            }
+        }
+    }
+    let mut out = *p;
+    if sims.len() < ALIKE_MIN_PAIRS {
+        return out;
+    }
+    sims.sort_by(f32::total_cmp);
+    let q = sims[((sims.len() - 1) as f32 * ALIKE_QUANTILE).round() as usize];
+    if q > out.similarity && q < 1.0 && out.similarity < 1.0 {
+        out.scale *= (1.0 - q) / (1.0 - out.similarity);
+        out.similarity = q;
+    }
+    out
+}
+
+/// Quantile of the different-fish similarities that becomes the neutral similarity when it
+/// lies above the default one ([`calibrate`]).
+const ALIKE_QUANTILE: f32 = 0.9;
+/// Pairs of fragments in view together (same side seen by both) needed before [`calibrate`]
+/// trusts their similarities.
+const ALIKE_MIN_PAIRS: usize = 10;
+
 /// Evidence (in [`Params::scale`] units of similarity) that releases a written name.
 const RELEASE_EVIDENCE: f32 = 2.0;
 
 /// Groups `frags` into fish. `population`: how many fish there are (the number of main groups
 /// that leftovers join); `None` leaves leftovers on their own.
 pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solution {
+    let calibrated = calibrate(frags, p);
+    let p = &calibrated;
     let n = frags.len();
     let mut neighbours = vec![Vec::new(); n];
     let mut by_track: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -770,6 +830,7 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
         names: out,
         new_groups,
         groups,
+        neutral_similarity: p.similarity,
     }
 }
 
@@ -1265,6 +1326,85 @@ mod tests {
         assert_eq!(name(&sol, 1), name(&sol, 2));
         assert_eq!(name(&sol, 1), name(&sol, 4));
         assert_ne!(name(&sol, 3), name(&sol, 4));
+    }
+
+    /// Unit vector of 16 dimensions along `e0 + a·e_i + c·e_j`.
+    fn near_common(a: f32, i: usize, c: f32, j: usize) -> Vec<f32> {
+        let mut v = [0.0f32; 16];
+        v[0] = 1.0;
+        v[i] += a;
+        v[j] += c;
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    /// Fragment `id` of `track` in frames `from..to` showing `emb` on its right side.
+    fn frag_showing(id: u64, track: u64, from: u64, to: u64, emb: &[f32]) -> Fragment {
+        let mut f = frag(id, track, from, to, None);
+        f.sides[0] = Some((emb.iter().map(|x| 4.0 * x).collect(), 4.0));
+        f
+    }
+
+    #[test]
+    fn fish_in_view_together_that_look_alike_weigh_appearance_less() {
+        let p = Params::default();
+        // Five fish in view together, all about 0.94 alike (a top view of small fish).
+        let alike: Vec<Fragment> = (1..=5)
+            .map(|i| frag_showing(i as u64, i as u64, 0, 10, &near_common(0.25, i, 0.0, i)))
+            .collect();
+        let c = calibrate(&alike, &p);
+        let q = 1.0 / (1.0f32 + 0.0625);
+        assert!((c.similarity - q).abs() < 1e-4, "{c:?}");
+        assert!((c.scale - p.scale * (1.0 - q) / (1.0 - p.similarity)).abs() < 1e-3);
+        // The same fish one after another (never in view together) tell nothing about how
+        // alike different fish look.
+        let apart: Vec<Fragment> = alike
+            .iter()
+            .enumerate()
+            .map(|(k, f)| {
+                let mut f = f.clone();
+                f.frames = (20 * k as u64..20 * k as u64 + 10).collect();
+                f
+            })
+            .collect();
+        assert_eq!(calibrate(&apart, &p), p);
+        // Fish whose crops tell them apart (patterns at right angles) leave it as it is; so do
+        // too few pairs (three fish: three pairs).
+        let distinct: Vec<Fragment> = (0..5)
+            .map(|i| frag(i, i, 0, 10, Some((0, i as usize))))
+            .collect();
+        assert_eq!(calibrate(&distinct, &p), p);
+        assert_eq!(calibrate(&alike[..3], &p), p);
+    }
+
+    #[test]
+    fn where_every_fish_looks_alike_a_track_keeps_its_fish_through_a_tangle() {
+        // Four fish in view together, about 0.94 alike. Out of a tangle, each track shows a
+        // crop 0.995 like the next track's fish and 0.937 like its own: with the default
+        // neutral similarity both are strong evidence of "the same fish" and the larger wins
+        // over the tangle's continuity (every track would follow another fish); measured
+        // against how alike these different fish look, neither says much, and each track
+        // keeps its fish.
+        let next = |i: usize| i % 4 + 1;
+        let mut frags: Vec<Fragment> = (1..=4)
+            .map(|i| frag_showing(i as u64, i as u64, 0, 10, &near_common(0.25, i, 0.0, i)))
+            .collect();
+        for i in 1..=4 {
+            let mut f = frag_showing(
+                10 + i as u64,
+                i as u64,
+                12,
+                22,
+                &near_common(0.25, next(i), 0.1, 8 + i),
+            );
+            f.after_tangle = true;
+            frags.push(f);
+        }
+        let sol = solve(&frags, Some(4), &Params::default());
+        for i in 1..=4u64 {
+            assert_eq!(name(&sol, 10 + i), name(&sol, i), "track {i}");
+        }
+        assert!(sol.neutral_similarity > 0.9, "{}", sol.neutral_similarity);
     }
 
     #[test]
