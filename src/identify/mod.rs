@@ -139,6 +139,9 @@ pub struct IdentityConfig {
     /// Regrouping: two fragments' mean embeddings of one side at least this similar are
     /// evidence of one fish, below it of two (default 0.78, suits the shipped encoder: the
     /// same fish's fragments have a median of 0.9, other fish's a 95th percentile of 0.75–0.8).
+    /// Where fish in view together look more alike than this (90th percentile of their pairs,
+    /// a camera whose crops cannot tell fish apart), the regrouping measures against that
+    /// instead ([`solver::solve`]).
     pub relabel_similarity: f32,
     /// Diagnostics: every crop sent to the encoder is also written here as a PNG named
     /// `<camera>_<t>_<track>.png` (`t`: stream time in seconds, as in `trajectories.csv`), for

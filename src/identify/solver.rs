@@ -7,7 +7,8 @@
 //! window at once and groups them under three rules:
 //! - fragments in view at the same moment are different fish (never grouped);
 //! - fragments showing the same side alike are the same fish (evidence for or against, from
-//!   the quality-weighted mean embedding of each side);
+//!   the quality-weighted mean embedding of each side, weighed against how alike the fish in
+//!   view together look: `calibrate`);
 //! - a track's consecutive fragments are probably the same fish (the tracker usually follows a
 //!   fish through a contact): evidence for, and the only link between the two flanks of a fish
 //!   that never turned in view — strong across a near contact (boxes close, each fish its own
@@ -107,7 +108,8 @@ pub struct Solution {
     pub new_groups: Vec<NewGroup>,
     /// Groups after grouping (diagnostics).
     pub groups: usize,
-    /// Neutral similarity the grouping used, after [`calibrate`] (diagnostics).
+    /// Neutral similarity the grouping used, fitted to how alike fish in view together look
+    /// (diagnostics).
     pub neutral_similarity: f32,
 }
 
