@@ -1570,7 +1570,7 @@ impl Identifier {
             t,
             fragments = frags.len(),
             groups = sol.groups,
-            neutral_similarity = sol.neutral_similarity,
+            neutral_similarity = %format_args!("{:.3}", sol.neutral_similarity),
             named = self.regrouped.values().filter(|i| i.is_some()).count(),
             new = sol.new_groups.len(),
             ms = started.elapsed().as_secs_f64() * 1e3,
