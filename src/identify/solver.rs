@@ -506,8 +506,9 @@ fn contradicted_names(frags: &[Fragment], p: &Params) -> HashSet<usize> {
 /// different fish 0.97–0.99 alike) then weighs appearance at almost nothing and keeps its
 /// tracks' continuity, instead of regrouping fragments by look-alike noise. On the real
 /// fasttrack-zebrafish14 recording (top view, 14 juveniles) identity IDF1 rose from 0.717 to
-/// the tracks' own 0.852 for every quantile from 0.5 to 0.97; simulated side views (different
-/// fish at most ~0.55 alike, look-alikes included) are unchanged (BENCHMARKS.md round 24).
+/// the tracks' own 0.852 for every quantile from 0.5 to 0.97; simulated side views (the 90th
+/// percentile of different fish at most ~0.55, look-alikes included) are unchanged
+/// (BENCHMARKS.md round 24).
 fn calibrate(frags: &[Fragment], p: &Params) -> Params {
     let means: Vec<[Option<Vec<f32>>; 2]> = frags
         .iter()
