@@ -362,6 +362,15 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
         idf1_ind > 0.0,
         "no row carries an individual: is ONNX Runtime installed (scripts/setup.sh)?"
     );
+    // ... and the log tells the user so, once.
+    assert_eq!(
+        stderr(&o)
+            .matches("fish in view together look this alike to the encoder")
+            .count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
     assert!(
         idf1_ind >= f("idf1") - 0.02,
         "identity IDF1 {idf1_ind:.4} lost what the tracks keep ({:.4})",

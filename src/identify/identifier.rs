@@ -246,6 +246,9 @@ pub struct Identifier {
     last_regroup: Option<f64>,
     /// A regrouping not yet taken by [`Identifier::take_regrouped`].
     regroup_ready: bool,
+    /// The log already said that this camera's fish look too alike to tell apart by their
+    /// crops (said once per run).
+    said_alike: bool,
     /// Known population, nobody enrolled yet: stream time since which the fish have been
     /// waited for (see `IdentityConfig::enrol_patience_s`).
     waiting_since: Option<f64>,
@@ -421,6 +424,7 @@ impl Identifier {
             regrouped: HashMap::new(),
             last_regroup: None,
             regroup_ready: false,
+            said_alike: false,
             waiting_since: None,
             side_view: false,
             sightings: VecDeque::new(),
@@ -1554,6 +1558,19 @@ impl Identifier {
         }
         self.name_by_elimination(&st, &sol, &confirmed, &mut new_ids);
         drop(st);
+        if sol.neutral_similarity > self.cfg.relabel_similarity && !self.said_alike {
+            self.said_alike = true;
+            tracing::warn!(
+                tank = %self.tank,
+                t,
+                alike = %format_args!("{:.2}", sol.neutral_similarity),
+                "fish in view together look this alike to the encoder (`alike`: 9 in 10 of \
+                 their pairs are less similar): their crops hardly tell them apart, so \
+                 individuals follow the tracks through contacts and a fish that leaves the view \
+                 may come back as another individual; check the camera's focus, resolution and \
+                 view (crops: [identity] crops_dir)"
+            );
+        }
         // A fragment no group kept (in view beside a longer one of its group) keeps the
         // individual its rows were written with.
         self.regrouped = frags.iter().map(|f| (f.id, f.fixed.clone())).collect();
