@@ -450,7 +450,12 @@ impl Checkpointing {
                 bbox: t.bbox,
                 heading: t.heading,
                 body_length: t.body_length,
-                area: t.area,
+                // Its share of a blob it shares (a report carries the blob's area): the
+                // resumed tracker fits tracks on a blob by their areas.
+                area: t
+                    .detection
+                    .and_then(|d| blobs.get(&d))
+                    .map_or(t.area, |b| t.area / b.0.max(1) as f32),
                 individual: t.individual.clone(),
                 shared_box: t
                     .detection
