@@ -1560,6 +1560,14 @@ impl Identifier {
         drop(st);
         if sol.neutral_similarity > self.cfg.relabel_similarity && !self.said_alike {
             self.said_alike = true;
+            // An open population enrols a newcomer only when it looks unlike every known
+            // individual, which no fish does here (fasttrack: 4 of 14 enrolled).
+            let population_hint = if self.population.is_none() {
+                "; with an open population most fish stay without an individual: give the \
+                 number of fish (the camera's `population`, `finprint replay --population`)"
+            } else {
+                ""
+            };
             tracing::warn!(
                 tank = %self.tank,
                 t,
@@ -1568,7 +1576,7 @@ impl Identifier {
                  their pairs are less similar): their crops hardly tell them apart, so \
                  individuals follow the tracks through contacts and a fish that leaves the view \
                  may come back as another individual; check the camera's focus, resolution and \
-                 view (crops: [identity] crops_dir)"
+                 view (crops: [identity] crops_dir){population_hint}"
             );
         }
         // A fragment no group kept (in view beside a longer one of its group) keeps the
