@@ -249,6 +249,9 @@ pub struct Identifier {
     /// The log already said that this camera's fish look too alike to tell apart by their
     /// crops (said once per run).
     said_alike: bool,
+    /// The latest regrouping found this camera's fish too alike to tell apart by their crops
+    /// (its neutral similarity above `relabel_similarity`).
+    alike: bool,
     /// Known population, nobody enrolled yet: stream time since which the fish have been
     /// waited for (see `IdentityConfig::enrol_patience_s`).
     waiting_since: Option<f64>,
@@ -425,6 +428,7 @@ impl Identifier {
             last_regroup: None,
             regroup_ready: false,
             said_alike: false,
+            alike: false,
             waiting_since: None,
             side_view: false,
             sightings: VecDeque::new(),
@@ -1012,11 +1016,24 @@ impl Identifier {
             }
         }
         // An anchored track in view holds its individual: every other fragment in view now
-        // is another fish.
+        // is another fish. Where crops cannot tell the fish apart (the latest regrouping found
+        // them too alike), no track is ever anchored, so any track carrying an individual holds
+        // it: an open population then enrols each fish in view beside all the known ones (a
+        // newcomer unlike everyone there is none; fasttrack: 4 of 14 enrolled before, 14 now).
+        let alike = self.alike;
         let holders: Vec<(u64, String)> = tracks
             .iter()
             .filter(|tr| tr.detection.is_some())
-            .filter_map(|tr| Some((tr.track, anchored_on(&st, self.tracklets.get(&tr.track)?)?)))
+            .filter_map(|tr| {
+                let tl = self.tracklets.get(&tr.track)?;
+                let held = anchored_on(&st, tl).or_else(|| {
+                    tl.individual
+                        .as_deref()
+                        .filter(|_| alike)
+                        .map(|i| st.registry.resolve(i).to_string())
+                });
+                Some((tr.track, held?))
+            })
             .collect();
         for tr in tracks.iter().filter(|tr| tr.detection.is_some()) {
             if let Some(tl) = self.tracklets.get_mut(&tr.track) {
@@ -1558,16 +1575,9 @@ impl Identifier {
         }
         self.name_by_elimination(&st, &sol, &confirmed, &mut new_ids);
         drop(st);
-        if sol.neutral_similarity > self.cfg.relabel_similarity && !self.said_alike {
+        self.alike = sol.neutral_similarity > self.cfg.relabel_similarity;
+        if self.alike && !self.said_alike {
             self.said_alike = true;
-            // An open population enrols a newcomer only when it looks unlike every known
-            // individual, which no fish does here (fasttrack: 4 of 14 enrolled).
-            let population_hint = if self.population.is_none() {
-                "; with an open population most fish stay without an individual: give the \
-                 number of fish (the camera's `population`, `finprint replay --population`)"
-            } else {
-                ""
-            };
             tracing::warn!(
                 tank = %self.tank,
                 t,
@@ -1576,7 +1586,7 @@ impl Identifier {
                  their pairs are less similar): their crops hardly tell them apart, so \
                  individuals follow the tracks through contacts and a fish that leaves the view \
                  may come back as another individual; check the camera's focus, resolution and \
-                 view (crops: [identity] crops_dir){population_hint}"
+                 view (crops: [identity] crops_dir)"
             );
         }
         // A fragment no group kept (in view beside a longer one of its group) keeps the
