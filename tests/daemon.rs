@@ -211,6 +211,13 @@ stale_after_s = 2.0
         metric(&m, "finprint_frames_total", "tank1").unwrap_or(0.0) > 50.0,
         "{m}"
     );
+    // These top-view crops are far too small to tell the fish apart: the metric says so (on
+    // the recording itself 0.99 of 1).
+    wait_until(Duration::from_secs(30), "the look-alike metric", &d, || {
+        d.get("/metrics")
+            .and_then(|(_, m)| metric(&m, "finprint_identity_alike_similarity", "tank1"))
+            .is_some_and(|s| s > 0.9)
+    });
     assert_eq!(d.get("/healthz").unwrap().0, 200);
 
     // The camera goes away: health degrades, the daemon retries.

@@ -252,6 +252,9 @@ pub struct Identifier {
     /// The latest regrouping found this camera's fish too alike to tell apart by their crops
     /// (its neutral similarity above `relabel_similarity`).
     alike: bool,
+    /// How alike fish in view together looked to the latest regrouping that could tell
+    /// ([`solver::Solution::alike`]).
+    alike_similarity: Option<f32>,
     /// Known population, nobody enrolled yet: stream time since which the fish have been
     /// waited for (see `IdentityConfig::enrol_patience_s`).
     waiting_since: Option<f64>,
@@ -429,6 +432,7 @@ impl Identifier {
             regroup_ready: false,
             said_alike: false,
             alike: false,
+            alike_similarity: None,
             waiting_since: None,
             side_view: false,
             sightings: VecDeque::new(),
@@ -1576,6 +1580,9 @@ impl Identifier {
         self.name_by_elimination(&st, &sol, &confirmed, &mut new_ids);
         drop(st);
         self.alike = sol.neutral_similarity > self.cfg.relabel_similarity;
+        if sol.alike.is_some() {
+            self.alike_similarity = sol.alike;
+        }
         if self.alike && !self.said_alike {
             self.said_alike = true;
             tracing::warn!(
@@ -1689,6 +1696,12 @@ impl Identifier {
         if self.cfg.relabel_window_s > 0.0 && self.last_regroup.is_none_or(|l| l < t) {
             self.regroup(t);
         }
+    }
+
+    /// How alike the camera's fish in view together look to the encoder (90th percentile of
+    /// their similarities in the latest regrouping that had enough of them; `None` before).
+    pub fn alike_similarity(&self) -> Option<f32> {
+        self.alike_similarity
     }
 
     /// The crops that counted as evidence of which individual their track followed, with

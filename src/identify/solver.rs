@@ -111,6 +111,9 @@ pub struct Solution {
     /// Neutral similarity the grouping used, fitted to how alike fish in view together look
     /// (diagnostics).
     pub neutral_similarity: f32,
+    /// How alike fish in view together look: the 90th percentile of the similarities the
+    /// neutral similarity was fitted to (`None`: too few pairs in view together).
+    pub alike: Option<f32>,
 }
 
 /// Tuning of the grouping.
@@ -509,7 +512,7 @@ fn contradicted_names(frags: &[Fragment], p: &Params) -> HashSet<usize> {
 /// the tracks' own 0.852 for every quantile from 0.5 to 0.97; simulated side views (the 90th
 /// percentile of different fish at most ~0.55, look-alikes included) are unchanged
 /// (BENCHMARKS.md round 24).
-fn calibrate(frags: &[Fragment], p: &Params) -> Params {
+fn calibrate(frags: &[Fragment], p: &Params) -> (Params, Option<f32>) {
     let means: Vec<[Option<Vec<f32>>; 2]> = frags
         .iter()
         .map(|f| {
@@ -534,7 +537,7 @@ fn calibrate(frags: &[Fragment], p: &Params) -> Params {
     }
     let mut out = *p;
     if sims.len() < ALIKE_MIN_PAIRS {
-        return out;
+        return (out, None);
     }
     sims.sort_by(f32::total_cmp);
     let q = sims[((sims.len() - 1) as f32 * ALIKE_QUANTILE).round() as usize];
@@ -542,7 +545,7 @@ fn calibrate(frags: &[Fragment], p: &Params) -> Params {
         out.scale *= (1.0 - q) / (1.0 - out.similarity);
         out.similarity = q;
     }
-    out
+    (out, Some(q))
 }
 
 /// Quantile of the different-fish similarities that becomes the neutral similarity when it
@@ -558,7 +561,7 @@ const RELEASE_EVIDENCE: f32 = 2.0;
 /// Groups `frags` into fish. `population`: how many fish there are (the number of main groups
 /// that leftovers join); `None` leaves leftovers on their own.
 pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solution {
-    let calibrated = calibrate(frags, p);
+    let (calibrated, alike) = calibrate(frags, p);
     let p = &calibrated;
     let n = frags.len();
     let mut neighbours = vec![Vec::new(); n];
@@ -834,6 +837,7 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
         new_groups,
         groups,
         neutral_similarity: p.similarity,
+        alike,
     }
 }
 
@@ -1355,9 +1359,10 @@ mod tests {
         let alike: Vec<Fragment> = (1..=5)
             .map(|i| frag_showing(i as u64, i as u64, 0, 10, &near_common(0.25, i, 0.0, i)))
             .collect();
-        let c = calibrate(&alike, &p);
+        let (c, q_seen) = calibrate(&alike, &p);
         let q = 1.0 / (1.0f32 + 0.0625);
         assert!((c.similarity - q).abs() < 1e-4, "{c:?}");
+        assert!(q_seen.is_some_and(|s| (s - q).abs() < 1e-4));
         assert!((c.scale - p.scale * (1.0 - q) / (1.0 - p.similarity)).abs() < 1e-3);
         // The same fish one after another (never in view together) tell nothing about how
         // alike different fish look.
@@ -1370,14 +1375,14 @@ mod tests {
                 f
             })
             .collect();
-        assert_eq!(calibrate(&apart, &p), p);
+        assert_eq!(calibrate(&apart, &p), (p, None));
         // Fish whose crops tell them apart (patterns at right angles) leave it as it is; so do
         // too few pairs (three fish: three pairs).
         let distinct: Vec<Fragment> = (0..5)
             .map(|i| frag(i, i, 0, 10, Some((0, i as usize))))
             .collect();
-        assert_eq!(calibrate(&distinct, &p), p);
-        assert_eq!(calibrate(&alike[..3], &p), p);
+        assert_eq!(calibrate(&distinct, &p).0, p);
+        assert_eq!(calibrate(&alike[..3], &p), (p, None));
     }
 
     #[test]

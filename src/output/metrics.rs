@@ -68,6 +68,7 @@ pub struct Metrics {
     detections: Family<CameraLabel, Gauge>,
     tracks: Family<CameraLabel, Gauge>,
     individuals: Family<CameraLabel, Gauge>,
+    alike: Family<CameraLabel, F64Gauge>,
     latency: Family<StageLabel, Histogram>,
     provider: Family<ProviderLabel, Gauge>,
     nodes: Family<ProviderLabel, Gauge>,
@@ -102,6 +103,7 @@ impl Metrics {
             detections: Family::default(),
             tracks: Family::default(),
             individuals: Family::default(),
+            alike: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             provider: Family::default(),
             nodes: Family::default(),
@@ -140,6 +142,14 @@ impl Metrics {
             "individuals_present",
             "Identified individuals present in the last frame",
             m.individuals.clone(),
+        );
+        r.register(
+            "identity_alike_similarity",
+            "How alike fish in view together look to the encoder: 90th percentile of the \
+             similarities of track stretches in view at the same time, in the identity \
+             regrouping's window (above the regrouping's relabel_similarity, 0.78 by default, \
+             their crops hardly tell them apart)",
+            m.alike.clone(),
         );
         r.register_with_unit(
             "stage_latency",
@@ -238,6 +248,12 @@ impl Metrics {
             .set(n as i64);
     }
 
+    /// Sets how alike the camera's fish in view together look to the encoder (see the
+    /// `identity_alike_similarity` family).
+    pub fn set_identity_alike(&self, camera: &str, similarity: f64) {
+        self.alike.get_or_create(&Self::cam(camera)).set(similarity);
+    }
+
     /// Marks `provider` as the encoder's execution provider in use (and any other as not).
     pub fn set_execution_provider(&self, provider: &str) {
         self.provider.clear();
@@ -323,9 +339,14 @@ mod tests {
         m.observe_latency("tank1", "detect", 0.003);
         m.set_execution_provider("CUDA");
         m.set_execution_provider("CPU");
+        m.set_identity_alike("tank1", 0.5);
         let text = m.encode();
         assert!(
             text.contains("finprint_frames_total{camera=\"tank1\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("finprint_identity_alike_similarity{camera=\"tank1\"} 0.5"),
             "{text}"
         );
         assert!(

@@ -506,6 +506,9 @@ impl IdentityStep {
         self.identifier.assign(t, tracks);
         metrics.observe_latency(camera, "identify", t0.elapsed().as_secs_f64());
         metrics.set_individuals_present(camera, self.identifier.present(t) as u64);
+        if let Some(a) = self.identifier.alike_similarity() {
+            metrics.set_identity_alike(camera, f64::from(a));
+        }
         if self.last_save.elapsed() >= self.save_every {
             self.last_save = Instant::now();
             if let Err(e) = self.identifier.save() {
