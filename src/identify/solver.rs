@@ -319,7 +319,7 @@ struct State<'a> {
     p: Params,
     groups: Vec<Option<Group>>,
     /// Mean embedding per side of each group (recomputed when the group changes).
-    means: Vec<[Option<Vec<f32>>; 2]>,
+    means: Vec<SideMeans>,
     /// [`prevailing`] individual of each group (recomputed when the group changes).
     prevails: Vec<Option<String>>,
     group_of: Vec<usize>,
@@ -512,16 +512,8 @@ fn contradicted_names(frags: &[Fragment], p: &Params) -> HashSet<usize> {
 /// the tracks' own 0.852 for every quantile from 0.5 to 0.97; simulated side views (the 90th
 /// percentile of different fish at most ~0.55, look-alikes included) are unchanged
 /// (BENCHMARKS.md round 24).
-fn calibrate(frags: &[Fragment], p: &Params) -> (Params, Option<f32>) {
-    let means: Vec<[Option<Vec<f32>>; 2]> = frags
-        .iter()
-        .map(|f| {
-            [
-                side_mean(&f.sides[0], p.min_side_weight),
-                side_mean(&f.sides[1], p.min_side_weight),
-            ]
-        })
-        .collect();
+/// `means`: each fragment's [`fragment_means`].
+fn calibrate(frags: &[Fragment], means: &[SideMeans], p: &Params) -> (Params, Option<f32>) {
     let mut sims = Vec::new();
     for i in 0..frags.len() {
         for j in i + 1..frags.len() {
@@ -548,6 +540,22 @@ fn calibrate(frags: &[Fragment], p: &Params) -> (Params, Option<f32>) {
     (out, Some(q))
 }
 
+/// Normalised mean embedding per side (`None`: too little weight), as [`side_mean`].
+type SideMeans = [Option<Vec<f32>>; 2];
+
+/// Each fragment's side means, with `min_weight` ([`Params::min_side_weight`]).
+fn fragment_means(frags: &[Fragment], min_weight: f32) -> Vec<SideMeans> {
+    frags
+        .iter()
+        .map(|f| {
+            [
+                side_mean(&f.sides[0], min_weight),
+                side_mean(&f.sides[1], min_weight),
+            ]
+        })
+        .collect()
+}
+
 /// Quantile of the different-fish similarities that becomes the neutral similarity when it
 /// lies above the default one ([`calibrate`]).
 const ALIKE_QUANTILE: f32 = 0.9;
@@ -561,7 +569,9 @@ const RELEASE_EVIDENCE: f32 = 2.0;
 /// Groups `frags` into fish. `population`: how many fish there are (the number of main groups
 /// that leftovers join); `None` leaves leftovers on their own.
 pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solution {
-    let (calibrated, alike) = calibrate(frags, p);
+    // Each fragment starts as a group of its own: its side means are its group's.
+    let mut means = fragment_means(frags, p.min_side_weight);
+    let (calibrated, alike) = calibrate(frags, &means, p);
     let p = &calibrated;
     let n = frags.len();
     let mut neighbours = vec![Vec::new(); n];
@@ -609,8 +619,7 @@ pub fn solve(frags: &[Fragment], population: Option<usize>, p: &Params) -> Solut
                 HashMap::new()
             },
         };
-        st.means
-            .push([g.mean(0, p.min_side_weight), g.mean(1, p.min_side_weight)]);
+        st.means.push(std::mem::take(&mut means[i]));
         st.prevails.push(prevailing(&g));
         st.groups.push(Some(g));
     }
@@ -1352,6 +1361,10 @@ mod tests {
         f
     }
 
+    fn calib(frags: &[Fragment], p: &Params) -> (Params, Option<f32>) {
+        calibrate(frags, &fragment_means(frags, p.min_side_weight), p)
+    }
+
     #[test]
     fn fish_in_view_together_that_look_alike_weigh_appearance_less() {
         let p = Params::default();
@@ -1359,7 +1372,7 @@ mod tests {
         let alike: Vec<Fragment> = (1..=5)
             .map(|i| frag_showing(i as u64, i as u64, 0, 10, &near_common(0.25, i, 0.0, i)))
             .collect();
-        let (c, q_seen) = calibrate(&alike, &p);
+        let (c, q_seen) = calib(&alike, &p);
         let q = 1.0 / (1.0f32 + 0.0625);
         assert!((c.similarity - q).abs() < 1e-4, "{c:?}");
         assert!(q_seen.is_some_and(|s| (s - q).abs() < 1e-4));
@@ -1375,14 +1388,14 @@ mod tests {
                 f
             })
             .collect();
-        assert_eq!(calibrate(&apart, &p), (p, None));
+        assert_eq!(calib(&apart, &p), (p, None));
         // Fish whose crops tell them apart (patterns at right angles) leave it as it is; so do
         // too few pairs (three fish: three pairs).
         let distinct: Vec<Fragment> = (0..5)
             .map(|i| frag(i, i, 0, 10, Some((0, i as usize))))
             .collect();
-        assert_eq!(calibrate(&distinct, &p).0, p);
-        assert_eq!(calibrate(&alike[..3], &p), (p, None));
+        assert_eq!(calib(&distinct, &p).0, p);
+        assert_eq!(calib(&alike[..3], &p), (p, None));
     }
 
     #[test]

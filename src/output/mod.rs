@@ -441,6 +441,7 @@ impl Checkpointing {
                 _ => (0.0, 0.0),
             };
             seen.insert(t.track, (f.t, t.x, t.y));
+            let blob = t.detection.and_then(|d| blobs.get(&d));
             cp.tracks.push(TrackSeed {
                 track: t.track,
                 x: t.x,
@@ -452,16 +453,9 @@ impl Checkpointing {
                 body_length: t.body_length,
                 // Its share of a blob it shares (a report carries the blob's area): the
                 // resumed tracker fits tracks on a blob by their areas.
-                area: t
-                    .detection
-                    .and_then(|d| blobs.get(&d))
-                    .map_or(t.area, |b| t.area / b.0.max(1) as f32),
+                area: blob.map_or(t.area, |b| t.area / b.0.max(1) as f32),
                 individual: t.individual.clone(),
-                shared_box: t
-                    .detection
-                    .and_then(|d| blobs.get(&d))
-                    .filter(|b| b.0 >= 2)
-                    .map(|b| b.1),
+                shared_box: blob.filter(|b| b.0 >= 2).map(|b| b.1),
             });
         }
         self.last_seen = seen;
