@@ -629,6 +629,22 @@ fn stream_time_reset_does_not_stop_interactions() {
     assert_eq!(starts, [T0 as i64, T0 as i64 + 10]);
 }
 
+/// Outputs of camera `tank` in `dir` (config, cameras, capture start, sinks), started on the
+/// recording `file a.mkv` afresh (no checkpoint yet).
+fn recording_a(dir: &Path) -> (OutputConfig, [CameraOutputInfo; 1], SystemTime, Sinks) {
+    let c = cfg(dir);
+    let cams = [CameraOutputInfo {
+        name: "tank".into(),
+        mm_per_px: None,
+    }];
+    let mut sinks = Sinks::build(&c, &cams).unwrap();
+    assert_eq!(
+        sinks.resume_source("tank", "file a.mkv", true).unwrap(),
+        None
+    );
+    (c, cams, UNIX_EPOCH + Duration::from_secs(T0), sinks)
+}
+
 /// Tracks on one blob in the checkpoint's frame each carry their share of its area into the
 /// resumed run (a report carries the whole blob's area). With the whole area each, two tracks
 /// no longer fitted on the blob they shared and one went unreported in the first frame after
@@ -636,17 +652,7 @@ fn stream_time_reset_does_not_stop_interactions() {
 #[test]
 fn tracks_sharing_a_blob_carry_their_share_of_its_area_into_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cfg(dir.path());
-    let cams = [CameraOutputInfo {
-        name: "tank".into(),
-        mm_per_px: None,
-    }];
-    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
-    let mut sinks = Sinks::build(&c, &cams).unwrap();
-    assert_eq!(
-        sinks.resume_source("tank", "file a.mkv", true).unwrap(),
-        None
-    );
+    let (c, cams, t0, mut sinks) = recording_a(dir.path());
     for i in 0..5u64 {
         let mut a = track(3, TrackStatus::Confirmed, true, 50.0, 60.0);
         let mut b = track(4, TrackStatus::Confirmed, true, 58.0, 62.0);
@@ -684,17 +690,7 @@ fn tracks_sharing_a_blob_carry_their_share_of_its_area_into_the_checkpoint() {
 #[test]
 fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cfg(dir.path());
-    let cams = [CameraOutputInfo {
-        name: "tank".into(),
-        mm_per_px: None,
-    }];
-    let t0 = UNIX_EPOCH + Duration::from_secs(T0);
-    let mut sinks = Sinks::build(&c, &cams).unwrap();
-    assert_eq!(
-        sinks.resume_source("tank", "file a.mkv", true).unwrap(),
-        None
-    );
+    let (c, cams, t0, mut sinks) = recording_a(dir.path());
     for i in 0..20u64 {
         let tracks = vec![track(3 + i / 10, TrackStatus::Confirmed, true, 50.0, 60.0)];
         sinks.consume(&frame("tank", i, 25.0, t0, tracks)).unwrap();

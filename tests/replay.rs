@@ -270,21 +270,7 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
     );
     let pred = out.path().join("cam0/trajectories.csv");
     let gt = data.join("tracking.txt");
-    let e = run(
-        &[
-            "eval",
-            "--gt",
-            gt.to_str().unwrap(),
-            "--pred",
-            pred.to_str().unwrap(),
-            "--gate",
-            "10",
-            "--json",
-        ],
-        Duration::from_secs(120),
-    );
-    assert!(e.status.success(), "eval failed: {}", stderr(&e));
-    let s: serde_json::Value = serde_json::from_slice(&e.stdout).expect("eval --json output");
+    let s = eval_json(&gt, &pred, "track");
     let f = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("no `{k}` in {s}"));
     // Counts: the daemon's "fish visible now", per frame.
     let counts = std::fs::read_to_string(out.path().join("cam0/counts.csv")).unwrap();
@@ -330,27 +316,7 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
     // other to the encoder), so the `individual` column can only be as good as the tracks it
     // names. Before the regrouping measured how alike fish in view together look, it renamed
     // fragments by look-alike noise: identity IDF1 0.717 against the tracks' 0.852.
-    let individual = run(
-        &[
-            "eval",
-            "--gt",
-            gt.to_str().unwrap(),
-            "--pred",
-            pred.to_str().unwrap(),
-            "--gate",
-            "10",
-            "--id-column",
-            "individual",
-            "--json",
-        ],
-        Duration::from_secs(120),
-    );
-    assert!(
-        individual.status.success(),
-        "eval failed: {}",
-        stderr(&individual)
-    );
-    let si: serde_json::Value = serde_json::from_slice(&individual.stdout).expect("eval --json");
+    let si = eval_json(&gt, &pred, "individual");
     let idf1_ind = si["idf1"]
         .as_f64()
         .unwrap_or_else(|| panic!("no `idf1` in {si}"));
@@ -420,6 +386,28 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
         "identity IDF1 {idf1_ind:.4} lost what the tracks keep ({:.4})",
         f("idf1")
     );
+}
+
+/// `finprint eval --json` of `pred` against `gt` at a 10 px gate, identities from `id_column`
+/// (`track` or `individual`).
+fn eval_json(gt: &Path, pred: &Path, id_column: &str) -> serde_json::Value {
+    let e = run(
+        &[
+            "eval",
+            "--gt",
+            gt.to_str().unwrap(),
+            "--pred",
+            pred.to_str().unwrap(),
+            "--gate",
+            "10",
+            "--id-column",
+            id_column,
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(e.status.success(), "eval failed: {}", stderr(&e));
+    serde_json::from_slice(&e.stdout).expect("eval --json output")
 }
 
 /// Renders a 3-second, 3-fish tank (seed 5) seen from `view` at `size` into `dir/name`;
