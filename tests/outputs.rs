@@ -764,3 +764,90 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
     let e = bad.validate("output").unwrap_err().to_string();
     assert!(e.contains("output.checkpoint_interval_s"), "{e}");
 }
+
+/// Fish 2 approaches fish 1 (x = 200), is within 30 px (1.5 body lengths, the default rule)
+/// from frame 53 to frame 111, then swims away.
+fn approach(i: u64) -> Vec<TrackReport> {
+    let x2 = match i {
+        0..60 => 100.0 + i as f32 * (80.0 / 60.0),
+        60..110 => 180.0,
+        _ => 180.0 - (i - 109) as f32 * 4.0,
+    };
+    let mut a = track(1, TrackStatus::Confirmed, true, 200.0, 100.0);
+    a.individual = Some("nemo".into());
+    vec![a, track(2, TrackStatus::Confirmed, true, x2, 100.0)]
+}
+
+/// An interaction open when a recording's run stops goes on in the run that resumes it: one
+/// event across the restart, the uninterrupted run's (before, two pieces, or none where both
+/// were shorter than `min_duration_s`). The stopped run's file holds the event its stop ended
+/// (a final stop loses nothing); the resumed run cuts it off. A live camera's rows are never
+/// cut, so its next run keeps that event and starts a new one.
+#[test]
+fn an_interaction_open_at_a_restart_stays_one_event() {
+    let fps = 25.0;
+    let (whole_dir, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, _, t0, mut whole) = recording_a(whole_dir.path());
+    for i in 0..200u64 {
+        whole
+            .consume(&frame("tank", i, fps, t0, approach(i)))
+            .unwrap();
+    }
+    whole.close().unwrap();
+    let (_, expected) = read_csv(&whole_dir.path().join("tank/interactions.csv"));
+    assert_eq!(expected.len(), 1, "{expected:?}");
+    assert_eq!(
+        (expected[0][9].as_str(), expected[0][10].as_str()),
+        ("53", "111")
+    );
+
+    let (c, cams, _, mut first) = recording_a(dir.path());
+    for i in 0..80u64 {
+        first
+            .consume(&frame("tank", i, fps, t0, approach(i)))
+            .unwrap();
+    }
+    first.close().unwrap();
+    let path = dir.path().join("tank/interactions.csv");
+    let (_, stopped) = read_csv(&path);
+    assert_eq!(stopped.len(), 1, "{stopped:?}");
+    assert_eq!(
+        (stopped[0][9].as_str(), stopped[0][10].as_str()),
+        ("53", "79")
+    );
+    let mut resumed = Sinks::build(&c, &cams).unwrap();
+    let cp = resumed
+        .resume_source("tank", "file a.mkv", true)
+        .unwrap()
+        .expect("resumes");
+    assert_eq!(cp.interactions.len(), 1, "{:?}", cp.interactions);
+    assert_eq!(cp.names.get("track:1").map(String::as_str), Some("nemo"));
+    assert_eq!(read_csv(&path).1.len(), 0, "the stop's event is cut off");
+    for i in 80..200u64 {
+        resumed
+            .consume(&frame("tank", i, fps, t0, approach(i)))
+            .unwrap();
+    }
+    resumed.close().unwrap();
+    assert_eq!(read_csv(&path).1, expected);
+
+    let live = tempfile::tempdir().unwrap();
+    let c = cfg(live.path());
+    let source = "RTSP stream rtsp://cam/1";
+    for (from, to) in [(0u64, 80u64), (80, 200)] {
+        let mut sinks = Sinks::build(&c, &cams).unwrap();
+        sinks.resume_source("tank", source, false).unwrap();
+        for i in from..to {
+            sinks
+                .consume(&frame("tank", i, fps, t0, approach(i)))
+                .unwrap();
+        }
+        sinks.close().unwrap();
+    }
+    let (_, rows) = read_csv(&live.path().join("tank/interactions.csv"));
+    let spans: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[9].as_str(), r[10].as_str()))
+        .collect();
+    assert_eq!(spans, [("53", "79"), ("80", "111")]);
+}

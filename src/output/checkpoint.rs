@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::OutputError;
+use super::interactions::OpenEpisode;
 use crate::messages::TrackSeed;
 
 /// The file name of a camera's checkpoint inside its output folder.
@@ -50,6 +51,15 @@ pub struct Checkpoint {
     /// The confirmed tracks of the last frame, for the resumed run's tracker to continue.
     #[serde(default)]
     pub tracks: Vec<TrackSeed>,
+    /// The interaction episodes open after the last frame (pairs keyed `track:<id>`), for a
+    /// resumed run to continue: an event spanning the restart stays one event. The events a
+    /// stop ended are written after the checkpoint's file lengths, so a resume cuts them off.
+    #[serde(default)]
+    pub interactions: Vec<OpenEpisode>,
+    /// The individual last seen on each track of an open episode (`track:<id>` → individual),
+    /// to name the pair when the event ends.
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
 }
 
 impl Checkpoint {
@@ -79,6 +89,8 @@ impl Checkpoint {
             next_track,
             files: BTreeMap::new(),
             tracks: Vec::new(),
+            interactions: Vec::new(),
+            names: BTreeMap::new(),
         }
     }
 
@@ -124,6 +136,11 @@ impl Checkpoint {
         if !cp.tracks.iter().all(finite) {
             return Err(bad(
                 "a track in it has a coordinate that is not a number".into()
+            ));
+        }
+        if !cp.interactions.iter().all(OpenEpisode::is_valid) {
+            return Err(bad(
+                "an interaction episode in it is damaged (a number that is not one, or a pair out of order)".into(),
             ));
         }
         if cp
@@ -245,6 +262,18 @@ mod tests {
         std::fs::write(&path, v.to_string()).expect("write");
         let e = Checkpoint::load(&path).expect_err("escapes").to_string();
         assert!(e.contains("outside"), "{e}");
+        v = serde_json::to_value(sample()).expect("json");
+        v["interactions"] = serde_json::json!([{"a": "track:2", "b": "track:1", "start": 1.0,
+            "start_frame": 25, "last": 2.0, "last_frame": 50, "min": 0.5, "sum": 20.0, "n": 26}]);
+        std::fs::write(&path, v.to_string()).expect("write");
+        let e = Checkpoint::load(&path)
+            .expect_err("pair out of order")
+            .to_string();
+        assert!(e.contains("interaction episode"), "{e}");
+        v["interactions"][0]["a"] = "track:0".into();
+        std::fs::write(&path, v.to_string()).expect("write");
+        let cp = Checkpoint::load(&path).expect("load").expect("some");
+        assert_eq!(cp.interactions.len(), 1);
         v = serde_json::to_value(sample()).expect("json");
         v["version"] = 9.into();
         std::fs::write(&path, v.to_string()).expect("write");

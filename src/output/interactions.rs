@@ -157,6 +157,45 @@ struct FishPos {
     body_len: f32,
 }
 
+/// An episode still open (the pair close now or within `max_gap_s`), as a recording's
+/// checkpoint keeps it: a run that resumes the recording continues it
+/// ([`InteractionDetector::resume`]) instead of ending it at the restart and starting another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenEpisode {
+    /// Smaller id of the pair (string order).
+    pub a: String,
+    /// Larger id of the pair.
+    pub b: String,
+    /// Time of the first close frame (the clock of `update`'s `t`).
+    pub start: f64,
+    /// Frame index of the first close frame.
+    pub start_frame: u64,
+    /// Time of the last close frame so far.
+    pub last: f64,
+    /// Frame index of the last close frame so far.
+    pub last_frame: u64,
+    /// Smallest distance over the close frames so far, in the rule's unit.
+    pub min: f64,
+    /// Sum of the distances over the close frames so far (for the mean).
+    pub sum: f64,
+    /// Number of close frames so far (≥ 1).
+    pub n: u64,
+}
+
+impl OpenEpisode {
+    /// Every number finite, the pair ordered and at least one close frame behind it.
+    pub fn is_valid(&self) -> bool {
+        self.a < self.b
+            && self.n >= 1
+            && [self.start, self.last, self.min, self.sum]
+                .iter()
+                .all(|v| v.is_finite())
+            && self.start <= self.last
+            && self.start_frame <= self.last_frame
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Episode {
     start: f64,
@@ -219,6 +258,61 @@ impl InteractionDetector {
 
     /// Number of episodes currently open (pairs close now or within the gap tolerance).
     pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The episodes open now, sorted by pair (for a checkpoint).
+    pub fn open_episodes(&self) -> Vec<OpenEpisode> {
+        self.open
+            .iter()
+            .map(|((a, b), ep)| OpenEpisode {
+                a: a.clone(),
+                b: b.clone(),
+                start: ep.start,
+                start_frame: ep.start_frame,
+                last: ep.last,
+                last_frame: ep.last_frame,
+                min: ep.min,
+                sum: ep.sum,
+                n: ep.n,
+            })
+            .collect()
+    }
+
+    /// Continues from a checkpoint taken at time `t`: `episodes` (from
+    /// [`open_episodes`](Self::open_episodes)) are open again, so a pair still close after a
+    /// restart makes one event, and frames before `t` are ignored as earlier ones are. Episodes
+    /// that are not [valid](OpenEpisode::is_valid) are skipped (logged); returns how many are
+    /// open.
+    pub fn resume(&mut self, episodes: &[OpenEpisode], t: f64) -> usize {
+        if !self.usable {
+            return 0;
+        }
+        for e in episodes {
+            if !e.is_valid() || e.last > t {
+                tracing::warn!(
+                    a = %e.a,
+                    b = %e.b,
+                    "interaction episode in the checkpoint is not valid; it is not continued"
+                );
+                continue;
+            }
+            self.open.insert(
+                (e.a.clone(), e.b.clone()),
+                Episode {
+                    start: e.start,
+                    start_frame: e.start_frame,
+                    last: e.last,
+                    last_frame: e.last_frame,
+                    min: e.min,
+                    sum: e.sum,
+                    n: e.n,
+                },
+            );
+        }
+        if t.is_finite() {
+            self.last_t = Some(self.last_t.map_or(t, |l| l.max(t)));
+        }
         self.open.len()
     }
 
@@ -407,6 +501,48 @@ mod tests {
         assert!((e.duration - 58.0 / 25.0).abs() < 1e-9, "{}", e.duration);
         assert!((e.min_distance - 20.0).abs() < 1e-6);
         assert!(e.mean_distance > 20.0 && e.mean_distance < 30.0);
+    }
+
+    /// A detector resumed from another's open episodes (a restart's checkpoint) ends them as
+    /// the uninterrupted one does: one event across the restart, not two pieces.
+    #[test]
+    fn a_resumed_detector_continues_the_open_episodes() {
+        let fps = 25.0;
+        let fish = |i: u64| {
+            let ax = if i < 100 {
+                80.0
+            } else {
+                80.0 - (i - 99) as f32 * 3.0
+            };
+            [f("zb", 100.0, 50.0), f("a", ax, 50.0), f("c", 400.0, 50.0)]
+        };
+        let mut whole = InteractionDetector::new(rule(30.0, DistanceUnit::Px));
+        let mut first = InteractionDetector::new(rule(30.0, DistanceUnit::Px));
+        let (mut expected, mut got) = (Vec::new(), Vec::new());
+        for i in 0..60u64 {
+            let t = i as f64 / fps;
+            expected.extend(whole.update(t, i, &fish(i)));
+            got.extend(first.update(t, i, &fish(i)));
+        }
+        let saved = first.open_episodes();
+        assert_eq!(saved.len(), 1, "{saved:?}");
+        let mut bad = saved[0].clone();
+        bad.min = f64::NAN;
+        let mut resumed = InteractionDetector::new(rule(30.0, DistanceUnit::Px));
+        assert_eq!(resumed.resume(&[bad], 59.0 / fps), 0, "invalid: skipped");
+        assert_eq!(resumed.resume(&saved, 59.0 / fps), 1);
+        // A frame from before the checkpoint is ignored, as in one run.
+        assert!(resumed.update(58.0 / fps, 58, &fish(58)).is_empty());
+        for i in 60..200u64 {
+            let t = i as f64 / fps;
+            expected.extend(whole.update(t, i, &fish(i)));
+            got.extend(resumed.update(t, i, &fish(i)));
+        }
+        expected.extend(whole.finish());
+        got.extend(resumed.finish());
+        assert_eq!(expected.len(), 1, "{expected:?}");
+        assert_eq!(got, expected);
+        assert_eq!((got[0].start_frame, got[0].end_frame), (0, 102));
     }
 
     #[test]

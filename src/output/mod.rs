@@ -47,8 +47,9 @@
 //! [`OutputConfig::parquet`]).
 //!
 //! **`checkpoint.json`** (`resume = true`): how far the camera's rows go, written every
-//! `checkpoint_interval_s` after an `fsync` and at close; a restarted run continues a recording
-//! after it, and a live camera's frame and track numbers ([`checkpoint`],
+//! `checkpoint_interval_s` after an `fsync` and at close (before the events the close ends);
+//! a restarted run continues a recording after it, with its tracks and open interaction
+//! episodes, and a live camera's frame and track numbers ([`checkpoint`],
 //! [`Sinks::resume_source`]).
 
 pub mod checkpoint;
@@ -58,7 +59,9 @@ pub mod interactions;
 pub mod metrics;
 
 pub use checkpoint::Checkpoint;
-pub use interactions::{DistanceUnit, InteractionDetector, InteractionEvent, InteractionRule};
+pub use interactions::{
+    DistanceUnit, InteractionDetector, InteractionEvent, InteractionRule, OpenEpisode,
+};
 pub use metrics::Metrics;
 
 use std::collections::HashMap;
@@ -574,7 +577,8 @@ impl Sinks {
     /// returns where that source's rows in the output folder end (its last checkpoint): the
     /// run goes on numbering frames and tracks from there. A `recording` continues after those
     /// frames, with the camera's files cut back to the checkpoint; a live camera's rows are never
-    /// cut (its frames cannot be read again). `None`: start at the first frame.
+    /// cut (its frames cannot be read again). A recording's interaction episodes open at the
+    /// checkpoint go on. `None`: start at the first frame.
     pub fn resume_source(
         &mut self,
         camera: &str,
@@ -617,6 +621,17 @@ impl Sinks {
             }
             Some(cp) if cp.source == source => {
                 cp.cut_files(&cs.dir)?;
+                if let Some((det, _)) = &mut cs.interactions {
+                    let open = det.resume(&cp.interactions, cp.last_t);
+                    cs.names.extend(cp.names.clone());
+                    if open > 0 {
+                        tracing::info!(
+                            camera,
+                            open,
+                            "interaction episodes open at the checkpoint go on"
+                        );
+                    }
+                }
                 tracing::info!(
                     camera,
                     frame = cp.next_frame,
@@ -864,8 +879,9 @@ impl Sinks {
         }
     }
 
-    /// Ends the run: finishes open interaction events (logging those long enough), writes
-    /// everything buffered and `fsync`s every file. Bytes that still cannot be written are
+    /// Ends the run: writes everything buffered, `fsync`s every file and saves the checkpoint
+    /// (with the interaction episodes still open), then finishes the open interaction events
+    /// (logging those long enough) and `fsync`s again. Bytes that still cannot be written are
     /// reported in the error.
     pub fn close(mut self) -> Result<(), OutputError> {
         let rotate = self.cfg.rotate;
@@ -877,6 +893,10 @@ impl Sinks {
             let Some(cs) = self.cameras.get_mut(&name) else {
                 continue;
             };
+            // The checkpoint first, with the interaction episodes still open: the events
+            // this stop ends are written after the lengths it records, so a run that resumes
+            // the recording cuts them off and continues the episodes instead.
+            let saved = flush_camera(cs, true, true).and_then(|()| save_checkpoint(cs, rotate));
             if let Some((det, file)) = &mut cs.interactions {
                 let (t, captured) = cs.last_clock.unwrap_or((0.0, SystemTime::now()));
                 for e in det.finish() {
@@ -892,7 +912,7 @@ impl Sinks {
                     file.push_row(&path, row.as_bytes());
                 }
             }
-            let r = flush_camera(cs, true, true).and_then(|()| save_checkpoint(cs, rotate));
+            let r = saved.and(flush_camera(cs, true, true));
             if let Some(m) = &self.metrics {
                 report_metrics(m, cs, r.as_ref().err());
             }
@@ -973,14 +993,42 @@ fn save_checkpoint(cs: &mut CameraSinks, rotate: Rotate) -> Result<(), OutputErr
     let Some(mut cp) = cs.checkpoint.as_ref().and_then(|c| c.pending.clone()) else {
         return Ok(());
     };
-    let date = date_of(cp.origin() + Duration::from_secs_f64(cp.last_t.clamp(0.0, 1e9)));
-    let kinds = [
-        ("trajectories", "csv", cs.trajectories.is_some()),
-        ("mot", "txt", cs.mot.is_some()),
-        ("counts", "csv", cs.counts.is_some()),
-        ("interactions", "csv", cs.interactions.is_some()),
+    let origin = cp.origin();
+    let date_at = |t: f64| date_of(origin + Duration::from_secs_f64(t.clamp(0.0, 1e9)));
+    let date = date_at(cp.last_t);
+    let mut files = vec![
+        (
+            "trajectories",
+            "csv",
+            cs.trajectories.is_some(),
+            date.clone(),
+        ),
+        ("mot", "txt", cs.mot.is_some(), date.clone()),
+        ("counts", "csv", cs.counts.is_some(), date.clone()),
+        (
+            "interactions",
+            "csv",
+            cs.interactions.is_some(),
+            date.clone(),
+        ),
     ];
-    for (stem, ext, on) in kinds {
+    if let Some((det, _)) = &cs.interactions {
+        cp.interactions = det.open_episodes();
+        for e in &cp.interactions {
+            for id in [&e.a, &e.b] {
+                if let Some(n) = cs.names.get(id) {
+                    cp.names.insert(id.clone(), n.clone());
+                }
+            }
+            // An open episode that a stop ends goes to the file of its last close frame's
+            // day (daily files): that file's length too, so a resume cuts the event off.
+            let day = date_at(e.last);
+            if day != date {
+                files.push(("interactions", "csv", true, day));
+            }
+        }
+    }
+    for (stem, ext, on, date) in files {
         if !on {
             continue;
         }
