@@ -246,9 +246,8 @@ pub struct Identifier {
     last_regroup: Option<f64>,
     /// A regrouping not yet taken by [`Identifier::take_regrouped`].
     regroup_ready: bool,
-    /// The log already said that this camera's fish look too alike to tell apart by their
-    /// crops (said once per run).
-    said_alike: bool,
+    /// What the log last said about how alike this camera's fish look (see [`AlikeWatch`]).
+    said_alike: AlikeWatch,
     /// The latest regrouping found this camera's fish too alike to tell apart by their crops
     /// (its neutral similarity above `relabel_similarity`).
     alike: bool,
@@ -430,7 +429,7 @@ impl Identifier {
             regrouped: HashMap::new(),
             last_regroup: None,
             regroup_ready: false,
-            said_alike: false,
+            said_alike: AlikeWatch::default(),
             alike: false,
             alike_similarity: None,
             waiting_since: None,
@@ -1583,18 +1582,28 @@ impl Identifier {
         if sol.alike.is_some() {
             self.alike_similarity = sol.alike;
         }
-        if self.alike && !self.said_alike {
-            self.said_alike = true;
-            tracing::warn!(
+        match self
+            .said_alike
+            .observe(sol.alike, self.cfg.relabel_similarity)
+        {
+            Some(AlikeNews::Alike) => tracing::warn!(
                 tank = %self.tank,
                 t,
-                alike = %format_args!("{:.2}", sol.neutral_similarity),
+                alike = %format_args!("{:.2}", sol.alike.unwrap_or(f32::NAN)),
                 "fish in view together look this alike to the encoder (`alike`: 9 in 10 of \
                  their pairs are less similar): their crops hardly tell them apart, so \
                  individuals follow the tracks through contacts and a fish that leaves the view \
                  may come back as another individual; check the camera's focus, resolution and \
                  view (crops: [identity] crops_dir)"
-            );
+            ),
+            Some(AlikeNews::Apart) => tracing::info!(
+                tank = %self.tank,
+                t,
+                alike = %format_args!("{:.2}", sol.alike.unwrap_or(f32::NAN)),
+                "fish in view together tell apart to the encoder again (`alike`: 9 in 10 of \
+                 their pairs are less similar)"
+            ),
+            None => {}
         }
         // A fragment no group kept (in view beside a longer one of its group) keeps the
         // individual its rows were written with.
@@ -2203,9 +2212,84 @@ impl IdentityApi {
     }
 }
 
+/// How far below `relabel_similarity` the likeness of fish in view together must fall before
+/// they count as telling apart again (so a likeness hovering at the threshold is said once).
+const ALIKE_CLEAR_MARGIN: f32 = 0.1;
+
+/// What the log says about how alike a camera's fish in view together look to the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AlikeNews {
+    /// Too alike to tell apart by their crops (a warning).
+    Alike,
+    /// Telling apart again, after a warning.
+    Apart,
+}
+
+/// Whether the log has said that a camera's fish look too alike: said when a regrouping first
+/// measures them so, and again only after one has measured them clearly apart in between
+/// (below the threshold by [`ALIKE_CLEAR_MARGIN`]), so that a camera whose focus degrades
+/// months into a run is warned then, and a likeness hovering at the threshold is said once.
+#[derive(Debug, Default)]
+struct AlikeWatch {
+    said: bool,
+}
+
+impl AlikeWatch {
+    /// A regrouping measured `measured` (`None`: too few fish in view together to tell); returns
+    /// what the log should say now, if anything.
+    fn observe(&mut self, measured: Option<f32>, threshold: f32) -> Option<AlikeNews> {
+        let q = measured?;
+        if q > threshold && !self.said {
+            self.said = true;
+            Some(AlikeNews::Alike)
+        } else if q < threshold - ALIKE_CLEAR_MARGIN && self.said {
+            self.said = false;
+            Some(AlikeNews::Apart)
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A camera whose fish come to look alike months into a run is warned then, again after
+    /// they told apart in between, and a likeness hovering at the threshold is said once.
+    #[test]
+    fn the_log_says_fish_look_alike_again_only_after_they_told_apart() {
+        let mut w = AlikeWatch::default();
+        let said: Vec<Option<AlikeNews>> = [
+            Some(0.5),
+            Some(0.9),
+            Some(0.95),
+            None,
+            Some(0.75),
+            Some(0.8),
+            Some(0.6),
+            Some(0.7),
+            Some(0.9),
+        ]
+        .into_iter()
+        .map(|q| w.observe(q, 0.78))
+        .collect();
+        use AlikeNews::{Alike, Apart};
+        assert_eq!(
+            said,
+            [
+                None,
+                Some(Alike),
+                None,
+                None,
+                None,
+                None,
+                Some(Apart),
+                None,
+                Some(Alike)
+            ]
+        );
+    }
     use crate::messages::TrackStatus;
 
     #[test]
