@@ -26,36 +26,47 @@ fn fasttrack_pattern() -> String {
     format!("{FASTTRACK}/frame_%06d.pgm")
 }
 
-/// Events of one source until `Eos`/`Fatal` (included) or the deadline.
-fn collect(rx: &Receiver<IngestEvent>, limit: Duration) -> (Vec<Frame>, Option<IngestEvent>) {
+/// Frames and warm-up frames of one source until `Eos`/`Fatal` (included) or the deadline.
+fn collect(
+    rx: &Receiver<IngestEvent>,
+    limit: Duration,
+) -> (Vec<Frame>, Vec<Frame>, Option<IngestEvent>) {
     let deadline = Instant::now() + limit;
-    let mut frames = Vec::new();
+    let (mut frames, mut warm) = (Vec::new(), Vec::new());
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match rx.recv_timeout(left) {
             Ok(IngestEvent::Frame(f)) => frames.push(f),
-            Ok(ev @ (IngestEvent::Eos | IngestEvent::Fatal(_))) => return (frames, Some(ev)),
+            Ok(IngestEvent::Warmup(f)) => {
+                assert!(frames.is_empty(), "a warm-up frame after a frame");
+                warm.push(f);
+            }
+            Ok(ev @ (IngestEvent::Eos | IngestEvent::Fatal(_))) => {
+                return (frames, warm, Some(ev));
+            }
             Ok(IngestEvent::Gap { .. }) => {}
             Err(_) => break,
         }
     }
-    (frames, None)
+    (frames, warm, None)
 }
 
 /// Runs a recording to its end (bounded) and returns frames and the final event.
 fn run_recording(cfg: &SourceConfig, limit: Duration) -> (Vec<Frame>, IngestEvent) {
-    run_resumed(cfg, None, limit)
+    let (frames, warm, end) = run_resumed(cfg, None, limit);
+    assert!(warm.is_empty(), "warm-up frames without a resume");
+    (frames, end)
 }
 
-/// [`run_recording`], continuing at `resume`.
+/// [`run_recording`], continuing at `resume`: frames, warm-up frames, the final event.
 fn run_resumed(
     cfg: &SourceConfig,
     resume: Option<Resume>,
     limit: Duration,
-) -> (Vec<Frame>, IngestEvent) {
+) -> (Vec<Frame>, Vec<Frame>, IngestEvent) {
     let (tx, rx) = bounded(16);
     let stop = Arc::new(AtomicBool::new(false));
     let handle = spawn("cam", cfg, resume, tx, stop.clone()).expect("spawn");
-    let (frames, end) = collect(&rx, limit);
+    let (frames, warm, end) = collect(&rx, limit);
     stop.store(true, Ordering::SeqCst);
     let end = end.unwrap_or_else(|| panic!("no Eos/Fatal within {limit:?} for {cfg:?}"));
     let t = Instant::now();
@@ -64,7 +75,7 @@ fn run_resumed(
         t.elapsed() < Duration::from_secs(2),
         "thread did not end promptly"
     );
-    (frames, end)
+    (frames, warm, end)
 }
 
 fn fatal_message(ev: &IngestEvent) -> String {
@@ -114,9 +125,10 @@ fn file(path: &Path) -> SourceConfig {
 }
 
 /// Resuming a recording after frame 24 gives exactly the frames a whole run gives from frame 25
-/// on: same indices, same stream times, capture times from the resume's origin. Files seek;
-/// image sequences decode past the skipped frames. Resuming after the last frame gives nothing
-/// and a normal end (not "no decodable frame").
+/// on: same indices, same stream times, capture times from the resume's origin; before them, the
+/// `warmup_frames` frames before the resume point as warm-up frames (the detector's), the
+/// pixels of frames 15–24. Files seek; image sequences decode past the skipped frames. Resuming
+/// after the last frame gives nothing and a normal end (not "no decodable frame").
 #[test]
 fn a_resumed_recording_gives_the_frames_after_the_resume_point() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,9 +151,16 @@ fn a_resumed_recording_gives_the_frames_after_the_resume_point() {
             next_frame: 25,
             after_t: t24,
             origin,
+            warmup_frames: 10,
         };
-        let (rest, end) = run_resumed(&cfg, Some(resume), limit);
+        let (rest, warm, end) = run_resumed(&cfg, Some(resume), limit);
         assert!(matches!(end, IngestEvent::Eos), "{end:?}");
+        let warm_pts: Vec<_> = warm.iter().map(|f| f.pts).collect();
+        let want_pts: Vec<_> = whole[15..25].iter().map(|f| f.pts).collect();
+        assert_eq!(warm_pts, want_pts, "warm-up frames of {cfg:?}");
+        for (w, f) in warm.iter().zip(&whole[15..25]) {
+            assert_eq!((w.index, &w.data), (0, &f.data), "{cfg:?}");
+        }
         let got: Vec<_> = rest.iter().map(|f| (f.index, f.pts)).collect();
         let want: Vec<_> = whole[25..].iter().map(|f| (f.index, f.pts)).collect();
         assert_eq!(got, want, "{cfg:?}");
@@ -157,8 +176,9 @@ fn a_resumed_recording_gives_the_frames_after_the_resume_point() {
             next_frame: 60,
             after_t: whole[59].pts.expect("time stamps").as_secs_f64(),
             origin,
+            warmup_frames: 0,
         };
-        let (none, end) = run_resumed(&cfg, Some(at_end), limit);
+        let (none, _, end) = run_resumed(&cfg, Some(at_end), limit);
         assert!(
             none.is_empty() && matches!(end, IngestEvent::Eos),
             "{end:?}"

@@ -129,7 +129,8 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
         format!(
             "[[cameras]]\nname = \"tank\"\n[cameras.source]\nkind = \"file\"\npath = \"{}\"\n\n\
              [identity]\nstate_dir = \"{}\"\n\n\
-             [output]\ndir = \"{}\"\nrotate = \"never\"\ncheckpoint_interval_s = 1\n\n\
+             [output]\ndir = \"{}\"\nrotate = \"never\"\ncheckpoint_interval_s = 1\n\
+             [output.interactions]\ndistance = 6.0\n\n\
              [http]\nenabled = false\n",
             video.display(),
             dir.path().join("identity").display(),
@@ -193,6 +194,21 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
         "rows name individuals the saved state does not know: {named:?} vs {known:?}"
     );
 
+    // Interaction episodes open at the checkpoint that already last an event's minimum (1 s by
+    // default) end as one event each in the resumed run's log, from their first frame.
+    let cp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
+    let open_events: Vec<u64> = cp["interactions"]
+        .as_array()
+        .expect("the checkpoint keeps the open interaction episodes")
+        .iter()
+        .filter(|e| e["last"].as_f64().unwrap() - e["start"].as_f64().unwrap() >= 1.0)
+        .map(|e| e["start_frame"].as_u64().unwrap())
+        .collect();
+    eprintln!(
+        "interaction episodes of 1 s or more open at the crash (frame {resumed_at}): {open_events:?}"
+    );
+
     // Second run: continues after the checkpoint and finishes the recording.
     let log = run_ok(&mut run(), "finprint run (resumed)");
     assert!(
@@ -217,6 +233,29 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
             "trajectory row written twice: frame {} track {}",
             r["frame"],
             r["track"]
+        );
+    }
+    let (events, _) = rows(&out.join("tank/interactions.csv"));
+    let text = std::fs::read_to_string(out.join("tank/interactions.csv")).unwrap();
+    let headers = text.lines().filter(|l| l.starts_with("camera,")).count();
+    assert_eq!(headers, 1, "interactions.csv holds {headers} headers");
+    let mut seen = HashSet::new();
+    for e in &events {
+        assert!(
+            seen.insert((e["a"].clone(), e["b"].clone(), e["start_frame"].clone())),
+            "interaction event written twice: {e:?}"
+        );
+    }
+    for start in &open_events {
+        let n = events
+            .iter()
+            .filter(|e| num(e, "start_frame") as u64 == *start)
+            .count();
+        assert!(
+            n >= 1
+                && events.iter().any(|e| num(e, "start_frame") as u64 == *start
+                    && num(e, "end_frame") as u64 >= resumed_at - 1),
+            "the interaction open at the crash from frame {start} is not one event: {events:?}"
         );
     }
     // Stream times go on from the first run, and capture times keep its origin.

@@ -397,6 +397,20 @@ const MIN_AREA_RATIO: f32 = 0.1;
 const FRAGMENT_RATIO: f32 = 0.15;
 /// Largest gap (working px) between the boxes of a fragment and its fish.
 const FRAGMENT_GAP_PX: u32 = 1;
+/// A blob under this many typical areas at an end of a blob at least
+/// [`END_PIECE_HOST_TIMES`] its size, along that blob's body axis, is its tail fin (or snout)
+/// cut off where the body is thin: the caudal peduncle falls under the threshold, and the fin
+/// shows as a blob of its own one to three pixels behind the body. Measured on a simulated
+/// 4-fish side view at 640×360 (typical area 138 px²): tail pieces of 15–22 px² (0.11–0.16
+/// typical areas, over the fragment limit above) 1–3 px behind their fish, each of which
+/// started a track of its own that then rode on its fish's blob (an open population enrolled
+/// it as a fifth fish).
+const END_PIECE_RATIO: f32 = 0.3;
+/// A blob's end piece is at most this share of its area.
+const END_PIECE_HOST_TIMES: f32 = 4.0;
+/// Largest gap between an end piece's box and its fish's, in √(typical area) working px (3 px
+/// for a typical area of 138 px²).
+const END_PIECE_GAP: f32 = 0.3;
 /// Blobs at least this many typical areas large are examined for touching fish.
 const SPLIT_MIN_RATIO: f32 = 1.3;
 /// Blob areas needed before the typical area is trusted.
@@ -441,6 +455,11 @@ pub struct Detector {
     model: Option<Model>,
     /// Frames waiting for the background; `None` luma = unusable frame (passed on empty).
     pending: VecDeque<(Frame, Option<Vec<u8>>)>,
+    /// How many of the first `pending` frames are warm-up frames ([`Detector::warm_up`]):
+    /// detected for what they teach, never returned.
+    warm_pending: usize,
+    /// Inside [`Detector::warm_up`].
+    warming: bool,
     /// 1 where searching is allowed (ROI minus exclusions), working resolution.
     allowed: Vec<u8>,
     crops: Option<CropSpec>,
@@ -487,6 +506,8 @@ impl Detector {
             geom: None,
             model: None,
             pending: VecDeque::new(),
+            warm_pending: 0,
+            warming: false,
             allowed: Vec::new(),
             crops: None,
             mask: Vec::new(),
@@ -565,6 +586,7 @@ impl Detector {
                 });
             } else {
                 self.pending.push_back((frame, None));
+                self.warm_pending += usize::from(self.warming);
             }
             return out;
         }
@@ -604,13 +626,32 @@ impl Detector {
             return out;
         }
         self.pending.push_back((frame, Some(luma)));
-        let needed = ((self.cfg.learn_frames - 1) * self.cfg.learn_stride + 1) as usize;
+        self.warm_pending += usize::from(self.warming);
+        let needed = self.warmup_frames() as usize;
         let usable = self.pending.iter().filter(|(_, l)| l.is_some()).count();
         if self.preset_matches() || usable >= needed {
             self.learn();
             out.extend(self.drain_pending());
         }
         out
+    }
+
+    /// Feeds a frame from before a resumed recording's restart point
+    /// ([`crate::ingest::IngestEvent::Warmup`]): it teaches the background model, the typical
+    /// fish and its shape as any frame does, and never comes out, so the frames after the
+    /// restart are detected against a background learned as the previous run had it. Call
+    /// before the first [`Detector::push`].
+    pub fn warm_up(&mut self, frame: Frame) {
+        self.warming = true;
+        // With the model ready the frame comes straight back (detected): dropped here.
+        drop(self.push(frame, None));
+        self.warming = false;
+    }
+
+    /// Frames a resumed recording needs read again before its restart point for the background
+    /// to be learned from them ([`Detector::warm_up`]).
+    pub fn warmup_frames(&self) -> u64 {
+        u64::from((self.cfg.learn_frames - 1) * self.cfg.learn_stride + 1)
     }
 
     /// End of stream: learns from whatever was buffered (if the background is not ready yet)
@@ -862,6 +903,11 @@ impl Detector {
                 (Some(l), true) => self.detect(&frame, l),
                 _ => Vec::new(),
             };
+            if self.warm_pending > 0 {
+                // A warm-up frame: it taught the model, it has no outputs.
+                self.warm_pending -= 1;
+                continue;
+            }
             out.push(DetectedFrame { frame, detections });
         }
         out
@@ -1172,6 +1218,10 @@ impl Detector {
         let mut blobs = std::mem::take(&mut self.blobs);
         if let Some(t) = typical {
             absorb_fragments(&mut blobs, FRAGMENT_RATIO * t, FRAGMENT_GAP_PX);
+            let gap = (END_PIECE_GAP * t.sqrt())
+                .round()
+                .max(FRAGMENT_GAP_PX as f32) as u32;
+            absorb_end_pieces(&mut blobs, END_PIECE_RATIO * t, gap);
         }
         let mut ghosts = 0usize;
         // Blobs too large to count (fish larger than the typical one touching, near the
@@ -1322,6 +1372,57 @@ fn absorb_fragments(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
             .copied()
             .map(|j| (j, box_gap(&blobs[j])))
             .filter(|&(_, g)| g <= gap)
+            .min_by_key(|&(_, g)| g);
+        if let Some((j, _)) = host {
+            blobs[j].absorb(&s);
+            drop[i] = true;
+        }
+    }
+    let mut k = 0;
+    blobs.retain(|_| {
+        k += 1;
+        !drop[k - 1]
+    });
+}
+
+/// Blobs under `small` px at an end of a blob at least [`END_PIECE_HOST_TIMES`] their size —
+/// within `gap` px of its box, and on its body axis (their centre at most the larger blob's
+/// minor axis from the axis line, and beyond a quarter of its major axis from its centre) —
+/// are its tail fin or snout: their pixels join it and they are dropped. A fish beside another
+/// lies off its axis, and one ahead of or behind another is as large as a fish.
+fn absorb_end_pieces(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
+    let axes: Vec<(f64, f64, f64, f64, f64)> = blobs
+        .iter()
+        .map(|b| {
+            let (mx, my, cxx, cyy, cxy) = b.moments();
+            let (angle, major, minor) = segment::axis_from_moments(cxx, cyy, cxy);
+            (mx, my, angle, major, minor)
+        })
+        .collect();
+    let mut drop = vec![false; blobs.len()];
+    for i in 0..blobs.len() {
+        let s = blobs[i];
+        if s.n as f32 >= small || s.n < NOISE_FLOOR_PX / 2 {
+            continue;
+        }
+        let (sx, sy, ..) = axes[i];
+        let box_gap = |b: &Blob| {
+            let dx = (b.x0.saturating_sub(s.x1)).max(s.x0.saturating_sub(b.x1));
+            let dy = (b.y0.saturating_sub(s.y1)).max(s.y0.saturating_sub(b.y1));
+            dx.max(dy)
+        };
+        let host = (0..blobs.len())
+            .filter(|&j| j != i && !drop[j])
+            .filter(|&j| blobs[j].n as f32 >= END_PIECE_HOST_TIMES * s.n as f32)
+            .map(|j| (j, box_gap(&blobs[j])))
+            .filter(|&(j, g)| {
+                let (hx, hy, angle, major, minor) = axes[j];
+                let (ux, uy) = (angle.cos(), angle.sin());
+                let (dx, dy) = (sx - hx, sy - hy);
+                let along = dx * ux + dy * uy;
+                let across = -dx * uy + dy * ux;
+                g <= gap && across.abs() <= minor && along.abs() >= 0.25 * major
+            })
             .min_by_key(|&(_, g)| g);
         if let Some((j, _)) = host {
             blobs[j].absorb(&s);

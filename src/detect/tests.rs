@@ -838,3 +838,113 @@ fn a_blob_too_large_to_count_is_not_learned_into_the_background() {
         .count();
     assert_eq!(ghosts, 0, "no ghost where the oversized blob rested");
 }
+
+/// A tail fin cut off from its body where the body is thin (one to three pixels of water in
+/// between) is part of that fish, even when it is larger than the fragments absorbed by
+/// size alone; a small blob as close beside a fish, off its body axis, is not.
+#[test]
+fn a_tail_cut_off_behind_its_fish_is_part_of_it_and_a_blob_beside_a_fish_is_not() {
+    let body = |cx: f32, cy: f32| Ell {
+        cx,
+        cy,
+        a: 12.0,
+        b: 4.0,
+        angle: 0.0,
+        value: 60,
+    };
+    let piece = |cx: f32, cy: f32| Ell {
+        cx,
+        cy,
+        a: 3.5,
+        b: 2.5,
+        angle: 0.0,
+        value: 60,
+    };
+    let scene = |i: u64| {
+        let x = 20.0 + i as f32 * 2.0;
+        vec![
+            // Its tail fin 2 px behind its body (≈ 0.18 typical areas).
+            body(x, 25.0),
+            piece(x - 17.5, 25.0),
+            body(x, 60.0),
+            // A small blob 3 px below a fish, beside its middle.
+            body(x, 95.0),
+            piece(x, 104.5),
+        ]
+    };
+    let dets = run(&DetectConfig::default(), 60, 200, scene, None);
+    let near = |f: &[Detection], y: f32| -> Vec<f32> {
+        f.iter()
+            .filter(|d| (d.y - y).abs() < 12.0)
+            .map(|d| d.area)
+            .collect()
+    };
+    let fish_area = std::f32::consts::PI * 12.0 * 4.0;
+    for (i, f) in dets.iter().enumerate().skip(50) {
+        let tailed = near(f, 25.0);
+        assert!(
+            tailed.len() == 1 && tailed[0] > 1.1 * fish_area,
+            "frame {i}: the fish and its tail are one detection with both areas: {tailed:?}"
+        );
+        assert_eq!(near(f, 97.0).len(), 2, "frame {i}: {f:?}");
+    }
+}
+
+/// A resumed recording's warm-up frames (the moments before its restart point) teach the
+/// background and never come out: the first frame after them is detected at once, and a fish
+/// that rests from the restart on is found, where a detector learning from the frames after
+/// the restart would take the resting fish for background.
+#[test]
+fn warm_up_frames_teach_the_background_and_never_come_out() {
+    // Swims along y = 60 until frame 49, then rests where it is.
+    let scene = |i: u64| vec![swimmer(i.min(49), 60)];
+    let cfg = DetectConfig::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let frames: Vec<Frame> = (0..110)
+        .map(|i| render(160, 120, 200, &scene(i), 4.0, &mut rng, i))
+        .collect();
+    let mut warm = Detector::build(&cfg).expect("build");
+    let w = warm.warmup_frames();
+    assert_eq!(w, 49, "learn_frames 25 every 2nd frame");
+    for f in &frames[..w as usize] {
+        warm.warm_up(f.clone());
+    }
+    assert!(!warm.is_learning(), "the model is learned from the warm-up");
+    let mut found = 0;
+    for f in &frames[w as usize..] {
+        let out = warm.push(f.clone(), None);
+        assert_eq!(out.len(), 1, "frame {} comes back at once", f.index);
+        assert_eq!(out[0].frame.index, f.index);
+        found += usize::from(out[0].detections.len() == 1);
+    }
+    assert!(warm.flush(None).is_empty(), "no warm-up frame comes out");
+    let resting = frames.len() - w as usize;
+    assert_eq!(found, resting, "the resting fish is found in every frame");
+
+    // Learning from the frames after the restart instead: the resting fish is lost.
+    let mut cold = Detector::build(&cfg).expect("build");
+    let mut out = Vec::new();
+    for f in &frames[w as usize..] {
+        out.extend(cold.push(f.clone(), None));
+    }
+    out.extend(cold.flush(None));
+    let cold_found = out.iter().filter(|d| d.detections.len() == 1).count();
+    assert!(
+        cold_found < resting / 2,
+        "a cold start finds the resting fish in {cold_found} of {resting} frames"
+    );
+
+    // A restart near the start: fewer warm-up frames than learning needs. The frames after
+    // them wait for the model with them, and only they come out.
+    let mut short = Detector::build(&cfg).expect("build");
+    for f in &frames[..20] {
+        short.warm_up(f.clone());
+    }
+    let mut out = Vec::new();
+    for f in &frames[20..60] {
+        out.extend(short.push(f.clone(), None));
+    }
+    out.extend(short.flush(None));
+    let indices: Vec<u64> = out.iter().map(|d| d.frame.index).collect();
+    assert_eq!(indices, (20..60).collect::<Vec<u64>>());
+}

@@ -43,6 +43,11 @@ pub struct Resume {
     pub after_t: f64,
     /// Capture time of stream time 0, so stream and capture times go on from the first run's.
     pub origin: SystemTime,
+    /// Recordings: this many frames before the resume point are read again and sent as
+    /// [`IngestEvent::Warmup`], so the detector learns its background (and the typical fish)
+    /// from the moments before the restart, as the previous run had them, instead of from the
+    /// frames after it (a fish resting there would be learned into the background).
+    pub warmup_frames: u64,
 }
 
 /// What a source sends to the pipeline.
@@ -50,6 +55,11 @@ pub struct Resume {
 pub enum IngestEvent {
     /// One decoded frame.
     Frame(Frame),
+    /// Resuming a recording: a frame a previous run processed, read again (see
+    /// [`Resume::warmup_frames`]) for the detector to learn from; it has no outputs. Warm-up
+    /// frames come before the first [`IngestEvent::Frame`] and carry no frame number of their
+    /// own (`index` 0).
+    Warmup(Frame),
     /// A live source was down (or stalled) and frames flow again: no frames exist between
     /// `from` (the last frame before the outage, or when the source started) and `to` (the first
     /// frame after it).

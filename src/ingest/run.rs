@@ -48,8 +48,21 @@ pub(crate) struct Ctx {
     resume: Option<Resume>,
     /// A live source continuing a previous run's numbering: stream time 0 at this capture time.
     live_origin: Option<SystemTime>,
-    /// Frames decoded and skipped while resuming.
+    /// Frames decoded and skipped while resuming (warm-up frames included).
     skipped: u64,
+    /// Resuming: the first frame after the resume point has been delivered (no more skipping).
+    resumed: bool,
+}
+
+/// What a resumed recording does with a decoded frame (see [`Resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resumed {
+    /// Processed before, and too early for the detector's warm-up: dropped.
+    Skip,
+    /// Processed before, within the detector's warm-up: sent as [`IngestEvent::Warmup`].
+    Warmup,
+    /// After the resume point (or not resuming): a frame.
+    Deliver,
 }
 
 /// How frame capture times are derived.
@@ -100,6 +113,7 @@ impl Ctx {
             resume,
             live_origin,
             skipped: 0,
+            resumed: false,
         }
     }
 
@@ -227,7 +241,7 @@ impl Ctx {
         let bus = built.pipeline.bus()?;
         let start = self.resume.map_or_else(SystemTime::now, |r| r.origin);
         if let Some(r) = self.resume {
-            self.seek_past(built, r.after_t);
+            self.seek_past(built, warmup_from(r));
         }
         if built.pipeline.set_state(gst::State::Playing).is_err() {
             let e = self
@@ -275,10 +289,28 @@ impl Ctx {
                         ),
                     }));
                 }
-                if self.already_processed(&sample) {
-                    self.skipped += 1;
-                    last_progress = Instant::now();
-                    continue;
+                match self.already_processed(&sample) {
+                    Resumed::Skip => {
+                        self.skipped += 1;
+                        last_progress = Instant::now();
+                        continue;
+                    }
+                    Resumed::Warmup => {
+                        self.skipped += 1;
+                        last_progress = Instant::now();
+                        // Not a frame of this run: no number, not counted as delivered.
+                        let next = self.next_index;
+                        let made = self.make_frame(&sample, tb);
+                        self.next_index = next;
+                        if let Ok(mut f) = made {
+                            f.index = 0;
+                            if !self.send_blocking(IngestEvent::Warmup(f)) {
+                                return None;
+                            }
+                        }
+                        continue;
+                    }
+                    Resumed::Deliver => self.resumed = true,
                 }
                 let frame = match self.make_frame(&sample, tb) {
                     Ok(f) => f,
@@ -384,9 +416,10 @@ impl Ctx {
         IngestEvent::Eos
     }
 
-    /// Resuming: prerolls the pipeline and seeks just past `after_t`, so the frames a previous
-    /// run processed are not decoded again. Where the recording cannot seek (image sequences,
-    /// some containers) nothing happens and [`Self::already_processed`] skips them instead.
+    /// Resuming: prerolls the pipeline and seeks just past `after_t` (the start of the
+    /// detector's warm-up, [`warmup_from`]), so the frames a previous run processed are not
+    /// decoded again. Where the recording cannot seek (image sequences, some containers)
+    /// nothing happens and [`Self::already_processed`] skips them instead.
     fn seek_past(&self, built: &Built, after_t: f64) {
         if !matches!(self.cfg, SourceConfig::File { .. }) || after_t <= 0.0 {
             return;
@@ -417,18 +450,30 @@ impl Ctx {
         );
     }
 
-    /// Resuming: true for a frame a previous run processed (stream time ≤ the resume point;
-    /// without time stamps, one of the first `next_frame`).
-    fn already_processed(&self, sample: &gst::Sample) -> bool {
+    /// Resuming: whether a frame was processed by a previous run (stream time ≤ the resume
+    /// point; without time stamps, one of the first `next_frame`), and if so whether it falls in
+    /// the detector's warm-up (the last `warmup_frames` of those).
+    fn already_processed(&self, sample: &gst::Sample) -> Resumed {
         let Some(r) = self.resume else {
-            return false;
+            return Resumed::Deliver;
         };
-        if self.stats.frames.load(Ordering::Relaxed) > 0 {
-            return false;
+        if self.resumed {
+            return Resumed::Deliver;
         }
-        match sample.buffer().and_then(|b| b.pts()) {
-            Some(p) => p.nseconds() as f64 / 1e9 <= r.after_t + 1e-6,
-            None => self.skipped < r.next_frame,
+        let (done, warm) = match sample.buffer().and_then(|b| b.pts()) {
+            Some(p) => {
+                let t = p.nseconds() as f64 / 1e9;
+                (t <= r.after_t + 1e-6, t > warmup_from(r) + 1e-6)
+            }
+            None => (
+                self.skipped < r.next_frame,
+                self.skipped >= r.next_frame.saturating_sub(r.warmup_frames),
+            ),
+        };
+        match (done, warm) {
+            (false, _) => Resumed::Deliver,
+            (true, true) => Resumed::Warmup,
+            (true, false) => Resumed::Skip,
         }
     }
 
@@ -735,4 +780,17 @@ fn teardown(pipeline: &gst::Pipeline) {
     if let Err(e) = pipeline.set_state(gst::State::Null) {
         tracing::debug!("pipeline teardown reported {e:?}");
     }
+}
+
+/// Stream time after which a resumed recording's frames are read again for the detector's
+/// warm-up: `warmup_frames` frame intervals before the resume point (the interval measured
+/// from the frames the previous run processed), never before the start.
+fn warmup_from(r: Resume) -> f64 {
+    if r.warmup_frames == 0 || r.next_frame < 2 || r.after_t.is_nan() || r.after_t <= 0.0 {
+        return r.after_t;
+    }
+    let interval = r.after_t / (r.next_frame - 1) as f64;
+    // The last `warmup_frames` frames lie after this (half an interval of slack: frame times
+    // are not exact multiples of the interval).
+    (r.after_t - (r.warmup_frames as f64 - 0.5) * interval).max(-1.0)
 }

@@ -256,6 +256,7 @@ impl Pipeline {
                 next_frame: c.next_frame,
                 after_t: c.last_t,
                 origin: c.origin(),
+                warmup_frames: detector.warmup_frames(),
             });
             let mut tracker = Tracker::new(&cam.track, cam.view, cam.population);
             if let Some(c) = &resume {
@@ -495,6 +496,13 @@ impl CameraWorker {
                             .set_fps(&name, fps_window.1 as f64 / el.as_secs_f64());
                         fps_window = (Instant::now(), 0);
                         self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
+                    }
+                }
+                IngestEvent::Warmup(frame) => {
+                    let was_learning = self.detector.is_learning();
+                    self.detector.warm_up(frame);
+                    if was_learning && !self.detector.is_learning() {
+                        self.decide_view();
                     }
                 }
                 IngestEvent::Gap {
