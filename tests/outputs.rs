@@ -822,7 +822,10 @@ fn an_interaction_open_at_a_restart_stays_one_event() {
         .expect("resumes");
     assert_eq!(cp.interactions.len(), 1, "{:?}", cp.interactions);
     assert_eq!(cp.names.get("track:1").map(String::as_str), Some("nemo"));
-    assert_eq!(read_csv(&path).1.len(), 0, "the stop's event is cut off");
+    assert!(
+        !path.exists() || read_csv(&path).1.is_empty(),
+        "the stop's event is cut off"
+    );
     for i in 80..200u64 {
         resumed
             .consume(&frame("tank", i, fps, t0, approach(i)))
@@ -850,4 +853,68 @@ fn an_interaction_open_at_a_restart_stays_one_event() {
         .map(|r| (r[9].as_str(), r[10].as_str()))
         .collect();
     assert_eq!(spans, [("53", "79"), ("80", "111")]);
+}
+
+/// A crash after midnight whose last checkpoint lies before it: the resumed run cuts the
+/// rows after the checkpoint from the next day's files too, so no row is written twice.
+#[test]
+fn a_crash_after_midnight_leaves_no_row_twice_in_the_next_days_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.rotate = Rotate::Daily;
+    c.checkpoint_interval_s = 3600.0;
+    let cams = [CameraOutputInfo {
+        name: "tank".into(),
+        mm_per_px: None,
+    }];
+    // 2026-11-27T23:59:58Z, 10 fps: 20 frames before midnight, then the next day.
+    let midnight = 1_795_824_000u64; // 2026-11-28T00:00:00Z
+    let t0 = UNIX_EPOCH + Duration::from_secs(midnight - 2);
+    let row = |i: u64| {
+        frame(
+            "tank",
+            i,
+            10.0,
+            t0,
+            vec![track(7, TrackStatus::Confirmed, true, 10.0, 10.0)],
+        )
+    };
+    let mut first = Sinks::build(&c, &cams).unwrap();
+    assert_eq!(
+        first.resume_source("tank", "file a.mkv", true).unwrap(),
+        None
+    );
+    // The checkpoint is saved after the first frame (then not for an hour); rows are written
+    // with every frame, past midnight; then the process dies (nothing else saved).
+    for i in 0..30 {
+        first.consume(&row(i)).unwrap();
+    }
+    std::mem::forget(first);
+    let next_day = dir.path().join("tank/trajectories-2026-11-28.csv");
+    assert_eq!(
+        read_csv(&next_day).1.len(),
+        10,
+        "rows after midnight are on disk"
+    );
+
+    let mut resumed = Sinks::build(&c, &cams).unwrap();
+    let cp = resumed
+        .resume_source("tank", "file a.mkv", true)
+        .unwrap()
+        .expect("resumes");
+    assert_eq!(cp.next_frame, 1);
+    assert!(
+        !next_day.exists(),
+        "the next day's file started after the checkpoint is removed"
+    );
+    for i in cp.next_frame..40 {
+        resumed.consume(&row(i)).unwrap();
+    }
+    resumed.close().unwrap();
+    let frames =
+        |p: &Path| -> Vec<String> { read_csv(p).1.into_iter().map(|r| r[0].clone()).collect() };
+    let before = frames(&dir.path().join("tank/trajectories-2026-11-27.csv"));
+    let after = frames(&next_day);
+    let want: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    assert_eq!([before, after].concat(), want);
 }

@@ -174,7 +174,8 @@ impl Checkpoint {
     }
 
     /// Cuts each file of `camera_dir` that the checkpoint names back to its recorded length
-    /// (rows written after the checkpoint are written again by the resumed run). A file shorter
+    /// (rows written after the checkpoint are written again by the resumed run); one recorded
+    /// empty (started after the checkpoint, e.g. the next day's) is removed. A file shorter
     /// than recorded (edited or replaced since) is left alone with a warning.
     pub fn cut_files(&self, camera_dir: &Path) -> Result<(), OutputError> {
         for (name, &len) in &self.files {
@@ -199,7 +200,18 @@ impl Checkpoint {
                 );
                 continue;
             }
-            if now > len {
+            if now > len && len == 0 {
+                // A file started after the checkpoint (the next day's): all of it goes.
+                std::fs::remove_file(&path).map_err(|source| OutputError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                tracing::info!(
+                    path = %path.display(),
+                    removed_bytes = now,
+                    "a file started after the last checkpoint is removed; the resumed run writes its rows again"
+                );
+            } else if now > len {
                 let f = std::fs::OpenOptions::new()
                     .write(true)
                     .open(&path)

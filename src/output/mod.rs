@@ -1012,6 +1012,19 @@ fn save_checkpoint(cs: &mut CameraSinks, rotate: Rotate) -> Result<(), OutputErr
             date.clone(),
         ),
     ];
+    if rotate == Rotate::Daily {
+        // Rows after the checkpoint may reach the next day's files before a crash: their
+        // length now (none yet, as a rule), so a resume cuts them off too.
+        let next = date_at(cp.last_t + 86_400.0);
+        for (stem, ext, on) in [
+            ("trajectories", "csv", cs.trajectories.is_some()),
+            ("mot", "txt", cs.mot.is_some()),
+            ("counts", "csv", cs.counts.is_some()),
+            ("interactions", "csv", cs.interactions.is_some()),
+        ] {
+            files.push((stem, ext, on, next.clone()));
+        }
+    }
     if let Some((det, _)) = &cs.interactions {
         cp.interactions = det.open_episodes();
         for e in &cp.interactions {
