@@ -1362,15 +1362,10 @@ fn absorb_fragments(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
         if s.n as f32 >= small || s.n < NOISE_FLOOR_PX / 2 {
             continue;
         }
-        let box_gap = |b: &Blob| {
-            let dx = (b.x0.saturating_sub(s.x1)).max(s.x0.saturating_sub(b.x1));
-            let dy = (b.y0.saturating_sub(s.y1)).max(s.y0.saturating_sub(b.y1));
-            dx.max(dy)
-        };
         let host = big
             .iter()
             .copied()
-            .map(|j| (j, box_gap(&blobs[j])))
+            .map(|j| (j, box_gap(&blobs[j], &s)))
             .filter(|&(_, g)| g <= gap)
             .min_by_key(|&(_, g)| g);
         if let Some((j, _)) = host {
@@ -1378,6 +1373,18 @@ fn absorb_fragments(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
             drop[i] = true;
         }
     }
+    remove_marked(blobs, &drop);
+}
+
+/// Gap in px between two blobs' boxes (0 when they touch or overlap).
+fn box_gap(a: &Blob, b: &Blob) -> u32 {
+    let dx = (a.x0.saturating_sub(b.x1)).max(b.x0.saturating_sub(a.x1));
+    let dy = (a.y0.saturating_sub(b.y1)).max(b.y0.saturating_sub(a.y1));
+    dx.max(dy)
+}
+
+/// Removes the blobs marked in `drop` (same order and length as `blobs`).
+fn remove_marked(blobs: &mut Vec<Blob>, drop: &[bool]) {
     let mut k = 0;
     blobs.retain(|_| {
         k += 1;
@@ -1406,15 +1413,10 @@ fn absorb_end_pieces(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
             continue;
         }
         let (sx, sy, ..) = axes[i];
-        let box_gap = |b: &Blob| {
-            let dx = (b.x0.saturating_sub(s.x1)).max(s.x0.saturating_sub(b.x1));
-            let dy = (b.y0.saturating_sub(s.y1)).max(s.y0.saturating_sub(b.y1));
-            dx.max(dy)
-        };
         let host = (0..blobs.len())
             .filter(|&j| j != i && !drop[j])
             .filter(|&j| blobs[j].n as f32 >= END_PIECE_HOST_TIMES * s.n as f32)
-            .map(|j| (j, box_gap(&blobs[j])))
+            .map(|j| (j, box_gap(&blobs[j], &s)))
             .filter(|&(j, g)| {
                 let (hx, hy, angle, major, minor) = axes[j];
                 let (ux, uy) = (angle.cos(), angle.sin());
@@ -1429,11 +1431,7 @@ fn absorb_end_pieces(blobs: &mut Vec<Blob>, small: f32, gap: u32) {
             drop[i] = true;
         }
     }
-    let mut k = 0;
-    blobs.retain(|_| {
-        k += 1;
-        !drop[k - 1]
-    });
+    remove_marked(blobs, &drop);
 }
 
 /// Per-pixel median of `n`-pixel images (the upper median for an even count); `samples` must

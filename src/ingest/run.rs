@@ -289,15 +289,14 @@ impl Ctx {
                         ),
                     }));
                 }
-                match self.already_processed(&sample) {
-                    Resumed::Skip => {
-                        self.skipped += 1;
-                        last_progress = Instant::now();
-                        continue;
-                    }
+                let resumed = self.already_processed(&sample);
+                if resumed != Resumed::Deliver {
+                    self.skipped += 1;
+                    last_progress = Instant::now();
+                }
+                match resumed {
+                    Resumed::Skip => continue,
                     Resumed::Warmup => {
-                        self.skipped += 1;
-                        last_progress = Instant::now();
                         // Not a frame of this run: no number, not counted as delivered.
                         let next = self.next_index;
                         let made = self.make_frame(&sample, tb);

@@ -996,35 +996,26 @@ fn save_checkpoint(cs: &mut CameraSinks, rotate: Rotate) -> Result<(), OutputErr
     let origin = cp.origin();
     let date_at = |t: f64| date_of(origin + Duration::from_secs_f64(t.clamp(0.0, 1e9)));
     let date = date_at(cp.last_t);
-    let mut files = vec![
-        (
-            "trajectories",
-            "csv",
-            cs.trajectories.is_some(),
-            date.clone(),
-        ),
-        ("mot", "txt", cs.mot.is_some(), date.clone()),
-        ("counts", "csv", cs.counts.is_some(), date.clone()),
-        (
-            "interactions",
-            "csv",
-            cs.interactions.is_some(),
-            date.clone(),
-        ),
+    let kinds = [
+        ("trajectories", "csv", cs.trajectories.is_some()),
+        ("mot", "txt", cs.mot.is_some()),
+        ("counts", "csv", cs.counts.is_some()),
+        ("interactions", "csv", cs.interactions.is_some()),
     ];
+    // Daily files: rows after the checkpoint may reach the next day's files before a crash;
+    // their length now (none yet, as a rule), so a resume cuts them off too.
+    let mut days = vec![date.clone()];
     if rotate == Rotate::Daily {
-        // Rows after the checkpoint may reach the next day's files before a crash: their
-        // length now (none yet, as a rule), so a resume cuts them off too.
-        let next = date_at(cp.last_t + 86_400.0);
-        for (stem, ext, on) in [
-            ("trajectories", "csv", cs.trajectories.is_some()),
-            ("mot", "txt", cs.mot.is_some()),
-            ("counts", "csv", cs.counts.is_some()),
-            ("interactions", "csv", cs.interactions.is_some()),
-        ] {
-            files.push((stem, ext, on, next.clone()));
-        }
+        days.push(date_at(cp.last_t + 86_400.0));
     }
+    let mut files: Vec<(&str, &str, bool, String)> = days
+        .iter()
+        .flat_map(|d| {
+            kinds
+                .iter()
+                .map(|&(stem, ext, on)| (stem, ext, on, d.clone()))
+        })
+        .collect();
     if let Some((det, _)) = &cs.interactions {
         cp.interactions = det.open_episodes();
         for e in &cp.interactions {
@@ -1036,7 +1027,7 @@ fn save_checkpoint(cs: &mut CameraSinks, rotate: Rotate) -> Result<(), OutputErr
             // An open episode that a stop ends goes to the file of its last close frame's
             // day (daily files): that file's length too, so a resume cuts the event off.
             let day = date_at(e.last);
-            if day != date {
+            if !days.contains(&day) {
                 files.push(("interactions", "csv", true, day));
             }
         }
