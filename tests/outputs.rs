@@ -918,35 +918,3 @@ fn a_crash_after_midnight_leaves_no_row_twice_in_the_next_days_files() {
     let want: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     assert_eq!([before, after].concat(), want);
 }
-
-/// An individual is one fish: once the identity stage moves it from one track to another, an
-/// event of the first track no longer names it (two events naming the same pair at once, one
-/// of them the wrong fish, were found on a simulated tank: the first track kept the name it
-/// last carried).
-#[test]
-fn an_individual_that_moved_to_another_track_names_only_that_tracks_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, _, t0, mut sinks) = recording_a(dir.path());
-    for i in 0..100u64 {
-        // Tracks 1 and 2 sit 20 px apart (one body length) all along; track 1 carries "nemo"
-        // until frame 40, then track 3 (far away) does and track 1 none.
-        let mut a = track(1, TrackStatus::Confirmed, true, 100.0, 100.0);
-        let b = track(2, TrackStatus::Confirmed, true, 120.0, 100.0);
-        let mut c = track(3, TrackStatus::Confirmed, true, 400.0, 300.0);
-        if i < 40 {
-            a.individual = Some("nemo".into());
-        } else {
-            c.individual = Some("nemo".into());
-        }
-        sinks
-            .consume(&frame("tank", i, 25.0, t0, vec![a, b, c]))
-            .unwrap();
-    }
-    sinks.close().unwrap();
-    let (_, rows) = read_csv(&dir.path().join("tank/interactions.csv"));
-    let pairs: Vec<(&str, &str)> = rows
-        .iter()
-        .map(|r| (r[1].as_str(), r[2].as_str()))
-        .collect();
-    assert_eq!(pairs, [("track:1", "track:2")]);
-}

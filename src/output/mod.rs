@@ -31,8 +31,7 @@
 //! **`interactions*.csv`** columns:
 //! `camera,a,b,start,end,duration,min_distance,mean_distance,unit,start_frame,end_frame` —
 //! one row per event of [`InteractionDetector`] (rule in [`interactions`]); episodes follow
-//! tracks, and `a`/`b` are each track's last known individual (unless another track has carried
-//! it since), else `track:<id>`; `start`/`end` are capture times (RFC 3339, UTC), `duration` seconds, distances
+//! tracks, and `a`/`b` are each track's last known individual, else `track:<id>`; `start`/`end` are capture times (RFC 3339, UTC), `duration` seconds, distances
 //! in `unit`. An event is written (and flushed) as soon as it ends; the file of its end date.
 //!
 //! **`counts*.csv`** columns: `frame,t,camera,visible_fish,tracks,individuals_present,time` —
@@ -383,8 +382,7 @@ struct CameraSinks {
     mot: Option<BufferedFile>,
     counts: Option<BufferedFile>,
     interactions: Option<(InteractionDetector, BufferedFile)>,
-    /// Last individual seen on each track (`track:<id>` → individual) that no other track has
-    /// carried since, to label events.
+    /// Last individual seen on each track (`track:<id>` → individual), to label events.
     names: HashMap<String, String>,
     /// Last frame's (stream time, capture time), to convert event times at `close`.
     last_clock: Option<(f64, SystemTime)>,
@@ -794,17 +792,12 @@ impl Sinks {
         }
         if let Some((det, file)) = &mut cs.interactions {
             // Episodes follow tracks (stable within a contact even while identity is still
-            // settling); events are labelled with each track's last known individual, as long
-            // as no other track has carried that individual since (an individual is one fish:
-            // two tracks' events must not both name it).
+            // settling); events are labelled with each track's last known individual.
             let fish: Vec<(String, f32, f32, f32)> = observed
                 .iter()
                 .map(|t| {
                     let id = format!("track:{}", t.track);
-                    if let Some(i) = &t.individual
-                        && cs.names.get(&id) != Some(i)
-                    {
-                        cs.names.retain(|_, n| n != i);
+                    if let Some(i) = &t.individual {
                         cs.names.insert(id.clone(), i.clone());
                     }
                     (id, t.x, t.y, t.body_length)
