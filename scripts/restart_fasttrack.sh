@@ -4,7 +4,8 @@
 # and once restarted at frame HALF (the frames after it appear only for the second run, which
 # resumes the first's output folder), scored by `scripts/restart_score.py` against the
 # recording's ground truth, plus `finprint eval`'s identity IDF1 of both outputs.
-#   FINPRINT_BIN=target/release/finprint scripts/restart_fasttrack.sh [HALF ...]   (default 60 100 140)
+#   FINPRINT_BIN=target/release/finprint scripts/restart_fasttrack.sh [HALF ...]   (default 60 100 140;
+#   BENCHMARKS.md round 25 uses 50 60 … 160); the last line sums the restart frames.
 # Env: OUT (default target/restart-fasttrack), DATA (default ../shared/data/fasttrack-zebrafish14).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,7 @@ EOT
 }
 idf1() { "$BIN" eval --gt "$DATA/tracking.txt" --pred "$1" --gate 10 --id-column individual | awk '/^IDF1/ {print $2}'; }
 echo "# $BIN ($(stat -c %y "$BIN" | cut -d. -f1)), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
+rm -f "$OUT/scores.txt"
 for half in "${halves[@]}"; do
   dir="$OUT/h$half"
   rm -rf "$dir"
@@ -68,5 +70,12 @@ for half in "${halves[@]}"; do
     print > (d "/out-after/tank/trajectories.csv"); next}
     {print > (d "/out-" ($1 < h ? "before" : "after") "/tank/trajectories.csv")}' \
     "$dir/out-resumed/tank/trajectories.csv"
-  echo "restart at frame $half: $(.venv/bin/python scripts/restart_score.py --truth "$OUT/truth.csv" --runs "$dir" --half "$half"); identity IDF1 restarted $(idf1 "$dir/out-resumed/tank/trajectories.csv") %, uninterrupted $(idf1 "$dir/out-whole/tank/trajectories.csv") %"
+  score=$(.venv/bin/python scripts/restart_score.py --truth "$OUT/truth.csv" --runs "$dir" --half "$half")
+  echo "restart at frame $half: $score; identity IDF1 restarted $(idf1 "$dir/out-resumed/tank/trajectories.csv") %, uninterrupted $(idf1 "$dir/out-whole/tank/trajectories.csv") %"
+  echo "$score" >>"$OUT/scores.txt"
 done
+# Sum over the restart frames ("kept K / N; agree A / M; uninterrupted U / V" per line).
+tr -d ';' <"$OUT/scores.txt" | awk '{k += $2; n += $4; a += $6; m += $8; u += $10; v += $12}
+  END {printf "all: kept %d / %d = %.4f; agree %d / %d = %.4f; uninterrupted %d / %d = %.4f\n",
+       k, n, k / n, a, m, a / m, u, v, u / v}'
+rm -f "$OUT/scores.txt"
