@@ -67,6 +67,20 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 
 const T0: u64 = 1_790_000_000; // 2026-09-21T14:13:20Z
 
+/// Fish 2 approaches fish 1 (x = 200, individual "nemo") until 20 px away (frame 60), stays
+/// 2 s (50 frames), then swims away: within 30 px (1.5 body lengths, the default rule) from
+/// frame 53 to frame 111.
+fn approach(i: u64) -> Vec<TrackReport> {
+    let x2 = match i {
+        0..60 => 100.0 + i as f32 * (80.0 / 60.0),
+        60..110 => 180.0,
+        _ => 180.0 - (i - 109) as f32 * 4.0,
+    };
+    let mut a = track(1, TrackStatus::Confirmed, true, 200.0, 100.0);
+    a.individual = Some("nemo".into());
+    vec![a, track(2, TrackStatus::Confirmed, true, x2, 100.0)]
+}
+
 #[test]
 fn trajectories_columns_observations_only_and_mm() {
     let dir = tempfile::tempdir().unwrap();
@@ -172,18 +186,8 @@ fn interaction_event_is_logged() {
     let fps = 25.0;
     let path = dir.path().join("tank/interactions.csv");
     for i in 0..200u64 {
-        // Fish 2 approaches fish 1 (at x=200) until 20 px away (frame 60), stays 2 s (50 frames),
-        // then swims away.
-        let x2 = match i {
-            0..60 => 100.0 + i as f32 * (80.0 / 60.0),
-            60..110 => 180.0,
-            _ => 180.0 - (i - 109) as f32 * 4.0,
-        };
-        let mut a = track(1, TrackStatus::Confirmed, true, 200.0, 100.0);
-        a.individual = Some("nemo".into());
-        let b = track(2, TrackStatus::Confirmed, true, x2, 100.0);
         sinks
-            .consume(&frame("tank", i, fps, t0, vec![a, b]))
+            .consume(&frame("tank", i, fps, t0, approach(i)))
             .unwrap();
         if i == 150 {
             // Written and flushed as soon as the event ends, not only at close.
@@ -763,19 +767,6 @@ fn a_recordings_checkpoint_says_where_its_rows_end_and_only_that_recording_resum
     };
     let e = bad.validate("output").unwrap_err().to_string();
     assert!(e.contains("output.checkpoint_interval_s"), "{e}");
-}
-
-/// Fish 2 approaches fish 1 (x = 200), is within 30 px (1.5 body lengths, the default rule)
-/// from frame 53 to frame 111, then swims away.
-fn approach(i: u64) -> Vec<TrackReport> {
-    let x2 = match i {
-        0..60 => 100.0 + i as f32 * (80.0 / 60.0),
-        60..110 => 180.0,
-        _ => 180.0 - (i - 109) as f32 * 4.0,
-    };
-    let mut a = track(1, TrackStatus::Confirmed, true, 200.0, 100.0);
-    a.individual = Some("nemo".into());
-    vec![a, track(2, TrackStatus::Confirmed, true, x2, 100.0)]
 }
 
 /// An interaction open when a recording's run stops goes on in the run that resumes it: one

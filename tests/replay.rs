@@ -273,23 +273,12 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
     let s = eval_json(&gt, &pred, "track");
     let f = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("no `{k}` in {s}"));
     // Counts: the daemon's "fish visible now", per frame.
-    let counts = std::fs::read_to_string(out.path().join("cam0/counts.csv")).unwrap();
-    let mut frames = 0;
-    let mut exact = 0;
-    let mut r = csv::Reader::from_reader(counts.as_bytes());
-    let col = r
-        .headers()
-        .unwrap()
+    let visible = column(&out.path().join("cam0/counts.csv"), "visible_fish");
+    let frames = visible.len();
+    let exact = visible
         .iter()
-        .position(|h| h == "visible_fish")
-        .expect("visible_fish column");
-    for rec in r.records() {
-        let rec = rec.unwrap();
-        frames += 1;
-        if rec[col].parse::<u32>().unwrap() == 14 {
-            exact += 1;
-        }
-    }
+        .filter(|v| v.parse::<u32>().unwrap() == 14)
+        .count();
     let count_ok = exact as f64 / frames as f64;
     println!(
         "fasttrack-zebrafish14 (gate 10 px): recall {:.4} precision {:.4} MOTA {:.4} IDF1 {:.4} IDP {:.4} IDR {:.4} HOTA {:.4} switches {} | count==14 in {:.1}% of {} frames",
@@ -350,24 +339,11 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
     );
     assert!(open.status.success(), "replay failed: {}", stderr(&open));
     assert_eq!(warnings(&stderr(&open)), 1, "{}", stderr(&open));
-    let traj = std::fs::read_to_string(open_out.path().join("cam0/trajectories.csv")).unwrap();
-    let mut r = csv::Reader::from_reader(traj.as_bytes());
-    let col = r
-        .headers()
-        .unwrap()
-        .iter()
-        .position(|h| h == "individual")
-        .expect("individual column");
-    let (mut rows, mut labelled) = (0usize, 0usize);
-    let mut individuals = std::collections::HashSet::new();
-    for rec in r.records() {
-        let rec = rec.unwrap();
-        rows += 1;
-        if !rec[col].is_empty() {
-            labelled += 1;
-            individuals.insert(rec[col].to_string());
-        }
-    }
+    let named = column(&open_out.path().join("cam0/trajectories.csv"), "individual");
+    let rows = named.len();
+    let labelled = named.iter().filter(|i| !i.is_empty()).count();
+    let individuals: std::collections::HashSet<&String> =
+        named.iter().filter(|i| !i.is_empty()).collect();
     println!(
         "fasttrack-zebrafish14, open population: {} individuals, {labelled} of {rows} rows labelled",
         individuals.len()
@@ -386,6 +362,20 @@ fn fasttrack_zebrafish14_recall_identity_and_counts() {
         "identity IDF1 {idf1_ind:.4} lost what the tracks keep ({:.4})",
         f("idf1")
     );
+}
+
+/// The values of the column `name` of a CSV file, one per row.
+fn column(path: &Path, name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let col = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("{}: no column {name}", path.display()));
+    r.records()
+        .map(|rec| rec.unwrap()[col].to_string())
+        .collect()
 }
 
 /// `finprint eval --json` of `pred` against `gt` at a 10 px gate, identities from `id_column`
