@@ -74,6 +74,20 @@ pub struct TrackConfig {
     /// over 10 tanks, BENCHMARKS.md round 7).
     /// Allowed: 0..=10 (10: never).
     pub split_apart_body_lengths: Option<f32>,
+    /// Side view, open population: seconds a confirmed track may hold only parts of blobs
+    /// smaller than the sum of their tracks' own areas before the track of such a blob whose
+    /// own area fits it worst is ended. Such a track is a fish hidden behind another, or a
+    /// track that lost its fish and rides on another fish's blob (a side view shares a blob
+    /// with little area, `share_area_ratio`): reported as a fish that is not there, while its
+    /// fish gets a new track and a second individual. Time on a blob as large as all its fish
+    /// (touching side by side) counts nothing; time on a blob of its own counts back down. A
+    /// hidden fish that shows again after its track ended gets a new track; identity follows
+    /// it by appearance. With a known population the population limit and the take-over of a
+    /// sharing track's id handle such tracks instead (ending them there lowered identity IDF1,
+    /// 96.19 → 96.01 %), and top views do not count (see `Tracker::end_long_shares`). Default
+    /// 2.0 (simulated side views: a fish stays mostly hidden for at most 1.8 s; 30 open-
+    /// population tanks, BENCHMARKS.md round 26). Allowed: 0.1..=3600.
+    pub max_shared_s: f64,
     /// Time step assumed when the stream time does not advance (missing or repeated
     /// timestamps), seconds. Default 0.04 (25 fps). Allowed: 0.0001..=10.
     pub frame_interval_s: f64,
@@ -92,6 +106,7 @@ impl Default for TrackConfig {
             measurement_noise: 0.05,
             share_area_ratio: None,
             split_apart_body_lengths: None,
+            max_shared_s: 2.0,
             frame_interval_s: 0.04,
         }
     }
@@ -151,6 +166,7 @@ impl TrackConfig {
             range("share_area_ratio", r as f64, 0.1, 10.0)?;
         }
         range("frame_interval_s", self.frame_interval_s, 0.0001, 10.0)?;
+        range("max_shared_s", self.max_shared_s, 0.1, 3600.0)?;
         if let Some(a) = self.split_apart_body_lengths {
             range("split_apart_body_lengths", a as f64, 0.0, 10.0)?;
         }
@@ -189,6 +205,9 @@ struct Track {
     shown: Option<(f64, f64)>,
     /// Side view: the box of the blob it shared with other tracks in the last frame.
     shared_box: Option<[f32; 4]>,
+    /// Seconds it has held parts of blobs too small for all their tracks, less the seconds it
+    /// had a blob to itself since (see `TrackConfig::max_shared_s`).
+    shared_s: f64,
 }
 
 /// Tracks of one camera. Feed it every frame's detections in order with [`Tracker::update`].
@@ -215,6 +234,9 @@ const COST_SCALE: f64 = 100.0;
 /// Side view: a blob overlapping by this much (of the smaller box) the box of one that tracks
 /// shared in the last frame continues it (see the detection slots in [`Tracker::update`]).
 const CONTINUED_OVERLAP: f32 = 0.5;
+/// A blob shared by tracks shows all of their fish (touching side by side, none hidden) when
+/// its area is at least this fraction of the sum of their own areas ([`TrackConfig::max_shared_s`]).
+const SHARE_EVIDENCE: f32 = 1.0;
 /// Time constant (s) of the velocity decay of a coasting track.
 const COAST_VELOCITY_DECAY_S: f64 = 0.5;
 /// Cost of a forbidden pair (beyond any gate).
@@ -725,6 +747,7 @@ impl Tracker {
             part: None,
             shown: None,
             shared_box: None,
+            shared_s: 0.0,
             area: d.area,
         }
     }
@@ -991,6 +1014,72 @@ impl Tracker {
         }
     }
 
+    /// Side view: counts, per track, the time it holds parts of blobs smaller than the sum of
+    /// their tracks' own areas (`Track::shared_s`); with an open population, ends the track of
+    /// such a blob that fits it worst once it has done so for longer than `max_shared_s` (one
+    /// per blob and frame; its id is never reported again). `sharers` (tracks per detection)
+    /// is kept up to date. A top view shares a blob only when it is 0.8 of the sum (fish do
+    /// not hide behind each other there) and counts nothing: fish resting in contact would
+    /// lose their tracks.
+    fn end_long_shares(&mut self, dt: f64, detections: &[Detection], sharers: &mut [u32]) {
+        if !self.fit_bodies {
+            return;
+        }
+        let mut held = vec![0.0f32; detections.len()];
+        for tr in &self.tracks {
+            if let Some(di) = tr.matched {
+                held[di] += tr.area;
+            }
+        }
+        for tr in &mut self.tracks {
+            match tr.matched {
+                Some(di) if sharers[di] >= 2 => {
+                    if detections[di].area < SHARE_EVIDENCE * held[di] {
+                        tr.shared_s += dt;
+                    }
+                }
+                // A blob of its own counts the time back down: a track on a fish that a plant
+                // cuts in two now and then holds one piece to itself.
+                Some(_) => tr.shared_s = (tr.shared_s - dt).max(0.0),
+                None => {}
+            }
+        }
+        if self.population.is_some() {
+            return;
+        }
+        let max = self.cfg.max_shared_s;
+        let mut ended = false;
+        for (di, d) in detections.iter().enumerate() {
+            if sharers[di] < 2 {
+                continue;
+            }
+            // Its own area furthest from the blob's: not the fish the blob shows.
+            let misfit = |tr: &Track| (d.area.max(1.0) / tr.area.max(1.0)).ln().abs();
+            let worst = (0..self.tracks.len())
+                .filter(|&i| {
+                    let tr = &self.tracks[i];
+                    tr.matched == Some(di) && tr.confirmed && tr.shared_s > max
+                })
+                .max_by(|&a, &b| misfit(&self.tracks[a]).total_cmp(&misfit(&self.tracks[b])));
+            if let Some(i) = worst {
+                let tr = &mut self.tracks[i];
+                tracing::debug!(
+                    track = tr.id,
+                    shared_s = tr.shared_s,
+                    "track: held parts of blobs too small for their tracks too long; ended"
+                );
+                tr.matched = None;
+                tr.id = 0;
+                sharers[di] -= 1;
+                ended = true;
+            }
+        }
+        if ended {
+            // No per-track state of this frame is held by position yet.
+            self.tracks.retain(|tr| tr.id != 0);
+        }
+    }
+
     /// Processes one frame's detections at stream time `t` (seconds) and returns every
     /// track's state (confirmed, tentative and coasting; dormant tracks are not reported).
     pub fn update(&mut self, t: f64, detections: &[Detection]) -> Vec<TrackReport> {
@@ -1140,6 +1229,7 @@ impl Tracker {
                 sharers[di] += 1;
             }
         }
+        self.end_long_shares(dt, detections, &mut sharers);
         for tr in &mut self.tracks {
             tr.shared_box = tr
                 .matched

@@ -921,3 +921,83 @@ fn a_resumed_tracker_continues_the_seeded_tracks_under_their_ids() {
     }
     assert_eq!(ids, (Some(7), Some(4)));
 }
+
+/// Side view: A swims right with a smaller fish B just below it, then B passes behind A and
+/// stays there (only A's blob shows, one fish's area) for 4 s. With an open population B's
+/// track rides on A's blob for `max_shared_s` (a short hiding keeps both tracks) and is then
+/// ended, A keeping its id; with a known population the tracker keeps both tracks as before.
+#[test]
+fn a_track_holding_part_of_a_one_fish_blob_too_long_ends_in_an_open_population() {
+    for population in [None, Some(2)] {
+        let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, population);
+        let (mut ia, mut ib) = (None, None);
+        for k in 0..110i32 {
+            let x = 100.0 + 2.0 * k as f32;
+            let mut a = det(x, 50.0);
+            a.area = 120.0;
+            let dets = if k < 10 {
+                let mut b = det(x, 56.0);
+                (b.bbox[1], b.bbox[3], b.area) = (54.0, 58.0, 60.0);
+                vec![a, b]
+            } else {
+                vec![a]
+            };
+            let reps = tr.update(k as f64 * DT, &dets);
+            if k == 9 {
+                ia = id_near(&reps, x, 50.0, 3.0);
+                ib = id_near(&reps, x, 56.0, 3.0);
+                assert!(ia.is_some() && ib.is_some() && ia != ib, "{reps:?}");
+            }
+            if k < 10 {
+                continue;
+            }
+            let on_blob: Vec<u64> = reps
+                .iter()
+                .filter(|r| r.status == TrackStatus::Confirmed && (r.x - x).abs() <= 12.0)
+                .map(|r| r.track)
+                .collect();
+            assert!(ia.is_some_and(|a| on_blob.contains(&a)), "A lost at {k}: {reps:?}");
+            // 2 s = 50 frames of sharing, counted from frame 10.
+            let b_kept = ib.is_some_and(|b| on_blob.contains(&b));
+            if population.is_some() || k < 58 {
+                assert!(b_kept, "{population:?}: B's track ended at {k}: {reps:?}");
+            } else if k > 62 {
+                assert!(!b_kept, "open population: B's track still on A's blob at {k}");
+                assert_eq!(on_blob.len(), 1, "{reps:?}");
+            }
+        }
+    }
+}
+
+/// Side view, open population: two fish swimming side by side in one blob as large as both
+/// (none hidden) keep their tracks however long they stay together.
+#[test]
+fn fish_touching_side_by_side_keep_their_tracks() {
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, None);
+    let mut ids = None;
+    for k in 0..150i32 {
+        let x = 100.0 + 2.0 * k as f32;
+        let (a, b) = ((x, 50.0), (x, if k < 10 { 70.0 } else { 56.0 }));
+        let dets = if k < 10 {
+            [a, b]
+                .iter()
+                .map(|c| {
+                    let mut d = det(c.0, c.1);
+                    d.area = 120.0;
+                    d.points = body_points(c.0, c.1);
+                    d
+                })
+                .collect()
+        } else {
+            vec![pair_blob(a, b)]
+        };
+        let reps = tr.update(k as f64 * DT, &dets);
+        if k < 9 {
+            continue;
+        }
+        let ia = id_near(&reps, a.0, a.1, 5.0).unwrap_or_else(|| panic!("A lost at {k}: {reps:?}"));
+        let ib = id_near(&reps, b.0, b.1, 5.0).unwrap_or_else(|| panic!("B lost at {k}: {reps:?}"));
+        assert_ne!(ia, ib, "one track for both at {k}");
+        assert_eq!(*ids.get_or_insert((ia, ib)), (ia, ib), "ids changed at {k}");
+    }
+}
