@@ -1033,11 +1033,10 @@ impl Tracker {
         }
         for tr in &mut self.tracks {
             match tr.matched {
-                Some(di) if sharers[di] >= 2 => {
-                    if detections[di].area < SHARE_EVIDENCE * held[di] {
-                        tr.shared_s += dt;
-                    }
+                Some(di) if sharers[di] >= 2 && detections[di].area < SHARE_EVIDENCE * held[di] => {
+                    tr.shared_s += dt;
                 }
+                Some(di) if sharers[di] >= 2 => {}
                 // A blob of its own counts the time back down: a track on a fish that a plant
                 // cuts in two now and then holds one piece to itself.
                 Some(_) => tr.shared_s = (tr.shared_s - dt).max(0.0),

@@ -956,13 +956,19 @@ fn a_track_holding_part_of_a_one_fish_blob_too_long_ends_in_an_open_population()
                 .filter(|r| r.status == TrackStatus::Confirmed && (r.x - x).abs() <= 12.0)
                 .map(|r| r.track)
                 .collect();
-            assert!(ia.is_some_and(|a| on_blob.contains(&a)), "A lost at {k}: {reps:?}");
+            assert!(
+                ia.is_some_and(|a| on_blob.contains(&a)),
+                "A lost at {k}: {reps:?}"
+            );
             // 2 s = 50 frames of sharing, counted from frame 10.
             let b_kept = ib.is_some_and(|b| on_blob.contains(&b));
             if population.is_some() || k < 58 {
                 assert!(b_kept, "{population:?}: B's track ended at {k}: {reps:?}");
             } else if k > 62 {
-                assert!(!b_kept, "open population: B's track still on A's blob at {k}");
+                assert!(
+                    !b_kept,
+                    "open population: B's track still on A's blob at {k}"
+                );
                 assert_eq!(on_blob.len(), 1, "{reps:?}");
             }
         }
