@@ -1007,3 +1007,46 @@ fn fish_touching_side_by_side_keep_their_tracks() {
         assert_eq!(*ids.get_or_insert((ia, ib)), (ia, ib), "ids changed at {k}");
     }
 }
+
+/// Side view, open population: three fish tangled in one blob, each adding what shows of it
+/// (the blob is more than 1.3 × any two of them alone, less than all three), keep their tracks
+/// however long the tangle lasts.
+#[test]
+fn three_fish_in_a_tangle_keep_their_tracks() {
+    let mut tr = Tracker::new(&TrackConfig::default(), CameraView::Side, None);
+    let mut ids = None;
+    for k in 0..150i32 {
+        let x = 100.0 + 2.0 * k as f32;
+        let ys: [f32; 3] = if k < 10 {
+            [40.0, 60.0, 80.0]
+        } else {
+            [50.0, 55.0, 60.0]
+        };
+        let dets = if k < 10 {
+            ys.iter()
+                .map(|&y| {
+                    let mut d = det(x, y);
+                    d.area = 120.0;
+                    d.points = body_points(x, y);
+                    d
+                })
+                .collect()
+        } else {
+            let mut m = bodies_blob(&[(x, ys[0]), (x, ys[1]), (x, ys[2])]);
+            m.area = 330.0; // > 1.3 × 240, < 360
+            vec![m]
+        };
+        let reps = tr.update(k as f64 * DT, &dets);
+        if k < 9 {
+            continue;
+        }
+        let mut on: Vec<u64> = reps
+            .iter()
+            .filter(|r| r.status == TrackStatus::Confirmed && (r.x - x).abs() <= 12.0)
+            .map(|r| r.track)
+            .collect();
+        on.sort_unstable();
+        assert_eq!(on.len(), 3, "a track lost at {k}: {reps:?}");
+        assert_eq!(*ids.get_or_insert(on.clone()), on, "ids changed at {k}");
+    }
+}
