@@ -13,7 +13,9 @@
 //! re-linked. While a known population is not complete, a blob counted as k fish that fewer
 //! than k tracks hold starts the missing tracks on parts of it (fish overlapping from the
 //! start of a recording). Tracks started in the first frames are confirmed at once; two of them
-//! sharing a one-fish blob soon after are one fish seen in pieces, and only one is kept.
+//! sharing a one-fish blob soon after are one fish seen in pieces, and only one is kept. In a
+//! side view with an open population, a track that shares blobs it adds nothing to for
+//! `max_shared_s` ends (a fish hidden that long, or a track riding on another fish's blob).
 
 mod kalman;
 
@@ -1023,15 +1025,15 @@ impl Tracker {
         }
     }
 
-    /// Side view: counts, per track, the time it shares blobs it adds nothing to (`SHARE_EVIDENCE`,
-    /// `SHARE_EXPLAINED`; `Track::shared_s`); with an open population, ends the track of
-    /// such a blob that fits it worst once it has done so for longer than `max_shared_s` (one
-    /// per blob and frame; its id is never reported again). `sharers` (tracks per detection)
-    /// is kept up to date. A top view shares a blob only when it is 0.8 of the sum (fish do
-    /// not hide behind each other there) and counts nothing: fish resting in contact would
-    /// lose their tracks.
+    /// Side view, open population: counts, per track, the time it shares blobs it adds nothing
+    /// to (`SHARE_EVIDENCE`, `SHARE_EXPLAINED`; `Track::shared_s`), and ends the track of such
+    /// a blob that fits it worst once it has done so for longer than `max_shared_s` (one per
+    /// blob and frame; its id is never reported again). `sharers` (tracks per detection) is
+    /// kept up to date. A top view shares a blob only when it is 0.8 of the sum (fish do not
+    /// hide behind each other there) and counts nothing: fish resting in contact would lose
+    /// their tracks. A known population counts nothing either (see `TrackConfig::max_shared_s`).
     fn end_long_shares(&mut self, dt: f64, detections: &[Detection], sharers: &mut [u32]) {
-        if !self.fit_bodies {
+        if !self.fit_bodies || self.population.is_some() {
             return;
         }
         let mut held = vec![0.0f32; detections.len()];
@@ -1056,9 +1058,6 @@ impl Tracker {
                 None => {}
             }
         }
-        if self.population.is_some() {
-            return;
-        }
         let max = self.cfg.max_shared_s;
         let mut ended = false;
         for (di, d) in detections.iter().enumerate() {
@@ -1078,7 +1077,7 @@ impl Tracker {
                 tracing::debug!(
                     track = tr.id,
                     shared_s = tr.shared_s,
-                    "track: held parts of blobs too small for their tracks too long; ended"
+                    "track: shared blobs it adds nothing to for too long; ended"
                 );
                 tr.matched = None;
                 tr.id = 0;
