@@ -220,6 +220,14 @@ fn config_validation_names_the_key() {
             .to_string()
             .contains("cameras[1].track.min_hits")
     );
+    let mut c = TrackConfig::default();
+    c.max_shared_s = 0.0;
+    assert!(
+        c.validate("cameras[0].track")
+            .unwrap_err()
+            .to_string()
+            .contains("cameras[0].track.max_shared_s")
+    );
     let parsed: TrackConfig = toml::from_str("gate_px = 12.5\nmax_coast_s = 1").expect("toml");
     assert_eq!(parsed.gate_px, Some(12.5));
     assert_eq!(parsed.min_hits, 3);
