@@ -217,6 +217,9 @@ pub struct TrackReport {
     /// The fish's length as it shows broadside (px): a fish turning towards the camera or
     /// bending looks shorter for a while without changing this much.
     pub body_length: f32,
+    /// Area of this fish alone, px², as the tracker learned it from blobs it had to itself
+    /// (`area` is the blob's, shared or not); 0 when unknown.
+    pub fish_area: f32,
 }
 
 /// A confirmed track as it was in the last frame a recording's output folder has (kept in the

@@ -397,6 +397,7 @@ mod ident {
             area: 100.0,
             detection: Some(det),
             body_length: 30.0,
+            fish_area: 0.0,
         }
     }
 

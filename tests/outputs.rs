@@ -23,6 +23,7 @@ fn track(id: u64, status: TrackStatus, matched: bool, x: f32, y: f32) -> TrackRe
         area: 60.0,
         detection: matched.then_some(0),
         body_length: 20.0,
+        fish_area: 0.0,
     }
 }
 
@@ -649,12 +650,15 @@ fn recording_a(dir: &Path) -> (OutputConfig, [CameraOutputInfo; 1], SystemTime, 
     (c, cams, UNIX_EPOCH + Duration::from_secs(T0), sinks)
 }
 
-/// Tracks on one blob in the checkpoint's frame each carry their share of its area into the
-/// resumed run (a report carries the whole blob's area). With the whole area each, two tracks
-/// no longer fitted on the blob they shared and one went unreported in the first frame after
-/// the restart (real top view fasttrack-zebrafish14, restart at frame 100).
+/// Tracks on one blob in the checkpoint's frame carry their fish's own area into the resumed
+/// run, or, where the tracker did not say it, their share of the blob's (a report carries the
+/// whole blob's area). With the whole area each, two tracks no longer fitted on the blob they
+/// shared and one went unreported in the first frame after the restart (real top view
+/// fasttrack-zebrafish14, restart at frame 100); with equal shares, a small fish's track
+/// riding on a large fish's blob looked like half of that fish, and the side-view rule that
+/// ends such a track (`max_shared_s`) did not see it (4-fish tank, crash-resume at frame 390).
 #[test]
-fn tracks_sharing_a_blob_carry_their_share_of_its_area_into_the_checkpoint() {
+fn tracks_sharing_a_blob_carry_their_own_area_or_their_share_of_it_into_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let (c, cams, t0, mut sinks) = recording_a(dir.path());
     for i in 0..5u64 {
@@ -663,8 +667,13 @@ fn tracks_sharing_a_blob_carry_their_share_of_its_area_into_the_checkpoint() {
         let mut alone = track(5, TrackStatus::Confirmed, true, 200.0, 100.0);
         (a.area, b.area) = (290.0, 290.0);
         (alone.area, alone.detection) = (140.0, Some(1));
+        let mut big = track(6, TrackStatus::Confirmed, true, 300.0, 60.0);
+        let mut small = track(7, TrackStatus::Confirmed, true, 305.0, 62.0);
+        for (t, own) in [(&mut big, 200.0), (&mut small, 90.0)] {
+            (t.area, t.fish_area, t.detection) = (290.0, own, Some(2));
+        }
         sinks
-            .consume(&frame("tank", i, 25.0, t0, vec![a, b, alone]))
+            .consume(&frame("tank", i, 25.0, t0, vec![a, b, alone, big, small]))
             .unwrap();
     }
     sinks.close().unwrap();
@@ -675,8 +684,14 @@ fn tracks_sharing_a_blob_carry_their_share_of_its_area_into_the_checkpoint() {
         .expect("resumes");
     let area = |id: u64| cp.tracks.iter().find(|s| s.track == id).map(|s| s.area);
     assert_eq!(
-        (area(3), area(4), area(5)),
-        (Some(145.0), Some(145.0), Some(140.0)),
+        (area(3), area(4), area(5), area(6), area(7)),
+        (
+            Some(145.0),
+            Some(145.0),
+            Some(140.0),
+            Some(200.0),
+            Some(90.0)
+        ),
         "{:?}",
         cp.tracks
     );

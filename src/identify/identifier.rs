@@ -2324,6 +2324,7 @@ mod tests {
             area: 1.0,
             detection: det,
             body_length: 10.0,
+            fish_area: 0.0,
         }
     }
 

@@ -454,9 +454,13 @@ impl Checkpointing {
                 bbox: t.bbox,
                 heading: t.heading,
                 body_length: t.body_length,
-                // Its share of a blob it shares (a report carries the blob's area): the
-                // resumed tracker fits tracks on a blob by their areas.
-                area: blob.map_or(t.area, |b| t.area / b.0.max(1) as f32),
+                // The fish's own area (the resumed tracker fits tracks on a blob by their
+                // areas); else its share of the blob it holds (a report carries the blob's).
+                area: if t.fish_area.is_finite() && t.fish_area > 0.0 {
+                    t.fish_area
+                } else {
+                    blob.map_or(t.area, |b| t.area / b.0.max(1) as f32)
+                },
                 individual: t.individual.clone(),
                 shared_box: blob.filter(|b| b.0 >= 2).map(|b| b.1),
             });

@@ -676,6 +676,7 @@ mod tests {
                     area: 1.0,
                     detection: None,
                     body_length: 1.0,
+                    fish_area: 0.0,
                 })
                 .collect(),
         }
@@ -1000,6 +1001,7 @@ mod tests {
             area: 1.0,
             detection: Some(0),
             body_length: 50.0,
+            fish_area: 0.0,
         };
         let axis = |h: f32| CropPlace::of_track(&tr(h), 0.8).expect("place").axis_angle;
         // Right or left: a horizontal axis (the crop is never mirrored).

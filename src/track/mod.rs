@@ -1581,6 +1581,7 @@ impl Tracker {
                     area,
                     detection: tr.matched,
                     body_length: tr.length,
+                    fish_area: tr.area,
                 }
             })
             .collect()
