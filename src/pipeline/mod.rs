@@ -418,6 +418,17 @@ struct CameraWorker {
 }
 
 impl CameraWorker {
+    /// Runs `f` on the detector and decides the camera's view when the detector's learning
+    /// ends in it (a frame or a warm-up frame completes the background).
+    fn detect<R>(&mut self, f: impl FnOnce(&mut Detector) -> R) -> R {
+        let was_learning = self.detector.is_learning();
+        let r = f(&mut self.detector);
+        if was_learning && !self.detector.is_learning() {
+            self.decide_view();
+        }
+        r
+    }
+
     /// Once the background is learned, a camera at `view = "auto"` gets its view: fish that
     /// differ from the background both ways (light bodies, dark stripes) are what a side
     /// camera sees. The tracker has seen no frame yet (the detector holds them while it
@@ -478,13 +489,11 @@ impl CameraWorker {
             };
             match ev {
                 IngestEvent::Frame(frame) => {
-                    let t0 = Instant::now();
-                    let was_learning = self.detector.is_learning();
-                    let ready = self.detector.push(frame, crops);
-                    let dt = t0.elapsed().as_secs_f64();
-                    if was_learning && !self.detector.is_learning() {
-                        self.decide_view();
-                    }
+                    let (ready, dt) = self.detect(|d| {
+                        let t0 = Instant::now();
+                        let ready = d.push(frame, crops);
+                        (ready, t0.elapsed().as_secs_f64())
+                    });
                     self.metrics.observe_latency(&name, "detect", dt);
                     for df in ready {
                         self.track_and_send(df, &mut summary, &mut max_track)?;
@@ -498,13 +507,7 @@ impl CameraWorker {
                         self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
                     }
                 }
-                IngestEvent::Warmup(frame) => {
-                    let was_learning = self.detector.is_learning();
-                    self.detector.warm_up(frame);
-                    if was_learning && !self.detector.is_learning() {
-                        self.decide_view();
-                    }
-                }
+                IngestEvent::Warmup(frame) => self.detect(|d| d.warm_up(frame)),
                 IngestEvent::Gap {
                     from, to, reason, ..
                 } => {

@@ -212,20 +212,14 @@ fn bad_times_and_coordinates_do_not_panic() {
 #[test]
 fn config_validation_names_the_key() {
     assert!(TrackConfig::default().validate("t").is_ok());
-    let mut c = TrackConfig::default();
-    c.min_hits = 0;
+    let error = |set: fn(&mut TrackConfig), key: &str| {
+        let mut c = TrackConfig::default();
+        set(&mut c);
+        c.validate(key).unwrap_err().to_string()
+    };
+    assert!(error(|c| c.min_hits = 0, "cameras[1].track").contains("cameras[1].track.min_hits"));
     assert!(
-        c.validate("cameras[1].track")
-            .unwrap_err()
-            .to_string()
-            .contains("cameras[1].track.min_hits")
-    );
-    let mut c = TrackConfig::default();
-    c.max_shared_s = 0.0;
-    assert!(
-        c.validate("cameras[0].track")
-            .unwrap_err()
-            .to_string()
+        error(|c| c.max_shared_s = 0.0, "cameras[0].track")
             .contains("cameras[0].track.max_shared_s")
     );
     let parsed: TrackConfig = toml::from_str("gate_px = 12.5\nmax_coast_s = 1").expect("toml");
@@ -674,6 +668,14 @@ fn bodies_blob(centres: &[(f32, f32)]) -> Detection {
     m
 }
 
+/// One fish's blob of its own with its points (a 20×6 body, 120 px²).
+fn fish_blob(x: f32, y: f32) -> Detection {
+    let mut d = det(x, y);
+    d.area = 120.0;
+    d.points = body_points(x, y);
+    d
+}
+
 /// Two fish swimming side by side, one above the other, in one blob.
 fn pair_blob(a: (f32, f32), b: (f32, f32)) -> Detection {
     bodies_blob(&[a, b])
@@ -993,15 +995,7 @@ fn fish_touching_side_by_side_keep_their_tracks() {
         let x = 100.0 + 2.0 * k as f32;
         let (a, b) = ((x, 50.0), (x, if k < 10 { 70.0 } else { 56.0 }));
         let dets = if k < 10 {
-            [a, b]
-                .iter()
-                .map(|c| {
-                    let mut d = det(c.0, c.1);
-                    d.area = 120.0;
-                    d.points = body_points(c.0, c.1);
-                    d
-                })
-                .collect()
+            vec![fish_blob(a.0, a.1), fish_blob(b.0, b.1)]
         } else {
             vec![pair_blob(a, b)]
         };
@@ -1031,14 +1025,7 @@ fn three_fish_in_a_tangle_keep_their_tracks() {
             [50.0, 55.0, 60.0]
         };
         let dets = if k < 10 {
-            ys.iter()
-                .map(|&y| {
-                    let mut d = det(x, y);
-                    d.area = 120.0;
-                    d.points = body_points(x, y);
-                    d
-                })
-                .collect()
+            ys.iter().map(|&y| fish_blob(x, y)).collect()
         } else {
             let mut m = bodies_blob(&[(x, ys[0]), (x, ys[1]), (x, ys[2])]);
             m.area = 330.0; // > 1.3 × 240, < 360
