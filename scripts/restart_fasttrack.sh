@@ -74,8 +74,8 @@ for half in "${halves[@]}"; do
   echo "restart at frame $half: $score; identity IDF1 restarted $(idf1 "$dir/out-resumed/tank/trajectories.csv") %, uninterrupted $(idf1 "$dir/out-whole/tank/trajectories.csv") %"
   echo "$score" >>"$OUT/scores.txt"
 done
-# Sum over the restart frames ("kept K / N; agree A / M; uninterrupted U / V" per line).
-tr -d ';' <"$OUT/scores.txt" | awk '{k += $2; n += $4; a += $6; m += $8; u += $10; v += $12}
-  END {printf "all: kept %d / %d = %.4f; agree %d / %d = %.4f; uninterrupted %d / %d = %.4f\n",
-       k, n, k / n, a, m, a / m, u, v, u / v}'
+# Sum over the restart frames ("kept K / N; agree A / M; uninterrupted U / V; same S / T" per line).
+tr -d ';' <"$OUT/scores.txt" | awk '{k += $2; n += $4; a += $6; m += $8; u += $10; v += $12; s += $14; w += $16}
+  END {printf "all: kept %d / %d = %.4f; agree %d / %d = %.4f; uninterrupted %d / %d = %.4f; same %d / %d = %.4f\n",
+       k, n, k / n, a, m, a / m, u, v, u / v, s, w, s / w}'
 rm -f "$OUT/scores.txt"

@@ -11,7 +11,13 @@ recording with a fresh one (no restart). This prints, for one tank:
   daemon's through the fish each carried most in the first half (what the restart itself
   changed, contacts included);
 - uninterrupted: the uninterrupted run's second-half rows carrying its own first half's
-  individual of their fish (the same figure as "kept", without a restart).
+  individual of their fish (the same figure as "kept", without a restart);
+- same: as "agree", but each of the uninterrupted run's individuals translated into the one the
+  restarted daemon gave most of the same rows (same fish, same frame) before the restart, and
+  an individual first seen after it into the one of the same name (both daemons number new
+  individuals in the order they enrol them). "agree" goes through each fish's most frequent
+  individual, which misses an individual that was no fish's most frequent one (a swap before
+  the restart) and then counts rows both runs labelled alike as different.
 
 Rows are matched to true fish one-to-one per frame within `--gate` px, as in
 `scripts/identity_breakdown.py`. A diagnostic for developers; not used by the daemon or tests.
@@ -52,6 +58,16 @@ def majority(rows: Labels, lo: int, hi: int) -> dict[str, str]:
     return {fish: c.most_common(1)[0][0] for fish, c in counts.items()}
 
 
+def translate(before: Labels, whole: Labels, half: int) -> dict[str, str]:
+    """Each individual of the uninterrupted run → the restarted daemon's individual on most of
+    the same rows before the restart."""
+    counts: dict[str, Counter[str]] = {}
+    for k, ind in whole.items():
+        if k[0] < half and k in before:
+            counts.setdefault(ind, Counter())[before[k]] += 1
+    return {ind: c.most_common(1)[0][0] for ind, c in counts.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--truth", type=Path, required=True, help="the simulator's truth.csv")
@@ -72,8 +88,11 @@ def main() -> None:
     agree = sum(after[k] == held.get(fish_of.get(whole[k], "")) for k in both)
     second = [k for k in whole if k[0] >= a.half]
     own = sum(whole[k] == whole_held.get(k[1]) for k in second)
+    names = translate(before, whole, a.half)
+    same = sum(after[k] == names.get(whole[k], whole[k]) for k in both)
     print(
-        f"kept {kept} / {len(after)}; agree {agree} / {len(both)}; uninterrupted {own} / {len(second)}"
+        f"kept {kept} / {len(after)}; agree {agree} / {len(both)}; uninterrupted {own} / {len(second)}; "
+        f"same {same} / {len(both)}"
     )
 
 

@@ -95,6 +95,6 @@ for s in "${seeds[@]}"; do
   echo "seed $s: $(.venv/bin/python scripts/restart_score.py --truth "$tank/truth.csv" --runs "$dir" --half "$HALF")"
   rm -rf "$dir/frames"
 done | tee -a "$OUT.summary.txt"
-awk '/^seed .*kept/ {k += $4; kn += $6; a += $8; an += $10; u += $12; un += $14}
-  END {if (kn) printf "all: kept %d / %d = %.4f; agree %d / %d = %.4f; uninterrupted %d / %d = %.4f\n",
-    k, kn, k / kn, a, an, a / an, u, un, u / un}' "$OUT.summary.txt"
+awk '/^seed .*kept/ {k += $4; kn += $6; a += $8; an += $10; u += $12; un += $14; s += $16; sn += $18}
+  END {if (kn) printf "all: kept %d / %d = %.4f; agree %d / %d = %.4f; uninterrupted %d / %d = %.4f; same %d / %d = %.4f\n",
+    k, kn, k / kn, a, an, a / an, u, un, u / un, s, sn, s / sn}' "$OUT.summary.txt"
