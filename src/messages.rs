@@ -1,5 +1,6 @@
 //! Typed messages that flow one way between the stages:
-//! ingest → [`Frame`] → detect → [`DetectedFrame`] → embed/identify → track → [`TrackedFrame`] → outputs.
+//! ingest → [`Frame`] → detect → [`DetectedFrame`] → embed/identify → track → [`TrackedFrame`] → outputs;
+//! at the end of a camera's stream, [`ToWriter::Resume`] carries its stages' state to the outputs.
 //!
 //! This module only defines data. It must never hold behaviour that belongs to a stage
 //! (no detection, no tracking logic here): stages own their state, messages carry results.
@@ -253,6 +254,35 @@ pub struct TrackSeed {
     /// behind another), if it did.
     #[serde(default)]
     pub shared_box: Option<[f32; 4]>,
+}
+
+/// What a camera's worker sends the writer.
+#[derive(Debug)]
+pub enum ToWriter {
+    /// The next frame's tracks.
+    Frame(TrackedFrame),
+    /// The camera's stream ended (end of recording or stop) after its last frame was sent:
+    /// the state to keep with the checkpoint after that frame.
+    Resume {
+        /// Camera name.
+        camera: Arc<str>,
+        /// The stages' state.
+        state: Box<ResumeState>,
+    },
+}
+
+/// The detector's and tracker's state after a camera's last frame, kept with the checkpoint
+/// after that frame so that a run resuming the recording continues exactly where this one
+/// stopped: no background learned again, no tracks rebuilt from rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeState {
+    /// Index of the frame the state is after.
+    pub after_frame: u64,
+    /// The detector's learned model (`None` if it was still learning).
+    pub detector: Option<crate::detect::DetectorState>,
+    /// The tracker's tracks.
+    pub tracker: crate::track::TrackerState,
 }
 
 /// Tracks after one frame: what outputs consume.

@@ -4,12 +4,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use finprint::messages::{TrackReport, TrackStatus, TrackedFrame};
+use finprint::config::CameraView;
+use finprint::messages::{Detection, ResumeState, TrackReport, TrackStatus, TrackedFrame};
 use finprint::output::http::{self, HttpConfig, LiveCamera, LiveState};
 use finprint::output::{
     CameraOutputInfo, DistanceUnit, InteractionsConfig, Metrics, OutputConfig, OutputError, Rotate,
     Sinks,
 };
+use finprint::track::{TrackConfig, Tracker};
 
 fn track(id: u64, status: TrackStatus, matched: bool, x: f32, y: f32) -> TrackReport {
     TrackReport {
@@ -923,4 +925,58 @@ fn a_crash_after_midnight_leaves_no_row_twice_in_the_next_days_files() {
     let after = frames(&next_day);
     let want: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     assert_eq!([before, after].concat(), want);
+}
+
+/// A run that stops right after its last frame keeps its detector's and tracker's state with
+/// the checkpoint after that frame, so that the run resuming the recording continues them
+/// instead of rebuilding them (whether the checkpoint after it was still pending or already
+/// saved); a state after another frame is not kept, and neither is the pending checkpoint lost.
+#[test]
+fn a_stop_keeps_the_stages_state_with_the_checkpoint_after_the_last_frame() {
+    let mut tracker = Tracker::new(&TrackConfig::default(), CameraView::Top, None);
+    let fish = Detection {
+        x: 50.0,
+        y: 60.0,
+        bbox: [40.0, 57.0, 60.0, 63.0],
+        area: 100.0,
+        axis_angle: 0.0,
+        major_axis: 20.0,
+        minor_axis: 6.0,
+        length: 20.0,
+        fish_count: 1,
+        crop: None,
+        points: Vec::new(),
+    };
+    for k in 0..3 {
+        tracker.update(f64::from(k) * 0.04, std::slice::from_ref(&fish));
+    }
+    let state = |after_frame| ResumeState {
+        after_frame,
+        detector: None,
+        tracker: tracker.state(),
+    };
+    // frames: how many the run writes; kept: states sent after its last one, in order.
+    for (frames, sent, kept) in [
+        (5u64, vec![3u64, 4], Some(4u64)),
+        (5, vec![3], None),
+        (1, vec![0], Some(0)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, cams, t0, mut sinks) = recording_a(dir.path());
+        for i in 0..frames {
+            let tracks = vec![track(1, TrackStatus::Confirmed, true, 50.0, 60.0)];
+            sinks.consume(&frame("tank", i, 25.0, t0, tracks)).unwrap();
+        }
+        for after in &sent {
+            sinks.keep_resume_state("tank", state(*after));
+        }
+        sinks.close().unwrap();
+        let cp = Sinks::build(&c, &cams)
+            .unwrap()
+            .resume_source("tank", "file a.mkv", true)
+            .unwrap()
+            .expect("resumes");
+        assert_eq!(cp.next_frame, frames, "sent {sent:?}");
+        assert_eq!(cp.state, kept.map(state), "{frames} frames, sent {sent:?}");
+    }
 }

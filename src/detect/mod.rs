@@ -28,13 +28,15 @@
 
 mod crop;
 mod segment;
+mod state;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crop::{CropSpec, oriented_crop};
+pub use state::DetectorState;
 
 use crate::config::{CameraView, ConfigError};
 use crate::messages::{DetectedFrame, Detection, Frame};
@@ -316,7 +318,8 @@ pub enum DetectError {
 }
 
 /// Foreground polarity actually in use (after `auto` was resolved).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Resolved {
     Dark,
     Light,
@@ -334,9 +337,11 @@ struct Geometry {
 }
 
 /// Learned state of the background model (valid for one geometry).
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Model {
-    /// Background, fixed point 8.8.
+    /// Background, fixed point 8.8 (saved as hex, four digits a pixel, row by row).
+    #[serde(with = "state::hex16")]
     bg: Vec<u16>,
     polarity: Resolved,
     threshold: i16,
@@ -356,7 +361,8 @@ struct Model {
 /// moment axes it fills, and its depth for its length. A fish near the front glass looks
 /// larger but keeps both; two fish overlapping fill less of their joint axes (notches where
 /// they cross) or are deeper or longer for their size.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BodyShape {
     /// Area / (major axis × minor axis).
     fill: f32,
@@ -484,6 +490,9 @@ pub struct Detector {
     /// Where the camera looks from (`Auto`: side when the fish differ from the background
     /// both ways); side views count a large blob of one fish's shape as one fish.
     view: CameraView,
+    /// A model saved by a previous run ([`Detector::restore`]), taken up with the first frame
+    /// of its size.
+    restored: Option<DetectorState>,
 }
 
 impl Detector {
@@ -523,6 +532,7 @@ impl Detector {
             refined: false,
             ghosts_healed: 0,
             view: CameraView::Auto,
+            restored: None,
         })
     }
 
@@ -627,7 +637,7 @@ impl Detector {
         }
         self.pending.push_back((frame, Some(luma)));
         self.warm_pending += usize::from(self.warming);
-        let needed = self.warmup_frames() as usize;
+        let needed = self.learn_window() as usize;
         let usable = self.pending.iter().filter(|(_, l)| l.is_some()).count();
         if self.preset_matches() || usable >= needed {
             self.learn();
@@ -649,8 +659,18 @@ impl Detector {
     }
 
     /// Frames a resumed recording needs read again before its restart point for the background
-    /// to be learned from them ([`Detector::warm_up`]).
+    /// to be learned from them ([`Detector::warm_up`]); none when a saved model is continued
+    /// ([`Detector::restore`]).
     pub fn warmup_frames(&self) -> u64 {
+        if self.restored.is_some() {
+            0
+        } else {
+            self.learn_window()
+        }
+    }
+
+    /// Frames the background is learned from (every `learn_stride`-th of them).
+    fn learn_window(&self) -> u64 {
         u64::from((self.cfg.learn_frames - 1) * self.cfg.learn_stride + 1)
     }
 
@@ -711,6 +731,7 @@ impl Detector {
             segment::fill_polygon(&mut self.allowed, g.ww, g.wh, &to_work(ex), 0);
         }
         self.geom = Some(g);
+        self.take_restored(g, &frame.camera);
         g
     }
 

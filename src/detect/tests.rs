@@ -948,3 +948,108 @@ fn warm_up_frames_teach_the_background_and_never_come_out() {
     let indices: Vec<u64> = out.iter().map(|d| d.frame.index).collect();
     assert_eq!(indices, (20..60).collect::<Vec<u64>>());
 }
+
+#[test]
+fn a_saved_model_detects_the_next_frames_as_the_detector_it_came_from() {
+    // Frames 0-149: a fish swims (learning, refinement and adaptation all happen); from frame
+    // 90 a second one rests, so the adapted background differs from any relearned one.
+    let scene = |i: u64| {
+        let mut v = vec![swimmer(i % 60, 60)];
+        if i >= 90 {
+            v.push(Ell {
+                cx: 120.0,
+                cy: 25.0,
+                a: 10.0,
+                b: 4.0,
+                angle: 0.0,
+                value: 70,
+            });
+        }
+        v
+    };
+    let cfg = DetectConfig::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let frames: Vec<Frame> = (0..150)
+        .map(|i| render(160, 120, 200, &scene(i), 4.0, &mut rng, i))
+        .collect();
+    let mut first = Detector::build(&cfg).expect("build");
+    let mut n = 0;
+    for f in &frames[..120] {
+        n += first.push(f.clone(), None).len();
+    }
+    n += first.flush(None).len();
+    assert_eq!(n, 120);
+    let saved = first.state().expect("a learned model has a state");
+    // As the checkpoint keeps it: through JSON.
+    let json = serde_json::to_string(&saved).expect("serialize");
+    let loaded: DetectorState = serde_json::from_str(&json).expect("deserialize");
+    assert_eq!(loaded, saved);
+
+    let mut resumed = Detector::build(&cfg).expect("build");
+    resumed.restore(loaded);
+    assert_eq!(resumed.warmup_frames(), 0, "nothing to read again");
+    for f in &frames[120..] {
+        let a = first.push(f.clone(), None);
+        let b = resumed.push(f.clone(), None);
+        assert_eq!(b.len(), 1, "frame {} comes back at once", f.index);
+        assert!(!resumed.is_learning());
+        let key = |d: &[DetectedFrame]| -> Vec<(u32, u32, u32)> {
+            d[0].detections
+                .iter()
+                .map(|d| (d.x.to_bits(), d.y.to_bits(), d.area.to_bits()))
+                .collect()
+        };
+        assert_eq!(key(&a), key(&b), "frame {}", f.index);
+    }
+    assert_eq!(resumed.state(), first.state(), "the models went on alike");
+
+    // Learning again from the frames after the restart: the resting fish is (partly) lost.
+    let mut cold = Detector::build(&cfg).expect("build");
+    let mut out = Vec::new();
+    for f in &frames[120..] {
+        out.extend(cold.push(f.clone(), None));
+    }
+    out.extend(cold.flush(None));
+    let two = out.iter().filter(|d| d.detections.len() == 2).count();
+    assert!(
+        two < 30,
+        "a relearned background found both fish in {two} of 30 frames"
+    );
+
+    // Another frame size, or other settings: learned again, not continued.
+    let mut other = Detector::build(&cfg).expect("build");
+    other.restore(saved.clone());
+    let small = render(80, 60, 200, &[], 4.0, &mut rng, 0);
+    assert!(
+        other.push(small, None).is_empty(),
+        "learning buffers the frame"
+    );
+    assert!(other.is_learning());
+    let mut changed = DetectConfig::default();
+    changed.learn_frames = 10;
+    let mut other = Detector::build(&changed).expect("build");
+    other.restore(saved);
+    assert_eq!(
+        other.warmup_frames(),
+        19,
+        "warm-up frames as without a saved model"
+    );
+    assert!(other.push(frames[120].clone(), None).is_empty());
+    assert!(other.is_learning(), "settings changed: learned again");
+}
+
+#[test]
+fn a_saved_model_that_is_not_hex_is_an_error() {
+    let mut first = Detector::build(&DetectConfig::default()).expect("build");
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for i in 0..60 {
+        first.push(render(40, 30, 200, &[], 4.0, &mut rng, i), None);
+    }
+    let json = serde_json::to_string(&first.state().expect("learned")).expect("serialize");
+    let bg = json.find("\"bg\":\"").expect("background field") + 6;
+    for bad in ["zz", "0"] {
+        let broken = format!("{}{bad}{}", &json[..bg], &json[bg + 2..]);
+        let e = serde_json::from_str::<DetectorState>(&broken).expect_err("not hex");
+        assert!(e.to_string().contains("hex"), "{e}");
+    }
+}

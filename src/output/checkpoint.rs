@@ -7,7 +7,10 @@
 //! that are not on disk. On resume the files are cut back to the lengths it recorded (rows
 //! written after it are written again) and the source continues at its next frame. A live
 //! camera's checkpoint only carries its frame and track numbers and its time origin on: its
-//! rows are never cut, since its frames cannot be read again.
+//! rows are never cut, since its frames cannot be read again. The checkpoint a clean stop
+//! writes after a recording's last frame also carries the detector's and tracker's state after
+//! that frame ([`Checkpoint::state`]), so the resumed run goes on exactly as an uninterrupted
+//! one; the periodic ones (what a crash leaves) carry the last frame's tracks only.
 //! Must never decide what a source reads: it only records and loads.
 
 use std::collections::BTreeMap;
@@ -18,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::OutputError;
 use super::interactions::OpenEpisode;
-use crate::messages::TrackSeed;
+use crate::messages::{ResumeState, TrackSeed};
 
 /// The file name of a camera's checkpoint inside its output folder.
 pub const FILE_NAME: &str = "checkpoint.json";
@@ -60,6 +63,36 @@ pub struct Checkpoint {
     /// to name the pair when the event ends.
     #[serde(default)]
     pub names: BTreeMap<String, String>,
+    /// The detector's and tracker's state after the checkpoint's frame, when the run stopped
+    /// right after it (end of recording or stop): a resumed run continues from it instead of
+    /// learning the background again and rebuilding the tracks from `tracks`. Absent from
+    /// checkpoints written while running (a crash resumes from `tracks`). A state this build
+    /// cannot read (another build's) is dropped with a warning, and the resume goes on from
+    /// `tracks`: never a reason to refuse the checkpoint.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "state_or_none"
+    )]
+    pub state: Option<ResumeState>,
+}
+
+/// `state` as this build writes it, else `None` (logged).
+fn state_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ResumeState>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    match serde_json::from_value(v) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => {
+            tracing::warn!(
+                "the checkpoint's detector and tracker state is not one this build reads ({e}); \
+                 the tracks go on from the last rows and the background is learned again"
+            );
+            Ok(None)
+        }
+    }
 }
 
 impl Checkpoint {
@@ -91,6 +124,7 @@ impl Checkpoint {
             tracks: Vec::new(),
             interactions: Vec::new(),
             names: BTreeMap::new(),
+            state: None,
         }
     }
 
@@ -286,6 +320,12 @@ mod tests {
         std::fs::write(&path, v.to_string()).expect("write");
         let cp = Checkpoint::load(&path).expect("load").expect("some");
         assert_eq!(cp.interactions.len(), 1);
+        // A stage state of another build: dropped, the checkpoint still resumes.
+        v = serde_json::to_value(sample()).expect("json");
+        v["state"] = serde_json::json!({"after_frame": 41, "detector": null, "tracker": {"x": 1}});
+        std::fs::write(&path, v.to_string()).expect("write");
+        let cp = Checkpoint::load(&path).expect("load").expect("some");
+        assert_eq!((cp.state, cp.next_frame), (None, 42));
         v = serde_json::to_value(sample()).expect("json");
         v["version"] = 9.into();
         std::fs::write(&path, v.to_string()).expect("write");

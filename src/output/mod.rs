@@ -50,7 +50,9 @@
 //! `checkpoint_interval_s` after an `fsync` and at close (before the events the close ends);
 //! a restarted run continues a recording after it, with its tracks and open interaction
 //! episodes, and a live camera's frame and track numbers ([`checkpoint`],
-//! [`Sinks::resume_source`]).
+//! [`Sinks::resume_source`]). The one written at close also keeps the detector's and
+//! tracker's state its camera sent after its last frame ([`Sinks::keep_resume_state`]), which
+//! the outputs store and never read.
 
 pub mod checkpoint;
 pub mod files;
@@ -73,7 +75,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use crate::config::ConfigError;
-use crate::messages::{TrackSeed, TrackStatus, TrackedFrame};
+use crate::messages::{ResumeState, TrackSeed, TrackStatus, TrackedFrame};
 use files::BufferedFile;
 
 /// The default output folder of `finprint run`: systemd's `StateDirectory=finprint`.
@@ -406,6 +408,8 @@ struct Checkpointing {
     /// velocities of the checkpoint's track seeds).
     last_seen: HashMap<u64, (f64, f32, f32)>,
     last_saved: Instant,
+    /// The checkpoint last saved (a stage state arriving after it was saved goes with it).
+    saved: Option<Checkpoint>,
 }
 
 impl Checkpointing {
@@ -664,6 +668,7 @@ impl Sinks {
             last_saved: Instant::now()
                 .checked_sub(interval)
                 .unwrap_or_else(Instant::now),
+            saved: None,
         });
         Ok(resume)
     }
@@ -862,6 +867,38 @@ impl Sinks {
         result
     }
 
+    /// Keeps `camera`'s stage state, sent after its last frame ([`crate::messages::ToWriter::Resume`]),
+    /// with the checkpoint after that frame, which [`Sinks::close`] saves. A state after another
+    /// frame than the last one consumed, or for a camera without checkpoints, is dropped.
+    pub fn keep_resume_state(&mut self, camera: &str, state: ResumeState) {
+        let Some(c) = self
+            .cameras
+            .get_mut(camera)
+            .and_then(|cs| cs.checkpoint.as_mut())
+        else {
+            return;
+        };
+        let next = state.after_frame.saturating_add(1);
+        // The checkpoint after the last frame: pending, or saved already (then saved again).
+        let cp = match &c.pending {
+            Some(p) => Some(p.clone()),
+            None => c.saved.clone(),
+        }
+        .filter(|cp| cp.next_frame == next);
+        match cp {
+            Some(mut cp) => {
+                cp.state = Some(state);
+                c.pending = Some(cp);
+            }
+            None => tracing::warn!(
+                camera,
+                after_frame = state.after_frame,
+                "the detector and tracker state is not after the last frame written; a resumed \
+                 run rebuilds them from the rows"
+            ),
+        }
+    }
+
     /// Writes everything buffered now (all files of all cameras), e.g. from a timer while no
     /// frames arrive. Tries every file; returns the first error (rows stay buffered).
     pub fn flush(&mut self) -> Result<(), OutputError> {
@@ -1056,6 +1093,7 @@ fn save_checkpoint(cs: &mut CameraSinks, rotate: Rotate) -> Result<(), OutputErr
     cp.save(&c.path)?;
     c.pending = None;
     c.last_saved = Instant::now();
+    c.saved = Some(cp);
     Ok(())
 }
 

@@ -24,7 +24,7 @@ use crate::detect::{CropSpec, DetectError, Detector, oriented_crop};
 use crate::embed::{Collect, EmbedError, EmbedQueue, EmbedService};
 use crate::identify::{Identifier, IdentifyError, IdentityApi};
 use crate::ingest::{self, IngestError, IngestEvent, SourceHandle};
-use crate::messages::{Crop, DetectedFrame, Frame, TrackedFrame};
+use crate::messages::{Crop, DetectedFrame, Frame, ResumeState, ToWriter, TrackedFrame};
 use crate::output::http::{LiveCamera, LiveState};
 use crate::output::metrics::Metrics;
 use crate::output::{CameraOutputInfo, OutputError, Sinks};
@@ -234,7 +234,7 @@ impl Pipeline {
                     false
                 }
             });
-        let (out_tx, out_rx) = bounded::<TrackedFrame>(WRITER_QUEUE);
+        let (out_tx, out_rx) = bounded::<ToWriter>(WRITER_QUEUE);
         let writer_metrics = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("writer".into())
@@ -250,25 +250,41 @@ impl Pipeline {
             .zip(detectors)
             .zip(identities)
             .zip(resumes);
-        for (((cam, detector), mut identifier), resume) in chains {
+        for (((cam, mut detector), mut identifier), mut resume) in chains {
             let (tx, rx) = bounded::<IngestEvent>(INGEST_QUEUE);
+            let mut tracker = Tracker::new(&cam.track, cam.view, cam.population);
+            if let Some(c) = &resume {
+                tracker.number_tracks_from(c.next_track);
+            }
+            if let Some(c) = resume.as_mut().filter(|_| !cam.source.is_live()) {
+                // The run before stopped right after the last frame written: continue its
+                // detector and tracker as they were. Otherwise (a crash) the fish of the last
+                // frame written are where the next frame shows them.
+                let state = c
+                    .state
+                    .take()
+                    .filter(|s| s.after_frame.saturating_add(1) == c.next_frame);
+                let restored = state.is_some_and(|s| {
+                    if let Some(d) = s.detector {
+                        detector.restore(d);
+                    }
+                    tracker.restore(s.tracker)
+                });
+                if restored {
+                    tracing::info!(camera = %cam.name, "tracks continued as the previous run left them");
+                } else {
+                    tracker.resume(&c.tracks, c.last_t);
+                }
+                if let Some(i) = &mut identifier {
+                    i.tracks_continue(&c.tracks);
+                }
+            }
             let at = resume.as_ref().map(|c| ingest::Resume {
                 next_frame: c.next_frame,
                 after_t: c.last_t,
                 origin: c.origin(),
                 warmup_frames: detector.warmup_frames(),
             });
-            let mut tracker = Tracker::new(&cam.track, cam.view, cam.population);
-            if let Some(c) = &resume {
-                tracker.number_tracks_from(c.next_track);
-            }
-            if let Some(c) = resume.as_ref().filter(|_| !cam.source.is_live()) {
-                // The fish of the last frame written are where the next frame shows them.
-                tracker.resume(&c.tracks, c.last_t);
-                if let Some(i) = &mut identifier {
-                    i.tracks_continue(&c.tracks);
-                }
-            }
             let src = match ingest::spawn(&cam.name, &cam.source, at, tx, stop.clone()) {
                 Ok(s) => s,
                 Err(source) => {
@@ -317,6 +333,7 @@ impl Pipeline {
                 heartbeat: heartbeat.clone(),
                 hook: hook.clone(),
                 stop: stop.clone(),
+                last_sent: None,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("camera-{}", cam.name))
@@ -408,13 +425,15 @@ struct CameraWorker {
     /// The encoder's crop size (identity on).
     crops: Option<CropSpec>,
     rx: Receiver<IngestEvent>,
-    out: Sender<TrackedFrame>,
+    out: Sender<ToWriter>,
     live: Arc<LiveState>,
     metrics: Metrics,
     stats: Arc<ingest::IngestStats>,
     heartbeat: Arc<Heartbeat>,
     hook: Option<FrameHook>,
     stop: Arc<AtomicBool>,
+    /// Index of the last frame sent to the writer.
+    last_sent: Option<u64>,
 }
 
 impl CameraWorker {
@@ -538,10 +557,14 @@ impl CameraWorker {
             self.track_and_send(df, &mut summary, &mut max_track)?;
         }
         if let Some(id) = &mut self.identity {
-            for tf in id.flush(&name, &self.metrics) {
-                let _ = self.out.send(tf);
-            }
+            let held = id.flush(&name, &self.metrics);
             id.close(&name);
+            for tf in held {
+                self.send(tf);
+            }
+        }
+        if result.is_ok() {
+            self.send_resume_state();
         }
         self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
         summary.dropped = seen_drops;
@@ -617,10 +640,32 @@ impl CameraWorker {
             None => vec![tf],
         };
         for tf in ready {
-            // The writer only disappears when it failed; its error is reported by `wait`.
-            let _ = self.out.send(tf);
+            self.send(tf);
         }
         Ok(())
+    }
+
+    fn send(&mut self, tf: TrackedFrame) {
+        self.last_sent = Some(tf.index);
+        // The writer only disappears when it failed; its error is reported by `wait`.
+        let _ = self.out.send(ToWriter::Frame(tf));
+    }
+
+    /// After the last frame of a recording: the detector's and tracker's state for the
+    /// checkpoint after it, so a run resuming the recording continues exactly from here.
+    fn send_resume_state(&mut self) {
+        let Some(after_frame) = self.last_sent.filter(|_| !self.cam.source.is_live()) else {
+            return;
+        };
+        let state = ResumeState {
+            after_frame,
+            detector: self.detector.state(),
+            tracker: self.tracker.state(),
+        };
+        let _ = self.out.send(ToWriter::Resume {
+            camera: self.cam.name.as_str().into(),
+            state: Box::new(state),
+        });
     }
 }
 
@@ -671,12 +716,13 @@ fn start_embedder(cfg: &Config) -> Result<Option<EmbedService>, PipelineError> {
 
 fn write_loop(
     mut sinks: Sinks,
-    rx: Receiver<TrackedFrame>,
+    rx: Receiver<ToWriter>,
     metrics: Metrics,
 ) -> Result<(), PipelineError> {
     loop {
         match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(tf) => {
+            Ok(ToWriter::Resume { camera, state }) => sinks.keep_resume_state(&camera, *state),
+            Ok(ToWriter::Frame(tf)) => {
                 let t0 = Instant::now();
                 if let Err(e) = sinks.consume(&tf) {
                     // Rows stay buffered in the sinks and are retried on a later frame or tick.

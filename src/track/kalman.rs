@@ -5,6 +5,7 @@ use adskalman::{
     CovarianceUpdateMethod, ObservationModel, StateAndCovariance, TransitionModelLinearNoControl,
 };
 use nalgebra::{Matrix2, Matrix2x4, Matrix4, Matrix4x2, U2, U4, Vector2, Vector4};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Constant-velocity transition for one time step with white-noise acceleration.
 struct ConstantVelocity {
@@ -83,6 +84,48 @@ impl ObservationModel<f64, U4, U2> for PositionObservation {
 #[derive(Debug, Clone)]
 pub struct MotionState {
     est: StateAndCovariance<f64, U4>,
+}
+
+/// [`MotionState`] as saved: the state `[x, y, vx, vy]` and its covariance, row by row.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedMotion {
+    state: [f64; 4],
+    covariance: [f64; 16],
+}
+
+impl PartialEq for MotionState {
+    fn eq(&self, other: &Self) -> bool {
+        self.est.state() == other.est.state() && self.est.covariance() == other.est.covariance()
+    }
+}
+
+impl Serialize for MotionState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut state = [0.0; 4];
+        state.copy_from_slice(self.est.state().as_slice());
+        let mut covariance = [0.0; 16];
+        // Row by row (nalgebra stores columns; the matrix is symmetric, but keep the order).
+        for (i, c) in covariance.iter_mut().enumerate() {
+            *c = self.est.covariance()[(i / 4, i % 4)];
+        }
+        SavedMotion { state, covariance }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MotionState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = SavedMotion::deserialize(d)?;
+        if m.state.iter().chain(&m.covariance).any(|v| !v.is_finite()) {
+            return Err(serde::de::Error::custom("motion state is not finite"));
+        }
+        Ok(MotionState {
+            est: StateAndCovariance::new(
+                Vector4::from_row_slice(&m.state),
+                Matrix4::from_row_slice(&m.covariance),
+            ),
+        })
+    }
 }
 
 impl MotionState {

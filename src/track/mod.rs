@@ -18,14 +18,16 @@
 //! `max_shared_s` ends (a fish hidden that long, or a track riding on another fish's blob).
 
 mod kalman;
+mod state;
 
 use pathfinding::matrix::Matrix;
 use pathfinding::prelude::kuhn_munkres_min;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{CameraView, ConfigError};
 use crate::messages::{Detection, TrackReport, TrackSeed, TrackStatus};
 use kalman::MotionState;
+pub use state::TrackerState;
 
 /// Motion tracking settings of one camera. Every field has a default that suits a typical
 /// tank recording; an empty `[cameras.track]` table is valid.
@@ -179,7 +181,8 @@ impl TrackConfig {
 }
 
 /// One track's internal state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Track {
     id: u64,
     motion: MotionState,

@@ -574,6 +574,41 @@ fn a_large_fish_alone_on_its_blob_reports_its_own_length() {
     );
 }
 
+/// Side view: A (40 px long, heading left, 6 px per frame) swims in front of B (heading
+/// right, 4 px per frame, 2 px higher); while they overlap they are one blob of A's body and
+/// the part of B that shows. Returns both fish's centres and frame `k`'s detections.
+fn passing(k: usize) -> ((f32, f32), (f32, f32), Vec<Detection>) {
+    let a = (300.0 - 6.0 * k as f32, 100.0);
+    let b = (40.0 + 4.0 * k as f32, 98.0);
+    let dets = if (a.0 - b.0).abs() < 40.0 {
+        let pts = front_and_back(
+            ellipse_points(a.0, a.1, 20, 6),
+            ellipse_points(b.0, b.1, 20, 6),
+        );
+        let mut m = det((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
+        m.bbox = [
+            a.0.min(b.0) - 20.0,
+            b.1 - 6.0,
+            a.0.max(b.0) + 20.0,
+            a.1 + 6.0,
+        ];
+        m.area = pts.len() as f32;
+        m.fish_count = 2;
+        m.points = pts;
+        vec![m]
+    } else {
+        let mut da = det(a.0, a.1);
+        let mut db = det(b.0, b.1);
+        for d in [&mut da, &mut db] {
+            d.bbox = [d.x - 20.0, d.y - 6.0, d.x + 20.0, d.y + 6.0];
+            d.major_axis = 40.0;
+            d.area = 377.0;
+        }
+        vec![da, db]
+    };
+    (a, b, dets)
+}
+
 #[test]
 fn side_view_fish_passing_each_other_keep_their_tracks() {
     // Side view: A (40 px long, heading left, 6 px per frame) swims in front of B (heading
@@ -587,35 +622,8 @@ fn side_view_fish_passing_each_other_keep_their_tracks() {
     let mut ids = None;
     let (mut merged, mut near) = (0, 0);
     for k in 0..60 {
-        let a = (300.0 - 6.0 * k as f32, 100.0);
-        let b = (40.0 + 4.0 * k as f32, 98.0);
-        let dets = if (a.0 - b.0).abs() < 40.0 {
-            merged += 1;
-            let pts = front_and_back(
-                ellipse_points(a.0, a.1, 20, 6),
-                ellipse_points(b.0, b.1, 20, 6),
-            );
-            let mut m = det((a.0 + b.0) / 2.0, (a.1 + b.1) / 2.0);
-            m.bbox = [
-                a.0.min(b.0) - 20.0,
-                b.1 - 6.0,
-                a.0.max(b.0) + 20.0,
-                a.1 + 6.0,
-            ];
-            m.area = pts.len() as f32;
-            m.fish_count = 2;
-            m.points = pts;
-            vec![m]
-        } else {
-            let mut da = det(a.0, a.1);
-            let mut db = det(b.0, b.1);
-            for d in [&mut da, &mut db] {
-                d.bbox = [d.x - 20.0, d.y - 6.0, d.x + 20.0, d.y + 6.0];
-                d.major_axis = 40.0;
-                d.area = 377.0;
-            }
-            vec![da, db]
-        };
+        let (a, b, dets) = passing(k);
+        merged += usize::from(dets.len() == 1);
         let reps = tr.update(k as f64 * DT, &dets);
         if k < 3 {
             continue;
@@ -1043,5 +1051,38 @@ fn three_fish_in_a_tangle_keep_their_tracks() {
         on.sort_unstable();
         assert_eq!(on.len(), 3, "a track lost at {k}: {reps:?}");
         assert_eq!(*ids.get_or_insert(on.clone()), on, "ids changed at {k}");
+    }
+}
+
+#[test]
+fn a_restored_state_tracks_the_next_frames_as_the_tracker_it_came_from() {
+    // Saved inside the overlap of `passing` (frames 23-28 are one blob) and before it: the
+    // tracks' velocities, uncertainties and shared blob go on as in the tracker that never
+    // stopped.
+    for stop in [10, 25] {
+        let mut first = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(2));
+        for k in 0..=stop {
+            first.update(k as f64 * DT, &passing(k).2);
+        }
+        let saved = first.state();
+        let json = serde_json::to_string(&saved).expect("serialize");
+        let loaded: TrackerState = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(loaded, saved);
+        let mut resumed = Tracker::new(&TrackConfig::default(), CameraView::Side, Some(2));
+        assert!(resumed.restore(loaded), "restored before its first frame");
+        for k in stop + 1..60 {
+            let t = k as f64 * DT;
+            let a = first.update(t, &passing(k).2);
+            let b = resumed.update(t, &passing(k).2);
+            assert_eq!(
+                format!("{a:?}"),
+                format!("{b:?}"),
+                "frame {k} (saved after {stop})"
+            );
+        }
+        assert!(
+            !resumed.restore(first.state()),
+            "a tracker that has seen frames is not restored"
+        );
     }
 }
