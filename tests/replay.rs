@@ -403,6 +403,11 @@ fn eval_json(gt: &Path, pred: &Path, id_column: &str) -> serde_json::Value {
 /// Renders a 3-second, 3-fish tank (seed 5) seen from `view` at `size` into `dir/name`;
 /// returns its video.
 fn render_small(dir: &Path, name: &str, view: &str, size: (u32, u32)) -> PathBuf {
+    render_seconds(dir, name, view, size, "3")
+}
+
+/// [`render_small`], `seconds` long.
+fn render_seconds(dir: &Path, name: &str, view: &str, size: (u32, u32), seconds: &str) -> PathBuf {
     let tank = dir.join(name);
     let (w, h) = (size.0.to_string(), size.1.to_string());
     let o = run(
@@ -413,7 +418,7 @@ fn render_small(dir: &Path, name: &str, view: &str, size: (u32, u32)) -> PathBuf
             "--fish",
             "3",
             "--seconds",
-            "3",
+            seconds,
             "--width",
             &w,
             "--height",
@@ -474,6 +479,40 @@ fn the_camera_view_is_decided_from_the_fish_unless_declared() {
     assert!(
         e.contains(VIEW_TOP) && !e.contains(VIEW_SIDE),
         "a top render was not taken for a top view:\n{e}"
+    );
+}
+
+#[test]
+fn a_recording_shorter_than_the_learning_window_still_gets_its_view() {
+    // One second (30 frames) is less than the 49 frames the background is learned from: the
+    // detector learns it from what it has at the end of the stream, and the view is decided
+    // then too (it was not: the recording was tracked with top-view settings).
+    let dir = tempfile::tempdir().unwrap();
+    let video = render_seconds(dir.path(), "short", "side", (320, 180), "1");
+    let out = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "replay",
+            "--quiet",
+            "--log",
+            LOG_VIEW,
+            "--input",
+            video.to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    let e = stderr(&o);
+    assert!(o.status.success(), "replay failed: {e}");
+    assert!(
+        e.contains(VIEW_SIDE),
+        "a short side render was not taken for a side view:\n{e}"
+    );
+    let rows = std::fs::read_to_string(out.path().join("cam0/trajectories.csv")).unwrap();
+    assert!(
+        rows.lines().count() > 30,
+        "the short recording has its rows:\n{rows}"
     );
 }
 

@@ -438,7 +438,8 @@ struct CameraWorker {
 
 impl CameraWorker {
     /// Runs `f` on the detector and decides the camera's view when the detector's learning
-    /// ends in it (a frame or a warm-up frame completes the background).
+    /// ends in it (a frame, a warm-up frame or the end of a short stream completes the
+    /// background).
     fn detect<R>(&mut self, f: impl FnOnce(&mut Detector) -> R) -> R {
         let was_learning = self.detector.is_learning();
         let r = f(&mut self.detector);
@@ -552,8 +553,10 @@ impl CameraWorker {
                 // Live: the source stops by itself on `stop`; keep draining until it disconnects.
             }
         };
-        // Frames still held by the detector (background learning) must not be lost.
-        for df in self.detector.flush(crops) {
+        // Frames still held by the detector (background learning) must not be lost; a
+        // recording shorter than the learning window is learned from here, and its view
+        // decided with it.
+        for df in self.detect(|d| d.flush(crops)) {
             self.track_and_send(df, &mut summary, &mut max_track)?;
         }
         if let Some(id) = &mut self.identity {
