@@ -5,7 +5,9 @@
 //! Threads: per camera one ingest source (GStreamer streaming thread feeding a bounded
 //! channel) and one worker (detect + track + identity); one writer owns every output file.
 //! Shutdown travels with the data: when a source ends (end of file, or `stop`), its channel
-//! disconnects, the worker drains what it holds and ends, then the writer closes every file.
+//! disconnects, the worker drains what it holds, sends a recording's detector and tracker state
+//! after its last frame ([`ToWriter::Resume`], kept with the checkpoint) and ends, then the
+//! writer closes every file.
 
 mod identity;
 mod replay;
