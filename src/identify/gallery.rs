@@ -392,9 +392,15 @@ impl Gallery {
     /// Keeps at most `max` live prototypes for `individual`: removes the most redundant one
     /// (highest similarity to another prototype of the same individual and view), preferring to
     /// remove tracked over enrolled prototypes and older over newer ones. Returns removed count.
+    ///
+    /// Age is the order in which the prototypes were added (kept across saves and rebuilds),
+    /// not their wall-clock stamps: a replay runs faster than the recording, and which of its
+    /// prototypes shared a clock second changed from run to run, so the same recording kept
+    /// other prototypes and could be labelled otherwise (BENCHMARKS.md round 27).
     pub fn prune(&mut self, individual: &str, max: usize) -> usize {
         let mut removed = 0;
         loop {
+            // In the order they were added.
             let ids: Vec<usize> = self.of(individual).map(|(i, _)| i).collect();
             if ids.len() <= max.max(1) {
                 break;
@@ -402,16 +408,10 @@ impl Gallery {
             let tracked_exist = ids
                 .iter()
                 .any(|&i| self.prototypes[i].source == Source::Tracked);
-            let (tmin, tmax) = ids
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &i| {
-                    let w = self.prototypes[i].wall as f64;
-                    (a.min(w), b.max(w))
-                });
-            let span = (tmax - tmin).max(1.0);
+            let last = (ids.len() - 1) as f32;
             let mut victim = None;
             let mut worst = f32::NEG_INFINITY;
-            for &i in &ids {
+            for (rank, &i) in ids.iter().enumerate() {
                 let p = &self.prototypes[i];
                 if tracked_exist && p.source == Source::Enrolled {
                     continue;
@@ -421,7 +421,7 @@ impl Gallery {
                     .filter(|&&j| j != i && self.prototypes[j].view == p.view)
                     .map(|&j| cosine(&self.prototypes[j].vector, &p.vector))
                     .fold(-1.0f32, f32::max);
-                let recency = ((p.wall as f64 - tmin) / span) as f32;
+                let recency = rank as f32 / last;
                 let score = redundancy - 0.05 * recency;
                 if score > worst {
                     worst = score;
@@ -582,6 +582,32 @@ mod tests {
             assert!(g.max_similarity_to("a", v).unwrap() > 0.9999);
         }
         assert!(g.max_similarity_to("a", &base).unwrap() > 0.99);
+    }
+
+    #[test]
+    fn pruning_goes_by_the_order_prototypes_came_in_not_their_clock_stamps() {
+        // Three equally redundant prototypes: the oldest goes, whatever their wall-clock
+        // stamps say (a replay stamps many in one second, and which ones changed per run).
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let base = unit(&mut rng, 16);
+        let other = unit(&mut rng, 16);
+        let kept = |walls: [i64; 3]| {
+            let mut g = Gallery::new(16, 0.25);
+            for (k, w) in walls.into_iter().enumerate() {
+                let mut v = base.clone();
+                v[k] += 0.001;
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= n);
+                g.add(proto("a", v, w)).unwrap();
+            }
+            g.add(proto("a", other.clone(), walls[0])).unwrap();
+            assert_eq!(g.prune("a", 3), 1);
+            g.of("a").map(|(i, _)| i).collect::<Vec<usize>>()
+        };
+        let by_order = kept([5, 5, 5]);
+        assert!(!by_order.contains(&0), "the first added went: {by_order:?}");
+        assert_eq!(kept([7, 5, 6]), by_order, "clock stamps do not decide");
+        assert_eq!(kept([5, 6, 6]), by_order, "clock stamps do not decide");
     }
 
     #[test]
