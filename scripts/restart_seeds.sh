@@ -10,6 +10,7 @@
 #      after HALF appear only for the second run, as in a recording that grows; the second run
 #      resumes it from the output folder's checkpoint) or `halves` (round 22: each run its own
 #      source of one half, outputs apart: a second recording started with the saved state).
+#      POPULATION (default 8; empty: an open population, BENCHMARKS.md round 27).
 #      Needs gst-launch-1.0 (GStreamer tools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ TANKS=${TANKS:-target/identity-tanks}
 OUT=${OUT:-$TANKS/restart}
 HALF=${HALF:-300}
 FLOW=${FLOW:-resume}
+POPULATION=${POPULATION-8}
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$PWD/.venv/lib/libonnxruntime.so}
 mkdir -p "$OUT"
 seeds=("$@")
@@ -27,7 +29,7 @@ config() { # NAME START STOP STATE_DIR [FRAMES OUT]: STOP "" reads to the first 
   cat > "$dir/$1.toml" <<EOT
 [[cameras]]
 name = "tank"
-population = 8
+${POPULATION:+population = $POPULATION}
 [cameras.source]
 kind = "image_sequence"
 pattern = "$dir/${5:-frames}/frame_%06d.jpg"
