@@ -106,63 +106,60 @@ impl Detector {
     fn settings_fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(format!("{:?}", self.cfg).as_bytes());
-        digest.iter().fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        to_hex(digest.iter().map(|&b| u32::from(b)), 2)
     }
+}
+
+/// `values` as one hex string, `digits` digits each (values below 16^`digits`).
+fn to_hex(values: impl IntoIterator<Item = u32>, digits: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for x in values {
+        let _ = write!(out, "{x:0digits$x}");
+    }
+    out
+}
+
+/// The values of a hex string of `digits` digits each; what is wrong with it otherwise.
+fn from_hex<T: TryFrom<u32>>(s: &str, digits: usize) -> Result<Vec<T>, String> {
+    if !s.len().is_multiple_of(digits) || !s.is_ascii() {
+        return Err(format!("not a hex string of {digits} digits per value"));
+    }
+    s.as_bytes()
+        .chunks(digits)
+        .map(|c| {
+            std::str::from_utf8(c)
+                .ok()
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .and_then(|v| T::try_from(v).ok())
+                .ok_or_else(|| format!("not a hex value: {c:?}"))
+        })
+        .collect()
 }
 
 /// Serde for a `Vec<u16>` as one hex string (four digits per value): a background of
 /// 960 × 540 pixels is 2 MB of text instead of about three times that as a pretty-printed JSON array.
 pub(super) mod hex16 {
-    use std::fmt::Write as _;
-
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     pub fn serialize<S: Serializer>(v: &[u16], s: S) -> Result<S::Ok, S::Error> {
-        let mut out = String::with_capacity(v.len() * 4);
-        for x in v {
-            let _ = write!(out, "{x:04x}");
-        }
-        s.serialize_str(&out)
+        s.serialize_str(&super::to_hex(v.iter().map(|&x| u32::from(x)), 4))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
-        let s = String::deserialize(d)?;
-        if !s.len().is_multiple_of(4) || !s.is_ascii() {
-            return Err(D::Error::custom(
-                "not a hex string of four digits per value",
-            ));
-        }
-        s.as_bytes()
-            .chunks(4)
-            .map(|c| {
-                std::str::from_utf8(c)
-                    .ok()
-                    .and_then(|h| u16::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| D::Error::custom(format!("not a hex value: {c:?}")))
-            })
-            .collect()
+        super::from_hex(&String::deserialize(d)?, 4).map_err(D::Error::custom)
     }
 }
 
 /// Serde for a list of `Vec<u8>` as hex strings (two digits per value).
 pub(super) mod hex8 {
-    use std::fmt::Write as _;
-
     use serde::ser::SerializeSeq as _;
     use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
 
     pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(v.len()))?;
         for bytes in v {
-            let mut out = String::with_capacity(bytes.len() * 2);
-            for x in bytes {
-                let _ = write!(out, "{x:02x}");
-            }
-            seq.serialize_element(&out)?;
+            seq.serialize_element(&super::to_hex(bytes.iter().map(|&x| u32::from(x)), 2))?;
         }
         seq.end()
     }
@@ -170,20 +167,7 @@ pub(super) mod hex8 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
         Vec::<String>::deserialize(d)?
             .iter()
-            .map(|s| {
-                if !s.len().is_multiple_of(2) || !s.is_ascii() {
-                    return Err(D::Error::custom("not a hex string of two digits per value"));
-                }
-                s.as_bytes()
-                    .chunks(2)
-                    .map(|c| {
-                        std::str::from_utf8(c)
-                            .ok()
-                            .and_then(|h| u8::from_str_radix(h, 16).ok())
-                            .ok_or_else(|| D::Error::custom(format!("not a hex value: {c:?}")))
-                    })
-                    .collect()
-            })
+            .map(|s| super::from_hex(s, 2).map_err(D::Error::custom))
             .collect()
     }
 }

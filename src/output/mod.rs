@@ -880,16 +880,11 @@ impl Sinks {
         };
         let next = state.after_frame.saturating_add(1);
         // The checkpoint after the last frame: pending, or saved already (then saved again).
-        let cp = match &c.pending {
-            Some(p) => Some(p.clone()),
-            None => c.saved.clone(),
+        if c.pending.is_none() {
+            c.pending = c.saved.clone().filter(|cp| cp.next_frame == next);
         }
-        .filter(|cp| cp.next_frame == next);
-        match cp {
-            Some(mut cp) => {
-                cp.state = Some(state);
-                c.pending = Some(cp);
-            }
+        match c.pending.as_mut().filter(|cp| cp.next_frame == next) {
+            Some(cp) => cp.state = Some(state),
             None => tracing::warn!(
                 camera,
                 after_frame = state.after_frame,
