@@ -440,6 +440,25 @@ const VIEW_TOP: &str = "camera view set to top";
 /// Log filter that shows the view decision (the tests' default is `warn`).
 const LOG_VIEW: &str = "warn,finprint::pipeline=info";
 
+/// `finprint replay` of `video` into `out` (with `extra` arguments) logging the view decision;
+/// asserts it succeeded and returns its log.
+fn replay_logging_view(video: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "replay",
+        "--quiet",
+        "--log",
+        LOG_VIEW,
+        "--input",
+        video.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args, Duration::from_secs(120));
+    assert!(o.status.success(), "replay failed: {}", stderr(&o));
+    stderr(&o)
+}
+
 #[test]
 fn the_camera_view_is_decided_from_the_fish_unless_declared() {
     // Striped light fish seen from the side differ from the water both ways: with the built-in
@@ -448,21 +467,7 @@ fn the_camera_view_is_decided_from_the_fish_unless_declared() {
     let dir = tempfile::tempdir().unwrap();
     let render = |view: &str| render_small(dir.path(), view, view, (320, 180));
     let replay = |video: &Path, extra: &[&str]| {
-        let out = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "replay",
-            "--quiet",
-            "--log",
-            LOG_VIEW,
-            "--input",
-            video.to_str().unwrap(),
-            "--out",
-            out.path().to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let o = run(&args, Duration::from_secs(120));
-        assert!(o.status.success(), "replay failed: {}", stderr(&o));
-        stderr(&o)
+        replay_logging_view(video, tempfile::tempdir().unwrap().path(), extra)
     };
     let side = render("side");
     let e = replay(&side, &[]);
@@ -490,21 +495,7 @@ fn a_recording_shorter_than_the_learning_window_still_gets_its_view() {
     let dir = tempfile::tempdir().unwrap();
     let video = render_seconds(dir.path(), "short", "side", (320, 180), "1");
     let out = tempfile::tempdir().unwrap();
-    let o = run(
-        &[
-            "replay",
-            "--quiet",
-            "--log",
-            LOG_VIEW,
-            "--input",
-            video.to_str().unwrap(),
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
-        Duration::from_secs(120),
-    );
-    let e = stderr(&o);
-    assert!(o.status.success(), "replay failed: {e}");
+    let e = replay_logging_view(&video, out.path(), &[]);
     assert!(
         e.contains(VIEW_SIDE),
         "a short side render was not taken for a side view:\n{e}"

@@ -95,6 +95,14 @@ fn run_in_view(
     out.into_iter().map(|f| f.detections).collect()
 }
 
+/// Frames 0..`n` of `scene` on a 160 × 120 light background (the noise of [`run`]).
+fn rendered(n: u64, scene: impl Fn(u64) -> Vec<Ell>) -> Vec<Frame> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    (0..n)
+        .map(|i| render(160, 120, 200, &scene(i), 4.0, &mut rng, i))
+        .collect()
+}
+
 /// One fish swimming left to right along y = 60 (so the learned background is clean).
 fn swimmer(i: u64, value: u8) -> Ell {
     Ell {
@@ -899,10 +907,7 @@ fn warm_up_frames_teach_the_background_and_never_come_out() {
     // Swims along y = 60 until frame 49, then rests where it is.
     let scene = |i: u64| vec![swimmer(i.min(49), 60)];
     let cfg = DetectConfig::default();
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let frames: Vec<Frame> = (0..110)
-        .map(|i| render(160, 120, 200, &scene(i), 4.0, &mut rng, i))
-        .collect();
+    let frames = rendered(110, scene);
     let mut warm = Detector::build(&cfg).expect("build");
     let w = warm.warmup_frames();
     assert_eq!(w, 49, "learn_frames 25 every 2nd frame");
@@ -968,10 +973,7 @@ fn a_saved_model_detects_the_next_frames_as_the_detector_it_came_from() {
         v
     };
     let cfg = DetectConfig::default();
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let frames: Vec<Frame> = (0..150)
-        .map(|i| render(160, 120, 200, &scene(i), 4.0, &mut rng, i))
-        .collect();
+    let frames = rendered(150, scene);
     let mut first = Detector::build(&cfg).expect("build");
     let mut n = 0;
     for f in &frames[..120] {
@@ -1019,7 +1021,7 @@ fn a_saved_model_detects_the_next_frames_as_the_detector_it_came_from() {
     // Another frame size, or other settings: learned again, not continued.
     let mut other = Detector::build(&cfg).expect("build");
     other.restore(saved.clone());
-    let small = render(80, 60, 200, &[], 4.0, &mut rng, 0);
+    let small = render(80, 60, 200, &[], 4.0, &mut ChaCha8Rng::seed_from_u64(7), 0);
     assert!(
         other.push(small, None).is_empty(),
         "learning buffers the frame"
