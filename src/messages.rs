@@ -183,7 +183,7 @@ pub struct DetectedFrame {
 }
 
 /// Lifecycle state of a track.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrackStatus {
     /// Seen in too few frames to be trusted yet.
@@ -195,7 +195,7 @@ pub enum TrackStatus {
 }
 
 /// One track's state after a frame.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrackReport {
     /// Track id, unique per camera for the process lifetime.
     pub track: u64,
@@ -271,22 +271,42 @@ pub enum ToWriter {
     },
 }
 
-/// The detector's and tracker's state after a camera's last frame, kept with the checkpoint
-/// after that frame so that a run resuming the recording continues exactly where this one
-/// stopped: no background learned again, no tracks rebuilt from rows.
+/// The stages' state after a camera's last frame, kept with the checkpoint after the last
+/// frame whose rows were written, so that a run resuming the recording continues exactly where
+/// this one stopped: no background learned again, no tracks rebuilt from rows, and the frames
+/// that were still waiting for their labels written as an uninterrupted run writes them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResumeState {
     /// Index of the frame the state is after.
     pub after_frame: u64,
+    /// Stream time of that frame (absent in states of older builds: then the checkpoint's).
+    #[serde(default)]
+    pub after_t: Option<f64>,
+    /// Index of the first frame whose rows were not written when the state was taken (the
+    /// checkpoint's `next_frame`); the frames from it up to `after_frame` wait in `identity`
+    /// for their labels (absent: the frame after `after_frame`).
+    #[serde(default)]
+    pub resume_at: Option<u64>,
     /// The detector's learned model (`None` if it was still learning).
     pub detector: Option<crate::detect::DetectorState>,
     /// The tracker's tracks.
     pub tracker: crate::track::TrackerState,
+    /// The identity step's memory and waiting frames (`None`: identity off, or not kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::pipeline::IdentityState>,
+}
+
+impl ResumeState {
+    /// Index of the first frame whose rows were not written when the state was taken.
+    pub fn resume_at(&self) -> u64 {
+        self.resume_at
+            .unwrap_or_else(|| self.after_frame.saturating_add(1))
+    }
 }
 
 /// Tracks after one frame: what outputs consume.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrackedFrame {
     /// Camera name.
     pub camera: Arc<str>,

@@ -927,12 +927,15 @@ fn a_crash_after_midnight_leaves_no_row_twice_in_the_next_days_files() {
     assert_eq!([before, after].concat(), want);
 }
 
-/// A run that stops right after its last frame keeps its detector's and tracker's state with
-/// the checkpoint after that frame, so that the run resuming the recording continues them
-/// instead of rebuilding them (whether the checkpoint after it was still pending or already
-/// saved); a state after another frame is not kept, and neither is the pending checkpoint lost.
+/// A run that stops keeps its stages' state with the checkpoint before the first frame whose
+/// rows it had not written when it stopped: after its last frame when every frame was written
+/// (whether that checkpoint was still pending or already saved); otherwise before the frames
+/// that still waited for their labels, saved before their rows and not moved by them, so a
+/// resume cuts those rows off and writes them again from the state (also when the run wrote
+/// no rows before them). A state for another frame is not kept, and neither is the checkpoint
+/// after the last frame lost then.
 #[test]
-fn a_stop_keeps_the_stages_state_with_the_checkpoint_after_the_last_frame() {
+fn a_stop_keeps_the_stages_state_with_the_checkpoint_before_the_rows_it_had_not_written() {
     let mut tracker = Tracker::new(&TrackConfig::default(), CameraView::Top, None);
     let fish = Detection {
         x: 50.0,
@@ -950,33 +953,70 @@ fn a_stop_keeps_the_stages_state_with_the_checkpoint_after_the_last_frame() {
     for k in 0..3 {
         tracker.update(f64::from(k) * 0.04, std::slice::from_ref(&fish));
     }
-    let state = |after_frame| ResumeState {
+    let state = |after_frame, resume_at| ResumeState {
         after_frame,
+        after_t: Some(after_frame as f64 / 25.0),
+        resume_at,
         detector: None,
         tracker: tracker.state(),
+        identity: None,
     };
-    // frames: how many the run writes; kept: states sent after its last one, in order.
-    for (frames, sent, kept) in [
-        (5u64, vec![3u64, 4], Some(4u64)),
-        (5, vec![3], None),
-        (1, vec![0], Some(0)),
+    // written: frames the run writes before its states; sent: (after_frame, resume_at) of
+    // each state sent then; waiting: frames written after them; kept: the checkpoint's
+    // next_frame and whether it has the last state.
+    for (written, sent, waiting, kept) in [
+        (5u64, vec![(3u64, None), (4, None)], 0u64, (5u64, true)),
+        (5, vec![(3, None)], 0, (5, false)),
+        (1, vec![(0, None)], 0, (1, true)),
+        (5, vec![(8, Some(5))], 4, (5, true)),
+        (0, vec![(3, Some(0))], 4, (0, true)),
+        (5, vec![(8, Some(6))], 4, (9, false)),
     ] {
+        let what = format!("{written} frames, sent {sent:?}, {waiting} waiting");
         let dir = tempfile::tempdir().unwrap();
         let (c, cams, t0, mut sinks) = recording_a(dir.path());
-        for i in 0..frames {
-            let tracks = vec![track(1, TrackStatus::Confirmed, true, 50.0, 60.0)];
-            sinks.consume(&frame("tank", i, 25.0, t0, tracks)).unwrap();
+        let row = |i| {
+            frame(
+                "tank",
+                i,
+                25.0,
+                t0,
+                vec![track(1, TrackStatus::Confirmed, true, 50.0, 60.0)],
+            )
+        };
+        for i in 0..written {
+            sinks.consume(&row(i)).unwrap();
         }
-        for after in &sent {
-            sinks.keep_resume_state("tank", state(*after));
+        for (after, at) in &sent {
+            sinks.keep_resume_state("tank", state(*after, *at));
+        }
+        for i in written..written + waiting {
+            sinks.consume(&row(i)).unwrap();
         }
         sinks.close().unwrap();
+        let traj = dir.path().join("tank").join("trajectories.csv");
+        let all_rows = std::fs::read_to_string(&traj).unwrap_or_default();
+        assert_eq!(
+            all_rows.lines().skip(1).count() as u64,
+            written + waiting,
+            "every frame's row is written: {what}"
+        );
         let cp = Sinks::build(&c, &cams)
             .unwrap()
             .resume_source("tank", "file a.mkv", true)
             .unwrap()
             .expect("resumes");
-        assert_eq!(cp.next_frame, frames, "sent {sent:?}");
-        assert_eq!(cp.state, kept.map(state), "{frames} frames, sent {sent:?}");
+        let (next, has) = kept;
+        assert_eq!(cp.next_frame, next, "{what}");
+        let last = sent.last().map(|&(a, r)| state(a, r));
+        assert_eq!(cp.state, last.filter(|_| has), "{what}");
+        // The resume cut the rows after the checkpoint off: those before it stay.
+        let kept_rows = std::fs::read_to_string(&traj).unwrap_or_default();
+        let frames: Vec<u64> = kept_rows
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').next()?.parse().ok())
+            .collect();
+        assert_eq!(frames, (0..next).collect::<Vec<_>>(), "{what}");
     }
 }

@@ -21,7 +21,7 @@ use crate::config::ConfigError;
 use crate::messages::Crop;
 
 pub use card::ModelCard;
-pub use queue::{Collect, Done, EmbedQueue};
+pub use queue::{Collect, Done, EmbedQueue, Settled};
 
 /// File name of the encoder shipped with finprint.
 pub const DEFAULT_MODEL: &str = "finprint-default.onnx";

@@ -34,6 +34,15 @@ pub struct Done<T> {
     pub result: Result<Vec<Vec<f32>>, EmbedError>,
 }
 
+/// The requests of a queue with their results ([`EmbedQueue::settle`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Settled<T> {
+    /// The queue's frame count.
+    pub frame: u64,
+    /// Each request: the frame it was made in, its tag, its embeddings.
+    pub requests: Vec<(u64, T, Vec<Vec<f32>>)>,
+}
+
 struct InFlight<T> {
     frame: u64,
     tag: T,
@@ -124,6 +133,44 @@ impl<T> EmbedQueue<T> {
         out
     }
 
+    /// Waits for every request in flight and returns what the queue holds, to be put back with
+    /// [`EmbedQueue::restore`] (a resumed recording): its frame count, and for each request the
+    /// frame it was made in, its tag and its embeddings (a failed request is left out). The
+    /// requests stay in flight here, with their results.
+    pub fn settle(&mut self) -> Settled<T>
+    where
+        T: Clone,
+    {
+        let mut requests = Vec::with_capacity(self.pending.len());
+        for p in &mut self.pending {
+            let result = p.rx.recv().unwrap_or(Err(EmbedError::Stopped));
+            if let Ok(e) = &result {
+                requests.push((p.frame, p.tag.clone(), e.clone()));
+            }
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = tx.send(result);
+            p.rx = rx;
+        }
+        Settled {
+            frame: self.frame,
+            requests,
+        }
+    }
+
+    /// Puts back what [`EmbedQueue::settle`] returned in a previous run, before this queue's
+    /// first frame: each result is taken on the frame it would have been.
+    pub fn restore(&mut self, s: Settled<T>) {
+        if self.frame != 0 || !self.pending.is_empty() {
+            return;
+        }
+        self.frame = s.frame;
+        for (frame, tag, embeddings) in s.requests {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let _ = tx.send(Ok(embeddings));
+            self.pending.push_back(InFlight { frame, tag, rx });
+        }
+    }
+
     /// Waits for every request in flight (end of stream) and returns their results.
     pub fn drain(&mut self) -> Vec<Done<T>> {
         self.pending
@@ -175,6 +222,37 @@ mod tests {
         // The service's workers end when every client is gone.
         drop(q);
         svc.shutdown();
+    }
+
+    /// A stopped recording's requests in flight go with its state and come back to the resumed
+    /// run's queue on the frames they would have come on; settling leaves them in flight.
+    #[test]
+    fn settled_requests_are_taken_on_their_frames_in_the_queue_they_are_restored_to() {
+        let svc = fixture_service();
+        let mut q: EmbedQueue<&str> = EmbedQueue::new(svc.client(), Collect::AfterFrames(2));
+        assert!(q.submit("a", vec![crop(3)]).unwrap());
+        assert!(q.next_frame().is_empty());
+        assert!(q.submit("b", vec![crop(7), crop(9)]).unwrap());
+        let settled = q.settle();
+        assert_eq!(settled.frame, 1);
+        let tags: Vec<(u64, &str, usize)> = settled
+            .requests
+            .iter()
+            .map(|(f, t, e)| (*f, *t, e.len()))
+            .collect();
+        assert_eq!(tags, vec![(0, "a", 1), (1, "b", 2)]);
+        assert_eq!(q.in_flight(), 2, "settling takes nothing");
+        let mut again: EmbedQueue<&str> = EmbedQueue::new(svc.client(), Collect::AfterFrames(2));
+        again.restore(settled.clone());
+        for k in 0..3 {
+            let (a, b) = (q.next_frame(), again.next_frame());
+            let tags = |d: &[Done<&'static str>]| d.iter().map(|d| d.tag).collect::<Vec<_>>();
+            assert_eq!(tags(&a), tags(&b), "frame {k} after the settle");
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.result.as_ref().unwrap(), y.result.as_ref().unwrap());
+            }
+        }
+        assert_eq!(again.in_flight(), 0);
     }
 
     #[test]

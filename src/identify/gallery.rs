@@ -243,6 +243,13 @@ impl Gallery {
         self.generation
     }
 
+    /// Goes on counting generations from `g`: a gallery loaded from what a stopped run held
+    /// ([`super::TankState::from_file`]) takes up that run's count, so embeddings scored
+    /// against it then stay valid.
+    pub fn go_on_from_generation(&mut self, g: u64) {
+        self.generation = g;
+    }
+
     /// Live prototypes.
     pub fn live(&self) -> impl Iterator<Item = (usize, &Prototype)> {
         self.prototypes.iter().enumerate().filter(|(_, p)| p.alive)

@@ -60,7 +60,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::gallery::{Prototype, Source, View, cosine};
 use super::registry::{Merge, TankState, state_path, write_atomic};
@@ -70,6 +70,10 @@ use crate::config::CameraView;
 use crate::embed::ModelCard;
 use crate::messages::{Detection, TrackReport, TrackSeed, TrackStatus};
 
+mod state;
+pub use state::IdentifierState;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Obs {
     t: f64,
     quality: f32,
@@ -85,7 +89,7 @@ struct Obs {
     generation: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Tracklet {
     /// Current fragment: a stretch of the track with no contact with another fish, so one fish
     /// throughout (see [`Identifier::fragment_of`]).
@@ -138,7 +142,7 @@ struct Tracklet {
 }
 
 /// Where a track was in one frame (see [`Tracklet::recent`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Moment {
     t: f64,
     fragment: u64,
@@ -274,7 +278,7 @@ pub struct Identifier {
 /// A crop that counted for the regrouping and looked like a known individual (at least
 /// `new_similarity`, seen from the side it shows): which fish its track followed when it was
 /// cut. Outputs use it to place a track's swap inside the contact that ended its fragment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sighting {
     /// The track the crop was cut for.
     pub track: u64,
@@ -2229,7 +2233,7 @@ enum AlikeNews {
 /// measures them so, and again only after one has measured them clearly apart in between
 /// (below the threshold by [`ALIKE_CLEAR_MARGIN`]), so that a camera whose focus degrades
 /// months into a run is warned then, and a likeness hovering at the threshold is said once.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AlikeWatch {
     said: bool,
 }

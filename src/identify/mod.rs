@@ -21,7 +21,7 @@ use crate::config::ConfigError;
 
 pub use enroll::{EnrollArgs, enroll_cli};
 pub use http::router;
-pub use identifier::{Identifier, IdentityApi, IndividualInfo, Sighting};
+pub use identifier::{Identifier, IdentifierState, IdentityApi, IndividualInfo, Sighting};
 
 /// Built-in `accept_similarity` when neither config nor model card sets one. Window means of
 /// tracked crops of the right fish sit around 0.7–0.8 with the shipped encoder (clean enrolment

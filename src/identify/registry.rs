@@ -277,8 +277,10 @@ pub struct TankState {
     pub dirty: bool,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StateFile {
+/// A tank's registry and gallery as the state file holds them (also kept whole in a stopped
+/// run's checkpoint, see `crate::identify::IdentifierState`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateFile {
     format: String,
     tank: String,
     model: String,
@@ -340,7 +342,12 @@ impl TankState {
 
     /// Serialises the state (call under the lock; write with [`write_atomic`] outside it).
     pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let file = StateFile {
+        serde_json::to_vec(&self.to_file())
+    }
+
+    /// The state as the file holds it.
+    pub fn to_file(&self) -> StateFile {
+        StateFile {
             format: STATE_FORMAT.into(),
             tank: self.tank.clone(),
             model: self.model.clone(),
@@ -349,8 +356,7 @@ impl TankState {
             registry: self.registry.clone(),
             prototypes: self.gallery.snapshot(),
             window: self.window.clone(),
-        };
-        serde_json::to_vec(&file)
+        }
     }
 
     /// Serialises and writes the state atomically to `path`.
@@ -390,40 +396,51 @@ impl TankState {
                 "damaged identity state ({e}); move the file away to start a fresh gallery"
             ))
         })?;
+        TankState::from_file(file, tank, model, dim, rebuild_fraction)
+            .map(Some)
+            .map_err(bad)
+    }
+
+    /// The state `file` holds, checked to be `tank`'s, built with encoder `model` of `dim`;
+    /// the error says what does not match.
+    pub fn from_file(
+        file: StateFile,
+        tank: &str,
+        model: &str,
+        dim: usize,
+        rebuild_fraction: f32,
+    ) -> Result<TankState, String> {
         if file.format != STATE_FORMAT {
-            return Err(bad(format!(
-                "format `{}` is not `{STATE_FORMAT}`",
-                file.format
-            )));
+            return Err(format!("format `{}` is not `{STATE_FORMAT}`", file.format));
         }
         if file.tank != tank {
-            return Err(bad(format!(
+            return Err(format!(
                 "the file belongs to tank `{}`, not `{tank}`",
                 file.tank
-            )));
+            ));
         }
         if file.model != model || file.dim != dim {
-            return Err(bad(format!(
+            return Err(format!(
                 "the gallery was built with encoder `{}` (dim {}) but the current encoder is `{model}` (dim {dim}): embeddings are not comparable; re-enroll with the current model or move the file away",
                 file.model, file.dim
-            )));
+            ));
         }
         if let Some(p) = file.prototypes.iter().find(|p| p.vector.len() != dim) {
-            return Err(bad(format!(
+            return Err(format!(
                 "a prototype of `{}` has {} values, expected {dim}",
                 p.owner,
                 p.vector.len()
-            )));
+            ));
         }
         let gallery = Gallery::from_prototypes(dim, rebuild_fraction, file.prototypes);
-        Ok(Some(TankState {
+        Ok(TankState {
             tank: tank.to_string(),
             model: model.to_string(),
             registry: file.registry,
             gallery,
             window: file.window,
             dirty: false,
-        }))
+        })
     }
 }
 

@@ -929,7 +929,7 @@ fn place_left_out(
 /// state and put back before the first frame of the next start ([`SavedFragment`]): on five
 /// simulated 8-fish tanks restarted halfway, the rows after the restart that agree with an
 /// uninterrupted run rose 0.962 → 0.987 (BENCHMARKS.md round 22).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Window {
     frame: u64,
     entries: HashMap<u64, Entry>,
@@ -971,7 +971,7 @@ const FIRST_RESTORED: u64 = u64::MAX;
 /// `relabel_window_s`).
 const MAX_FRAMES_AGO: u64 = 8_640_000;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Entry {
     track: u64,
     first_t: f64,

@@ -405,6 +405,19 @@ impl SourceConfig {
         }
     }
 
+    /// A recording whose end may not be the last of it: an image sequence without
+    /// `stop_index`, whose next images may still come (a recording that grows). A file that
+    /// grows is another recording (its size and time are in [`SourceConfig::resume_key`]).
+    pub fn may_grow(&self) -> bool {
+        matches!(
+            self,
+            SourceConfig::ImageSequence {
+                stop_index: None,
+                ..
+            }
+        )
+    }
+
     /// The reconnect policy of a live source (`None` for recordings).
     pub fn reconnect(&self) -> Option<&ReconnectConfig> {
         match self {

@@ -133,6 +133,26 @@ impl Checkpoint {
         UNIX_EPOCH + Duration::from_millis(self.origin_unix_ms)
     }
 
+    /// A checkpoint before the frame at `index` (stream time `t`, captured at `captured`), the
+    /// first of a run: no rows of this run before it. Its clock is just before that frame's
+    /// (half the mean frame interval so far; -1 s before frame 0, where nothing is skipped).
+    pub fn before_frame(
+        source: &str,
+        index: u64,
+        t: f64,
+        captured: SystemTime,
+        next_track: u64,
+    ) -> Checkpoint {
+        let mut cp = Checkpoint::after_frame(source, index, t, captured, next_track);
+        cp.next_frame = index;
+        cp.last_t = if index > 0 && t.is_finite() && t > 0.0 {
+            t - 0.5 * t / index as f64
+        } else {
+            -1.0
+        };
+        cp
+    }
+
     /// `<camera_dir>/checkpoint.json`.
     pub fn path(camera_dir: &Path) -> PathBuf {
         camera_dir.join(FILE_NAME)

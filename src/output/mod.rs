@@ -410,11 +410,58 @@ struct Checkpointing {
     last_saved: Instant,
     /// The checkpoint last saved (a stage state arriving after it was saved goes with it).
     saved: Option<Checkpoint>,
+    /// A stop's stage state, for the checkpoint before the next frame, or the last one
+    /// ([`Sinks::keep_resume_state`]).
+    awaiting: Option<ResumeState>,
+    /// A stop's checkpoint with the stages' state is saved ([`Sinks::keep_resume_state`]):
+    /// the rows after it (frames that waited for their labels) do not move it, since a resume
+    /// writes them again from that state.
+    frozen: bool,
 }
 
 impl Checkpointing {
+    /// Puts `state` on the checkpoint whose `next_frame` is its [`ResumeState::resume_at`]:
+    /// the pending one, else the one saved last (to be saved again), else, when `next` is that
+    /// frame and no frame was consumed before it, a new one before it. Returns whether it
+    /// found one (the state is dropped with a warning otherwise).
+    fn attach(&mut self, camera: &str, state: ResumeState, next: Option<&TrackedFrame>) -> bool {
+        let at = state.resume_at();
+        if self.pending.is_none() {
+            self.pending = self.saved.clone().filter(|cp| cp.next_frame == at);
+        }
+        if self.pending.is_none()
+            && let Some(f) = next.filter(|f| f.index == at)
+        {
+            self.pending = Some(Checkpoint::before_frame(
+                &self.source,
+                f.index,
+                f.t,
+                f.captured,
+                self.next_track,
+            ));
+        }
+        match self.pending.as_mut().filter(|cp| cp.next_frame == at) {
+            Some(cp) => {
+                cp.state = Some(state);
+                true
+            }
+            None => {
+                tracing::warn!(
+                    camera,
+                    resume_at = at,
+                    "the stages' state does not follow the rows written; a resumed run \
+                     rebuilds the tracks from the rows"
+                );
+                false
+            }
+        }
+    }
+
     /// The checkpoint after frame `f`, pending until the files are written.
     fn after(&mut self, f: &TrackedFrame) {
+        if self.frozen {
+            return;
+        }
         for t in &f.tracks {
             self.next_track = self.next_track.max(t.track.saturating_add(1));
         }
@@ -640,12 +687,19 @@ impl Sinks {
                         );
                     }
                 }
-                tracing::info!(
-                    camera,
-                    frame = cp.next_frame,
-                    "{source}: the output folder has its rows up to frame {}; continuing after it",
-                    cp.next_frame.saturating_sub(1)
-                );
+                match cp.next_frame.checked_sub(1) {
+                    Some(last) => tracing::info!(
+                        camera,
+                        frame = cp.next_frame,
+                        "{source}: the output folder has its rows up to frame {last}; continuing \
+                         after it"
+                    ),
+                    None => tracing::info!(
+                        camera,
+                        "{source}: the previous run stopped before it wrote rows; continuing \
+                         where it stopped"
+                    ),
+                }
                 Some(cp)
             }
             Some(cp) => {
@@ -665,6 +719,8 @@ impl Sinks {
             pending: None,
             next_track: resume.as_ref().map_or(0, |c| c.next_track),
             last_seen: HashMap::new(),
+            awaiting: None,
+            frozen: false,
             last_saved: Instant::now()
                 .checked_sub(interval)
                 .unwrap_or_else(Instant::now),
@@ -691,6 +747,10 @@ impl Sinks {
         let Some(cs) = self.cameras.get_mut(name) else {
             return Ok(());
         };
+        // A stop's state with frames following it: its checkpoint goes before them.
+        if let Some(state) = cs.checkpoint.as_mut().and_then(|c| c.awaiting.take()) {
+            save_before_waiting_frames(cs, state, f, rotate);
+        }
         // Stream time going backwards (source restarted, PTS reset): end the open interaction
         // episodes at the old clock, so the detector does not ignore the new stream.
         let mut new_events = false;
@@ -867,30 +927,20 @@ impl Sinks {
         result
     }
 
-    /// Keeps `camera`'s stage state, sent after its last frame ([`crate::messages::ToWriter::Resume`]),
-    /// with the checkpoint after that frame, which [`Sinks::close`] saves. A state after another
-    /// frame than the last one consumed, or for a camera without checkpoints, is dropped.
+    /// Keeps `camera`'s stage state, sent when it stopped ([`crate::messages::ToWriter::Resume`]),
+    /// with the checkpoint before the first frame whose rows were not written then
+    /// ([`ResumeState::resume_at`]): the checkpoint after the last frame consumed when no frame
+    /// follows (saved at [`Sinks::close`]); otherwise the frames that follow waited for their
+    /// labels and the state holds them, so the checkpoint is saved before the first of them
+    /// is written and they do not move it: a resume cuts their rows off and writes them again
+    /// as an uninterrupted run would. A camera without checkpoints drops the state.
     pub fn keep_resume_state(&mut self, camera: &str, state: ResumeState) {
-        let Some(c) = self
+        if let Some(c) = self
             .cameras
             .get_mut(camera)
             .and_then(|cs| cs.checkpoint.as_mut())
-        else {
-            return;
-        };
-        let next = state.after_frame.saturating_add(1);
-        // The checkpoint after the last frame: pending, or saved already (then saved again).
-        if c.pending.is_none() {
-            c.pending = c.saved.clone().filter(|cp| cp.next_frame == next);
-        }
-        match c.pending.as_mut().filter(|cp| cp.next_frame == next) {
-            Some(cp) => cp.state = Some(state),
-            None => tracing::warn!(
-                camera,
-                after_frame = state.after_frame,
-                "the detector and tracker state is not after the last frame written; a resumed \
-                 run rebuilds them from the rows"
-            ),
+        {
+            c.awaiting = Some(state);
         }
     }
 
@@ -929,6 +979,12 @@ impl Sinks {
             let Some(cs) = self.cameras.get_mut(&name) else {
                 continue;
             };
+            // A stop's state with no frame after it: on the checkpoint after the last frame.
+            if let Some(c) = cs.checkpoint.as_mut()
+                && let Some(state) = c.awaiting.take()
+            {
+                c.attach(&cs.name, state, None);
+            }
             // The checkpoint first, with the interaction episodes still open: the events
             // this stop ends are written after the lengths it records, so a run that resumes
             // the recording cuts them off and continues the episodes instead.
@@ -1019,6 +1075,41 @@ fn flush_camera(cs: &mut CameraSinks, all: bool, sync: bool) -> Result<(), Outpu
     match first {
         None => Ok(()),
         Some(e) => Err(e),
+    }
+}
+
+/// Saves the checkpoint before `f` (the first frame a stop's `state` holds, see
+/// [`Sinks::keep_resume_state`]) with the state, before `f`'s rows are written, and keeps it
+/// from moving. When it cannot be saved (a full disk) the state is dropped (logged) and the
+/// checkpoints go on as without it.
+fn save_before_waiting_frames(
+    cs: &mut CameraSinks,
+    state: ResumeState,
+    f: &TrackedFrame,
+    rotate: Rotate,
+) {
+    let Some(c) = cs.checkpoint.as_mut() else {
+        return;
+    };
+    if !c.attach(&cs.name, state, Some(f)) {
+        return;
+    }
+    let saved = flush_camera(cs, true, true).and_then(|()| save_checkpoint(cs, rotate));
+    let Some(c) = cs.checkpoint.as_mut() else {
+        return;
+    };
+    match saved {
+        Ok(()) => c.frozen = true,
+        Err(e) => {
+            tracing::error!(
+                camera = %cs.name,
+                "cannot save the checkpoint with the stages' state ({e}); a resumed run \
+                 rebuilds the tracks from the rows"
+            );
+            if let Some(cp) = c.pending.as_mut() {
+                cp.state = None;
+            }
+        }
     }
 }
 

@@ -9,8 +9,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::embed::{Done, EmbedQueue};
-use crate::identify::{Identifier, Sighting};
+use serde::{Deserialize, Serialize};
+
+use crate::embed::{Done, EmbedQueue, Settled};
+use crate::identify::{Identifier, IdentifierState, Sighting};
 use crate::messages::{Crop, Detection, TrackReport, TrackedFrame};
 use crate::output::metrics::Metrics;
 
@@ -113,7 +115,7 @@ pub(crate) struct IdentityStep {
 /// Where a track report stands for labelling: its fragment, and whether the frame lies in an
 /// uncertain stretch (the track in contact with another fish, or coasting), after which the
 /// tracker may follow another fish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Place {
     /// The identifier's fragment of the track.
     pub(crate) fragment: u64,
@@ -122,7 +124,7 @@ pub(crate) struct Place {
 }
 
 /// What [`LabelDelay`] knows of one fragment.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct FragmentInfo {
     /// Latest individual (label) and the stream time of the last frame in which it was held.
     label: Option<(String, f64)>,
@@ -160,7 +162,7 @@ const MAX_SIGHTINGS_PER_TRACK: usize = 256;
 /// that held it last keeps it and the other falls back to its own label of that frame, or none.
 /// Once the identifier's regrouping covered a fragment, its answer replaces the fragment's
 /// latest individual, "no one's" included ([`LabelDelay::regrouped`]).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct LabelDelay {
     /// How long frames wait, seconds of stream time.
     pub(crate) lag_s: f64,
@@ -621,6 +623,73 @@ impl IdentityStep {
         if let Err(e) = self.identifier.save() {
             tracing::error!(camera, "cannot save identity state at shutdown: {e}");
         }
+    }
+}
+
+/// A camera's identity step after a frame: the identifier's memory, the frames waiting for
+/// their labels and the embedding requests in flight with their results. Kept with a
+/// recording's checkpoint when a run stops ([`crate::messages::ResumeState`]), so that the run
+/// resuming it writes the waiting frames and names the fish as an uninterrupted run would.
+/// Opaque to the other stages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityState {
+    identifier: IdentifierState,
+    labels: LabelDelay,
+    queue: Settled<Request>,
+    occluded_at: HashMap<u64, f64>,
+    live_tracks: HashSet<u64>,
+    axis_per_length: Option<f32>,
+    failures: u64,
+}
+
+/// Two states are equal when they serialise alike (their maps compared by key, not by hash
+/// order): for checkpoints compared whole.
+impl PartialEq for IdentityState {
+    fn eq(&self, other: &Self) -> bool {
+        matches!(
+            (serde_json::to_value(self), serde_json::to_value(other)),
+            (Ok(a), Ok(b)) if a == b
+        )
+    }
+}
+
+impl IdentityStep {
+    /// The step after the last frame (see [`IdentityState`]), before [`IdentityStep::flush`];
+    /// waits for the embedding requests in flight (they stay in flight).
+    pub(crate) fn state(&mut self) -> IdentityState {
+        IdentityState {
+            identifier: self.identifier.state(),
+            labels: self.labels.clone(),
+            queue: self.queue.settle(),
+            occluded_at: self.occluded_at.clone(),
+            live_tracks: self.live_tracks.clone(),
+            axis_per_length: self.axis_per_length,
+            failures: self.failures,
+        }
+    }
+
+    /// Records the tank's state file as the run's last save left it (call after
+    /// [`IdentityStep::close`]).
+    pub(crate) fn stamp_saved_file(&self, state: &mut IdentityState) {
+        self.identifier.stamp_saved_file(&mut state.identifier);
+    }
+
+    /// Takes up the step a previous run on the same recording had after the frame this run
+    /// starts behind; before the first frame. Refused, with the reason, as
+    /// [`Identifier::restore`] refuses; nothing changes then. The label delay keeps this run's
+    /// `label_lag_s`.
+    pub(crate) fn restore(&mut self, s: IdentityState) -> Result<(), String> {
+        self.identifier.restore(s.identifier)?;
+        let lag_s = self.labels.lag_s;
+        self.labels = s.labels;
+        self.labels.lag_s = lag_s;
+        self.queue.restore(s.queue);
+        self.occluded_at = s.occluded_at;
+        self.live_tracks = s.live_tracks;
+        self.axis_per_length = s.axis_per_length;
+        self.failures = s.failures;
+        Ok(())
     }
 }
 

@@ -5,12 +5,15 @@
 //! Threads: per camera one ingest source (GStreamer streaming thread feeding a bounded
 //! channel) and one worker (detect + track + identity); one writer owns every output file.
 //! Shutdown travels with the data: when a source ends (end of file, or `stop`), its channel
-//! disconnects, the worker drains what it holds, sends a recording's detector and tracker state
-//! after its last frame ([`ToWriter::Resume`], kept with the checkpoint) and ends, then the
-//! writer closes every file.
+//! disconnects, the worker drains what it holds, sends a recording's stage state after its last
+//! frame (detector, tracker, and the identity step with the frames it still holds for their
+//! labels: [`ToWriter::Resume`], kept with the checkpoint before those frames), writes the held
+//! frames and ends, then the writer closes every file.
 
 mod identity;
 mod replay;
+
+pub use identity::IdentityState;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -252,38 +255,100 @@ impl Pipeline {
             .zip(detectors)
             .zip(identities)
             .zip(resumes);
-        for (((cam, mut detector), mut identifier), mut resume) in chains {
+        for (((cam, mut detector), identifier), mut resume) in chains {
             let (tx, rx) = bounded::<IngestEvent>(INGEST_QUEUE);
-            let mut tracker = Tracker::new(&cam.track, cam.view, cam.population);
-            if let Some(c) = &resume {
-                tracker.number_tracks_from(c.next_track);
-            }
+            let next_track = resume.as_ref().map(|c| c.next_track);
+            let new_tracker = || {
+                let mut t = Tracker::new(&cam.track, cam.view, cam.population);
+                if let Some(n) = next_track {
+                    t.number_tracks_from(n);
+                }
+                t
+            };
+            let mut tracker = new_tracker();
+            let mut identity = match (identifier, &embed) {
+                (Some(mut identifier), Some(e)) => Some(IdentityStep {
+                    identifier: {
+                        identifier.set_view(cam.view);
+                        identifier
+                    },
+                    queue: EmbedQueue::new(
+                        e.client(),
+                        if cam.source.is_live() {
+                            Collect::Ready
+                        } else {
+                            Collect::AfterFrames(cfg.embed.lag_frames)
+                        },
+                    ),
+                    save_every,
+                    last_save: Instant::now(),
+                    failures: 0,
+                    occluded_at: Default::default(),
+                    labels: identity::LabelDelay::new(cfg.identity.label_lag_s),
+                    crops_dir: crops_dir.clone(),
+                    live_tracks: Default::default(),
+                    axis_per_length: None,
+                }),
+                _ => None,
+            };
+            // Where the source starts: after the checkpoint's frame, or after the last frame a
+            // stopped run's state goes to.
+            let mut start_after = None;
             if let Some(c) = resume.as_mut().filter(|_| !cam.source.is_live()) {
-                // The run before stopped right after the last frame written: continue its
-                // detector and tracker as they were. Otherwise (a crash) the fish of the last
-                // frame written are where the next frame shows them.
-                let state = c
+                // The run before stopped cleanly: continue its stages as they were. Otherwise
+                // (a crash) the fish of the last frame written are where the next frame shows
+                // them.
+                let taken = c
                     .state
                     .take()
-                    .filter(|s| s.after_frame.saturating_add(1) == c.next_frame);
-                let restored = state.is_some_and(|s| {
-                    if let Some(d) = s.detector {
-                        detector.restore(d);
+                    .filter(|s| s.resume_at() == c.next_frame)
+                    .and_then(|s| {
+                        take_up_state(
+                            &cam.name,
+                            s,
+                            c.last_t,
+                            &mut detector,
+                            &mut tracker,
+                            identity.as_mut(),
+                        )
+                    });
+                match taken {
+                    Some(t) => {
+                        let waiting = t.after_frame.saturating_add(1).saturating_sub(c.next_frame);
+                        tracing::info!(
+                            camera = %cam.name,
+                            "the stages go on as the previous run left them after frame {}{}",
+                            t.after_frame,
+                            if t.identity && waiting > 0 {
+                                format!(
+                                    ", identity memory included; the {waiting} frames it held for \
+                                     their labels are written from it"
+                                )
+                            } else {
+                                String::new()
+                            }
+                        );
+                        start_after = Some((t.after_frame, t.after_t));
+                        if !t.identity
+                            && let Some(id) = &mut identity
+                        {
+                            id.identifier.tracks_continue(&c.tracks);
+                        }
                     }
-                    tracker.restore(s.tracker)
-                });
-                if restored {
-                    tracing::info!(camera = %cam.name, "tracks continued as the previous run left them");
-                } else {
-                    tracker.resume(&c.tracks, c.last_t);
-                }
-                if let Some(i) = &mut identifier {
-                    i.tracks_continue(&c.tracks);
+                    // A stop before any row was written: the recording starts afresh.
+                    None if c.next_frame == 0 => tracker = new_tracker(),
+                    None => {
+                        tracker = new_tracker();
+                        tracker.resume(&c.tracks, c.last_t);
+                        if let Some(id) = &mut identity {
+                            id.identifier.tracks_continue(&c.tracks);
+                        }
+                    }
                 }
             }
             let at = resume.as_ref().map(|c| ingest::Resume {
-                next_frame: c.next_frame,
-                after_t: c.last_t,
+                next_frame: start_after.map_or(c.next_frame, |(f, _)| f.saturating_add(1)),
+                after_t: start_after.map_or(c.last_t, |(_, t)| t),
                 origin: c.origin(),
                 warmup_frames: detector.warmup_frames(),
             });
@@ -301,31 +366,7 @@ impl Pipeline {
                 cam: cam.clone(),
                 detector,
                 tracker,
-                identity: match (identifier, &embed) {
-                    (Some(mut identifier), Some(e)) => Some(IdentityStep {
-                        identifier: {
-                            identifier.set_view(cam.view);
-                            identifier
-                        },
-                        queue: EmbedQueue::new(
-                            e.client(),
-                            if cam.source.is_live() {
-                                Collect::Ready
-                            } else {
-                                Collect::AfterFrames(cfg.embed.lag_frames)
-                            },
-                        ),
-                        save_every,
-                        last_save: Instant::now(),
-                        failures: 0,
-                        occluded_at: Default::default(),
-                        labels: identity::LabelDelay::new(cfg.identity.label_lag_s),
-                        crops_dir: crops_dir.clone(),
-                        live_tracks: Default::default(),
-                        axis_per_length: None,
-                    }),
-                    _ => None,
-                },
+                identity,
                 crops: crop_spec,
                 rx,
                 out: out_tx.clone(),
@@ -335,7 +376,7 @@ impl Pipeline {
                 heartbeat: heartbeat.clone(),
                 hook: hook.clone(),
                 stop: stop.clone(),
-                last_sent: None,
+                last_tracked: None,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("camera-{}", cam.name))
@@ -419,6 +460,75 @@ impl Pipeline {
     }
 }
 
+/// What a camera's stages took up from a stopped run's state ([`take_up_state`]).
+struct TakenUp {
+    /// The frame the state is after: the source starts behind it.
+    after_frame: u64,
+    /// Its stream time.
+    after_t: f64,
+    /// The identity step took up its memory too.
+    identity: bool,
+}
+
+/// Continues a camera's stages from the state a stopped run kept with its checkpoint
+/// (`last_t`: the checkpoint's clock): the tracker, then the identity step (which may refuse:
+/// its tank's state file changed since), then the detector. `None` when the stages cannot
+/// continue from it: the tracker refuses it, or the state goes past the rows written (frames
+/// that waited for their labels) and the identity step cannot take them up. The tracker may
+/// then be changed (the caller builds a fresh one); the identity step and detector are not.
+fn take_up_state(
+    camera: &str,
+    mut s: ResumeState,
+    last_t: f64,
+    detector: &mut Detector,
+    tracker: &mut Tracker,
+    identity: Option<&mut IdentityStep>,
+) -> Option<TakenUp> {
+    let ahead = s.resume_at() <= s.after_frame;
+    let after_t = s.after_t.unwrap_or(last_t);
+    if !after_t.is_finite() {
+        return None;
+    }
+    if !tracker.restore(s.tracker) {
+        return None;
+    }
+    let mut took_identity = false;
+    match (s.identity.take(), identity) {
+        (Some(state), Some(step)) => match step.restore(state) {
+            Ok(()) => took_identity = true,
+            Err(why) if ahead => {
+                tracing::info!(
+                    camera,
+                    "the identity memory of the run before is not taken up ({why}); the tracks go on from the last rows"
+                );
+                return None;
+            }
+            Err(why) => {
+                tracing::info!(
+                    camera,
+                    "the identity memory of the run before is not taken up ({why}); identities go on from the last rows"
+                );
+            }
+        },
+        _ if ahead => {
+            tracing::info!(
+                camera,
+                "the state of the run before holds frames for the identity step, which is off now; the tracks go on from the last rows"
+            );
+            return None;
+        }
+        _ => {}
+    }
+    if let Some(d) = s.detector {
+        detector.restore(d);
+    }
+    Some(TakenUp {
+        after_frame: s.after_frame,
+        after_t,
+        identity: took_identity,
+    })
+}
+
 struct CameraWorker {
     cam: CameraConfig,
     detector: Detector,
@@ -434,8 +544,8 @@ struct CameraWorker {
     heartbeat: Arc<Heartbeat>,
     hook: Option<FrameHook>,
     stop: Arc<AtomicBool>,
-    /// Index of the last frame sent to the writer.
-    last_sent: Option<u64>,
+    /// Index and stream time of the last frame tracked.
+    last_tracked: Option<(u64, f64)>,
 }
 
 impl CameraWorker {
@@ -498,6 +608,7 @@ impl CameraWorker {
         let mut seen_drops = 0u64;
         let mut seen_reconnects = 0u64;
         let mut max_track = 0u64;
+        let mut ended = false;
         let result = loop {
             self.heartbeat.beat();
             let ev = match self.rx.recv_timeout(Duration::from_millis(500)) {
@@ -542,6 +653,7 @@ impl CameraWorker {
                 }
                 IngestEvent::Eos => {
                     tracing::info!(camera = %name, "end of recording");
+                    ended = true;
                     break Ok(());
                 }
                 IngestEvent::Fatal(source) => {
@@ -561,15 +673,38 @@ impl CameraWorker {
         for df in self.detect(|d| d.flush(crops)) {
             self.track_and_send(df, &mut summary, &mut max_track)?;
         }
-        if let Some(id) = &mut self.identity {
-            let held = id.flush(&name, &self.metrics);
-            id.close(&name);
+        // A recording stopped cleanly keeps its stages' state with the checkpoint after the last
+        // frame written, the frames still waiting for their labels with it (they are written
+        // below too, as far as known, and a resume writes them again as an uninterrupted run
+        // would) unless nothing can follow them (the end of a recording that cannot grow: its
+        // checkpoint goes after its last frame). Live cameras keep none.
+        let keep = result.is_ok() && !self.cam.source.is_live();
+        let more = !ended || self.cam.source.may_grow();
+        let (held, identity) = match &mut self.identity {
+            Some(id) => {
+                let mut state = (keep && more).then(|| id.state());
+                let held = id.flush(&name, &self.metrics);
+                id.close(&name);
+                if let Some(s) = &mut state {
+                    id.stamp_saved_file(s);
+                }
+                (held, state)
+            }
+            None => (Vec::new(), None),
+        };
+        if let Some(state) = identity {
+            let resume_at = held.first().map(|tf| tf.index);
+            self.send_resume_state(resume_at, Some(state));
             for tf in held {
                 self.send(tf);
             }
-        }
-        if result.is_ok() {
-            self.send_resume_state();
+        } else {
+            for tf in held {
+                self.send(tf);
+            }
+            if keep {
+                self.send_resume_state(None, None);
+            }
         }
         self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
         summary.dropped = seen_drops;
@@ -631,6 +766,7 @@ impl CameraWorker {
             visible_fish: visible,
             tracks,
         };
+        self.last_tracked = Some((tf.index, t));
         summary.frames += 1;
         summary.detections += df.detections.len() as u64;
         self.metrics.inc_frames(name, 1);
@@ -651,21 +787,25 @@ impl CameraWorker {
     }
 
     fn send(&mut self, tf: TrackedFrame) {
-        self.last_sent = Some(tf.index);
         // The writer only disappears when it failed; its error is reported by `wait`.
         let _ = self.out.send(ToWriter::Frame(tf));
     }
 
-    /// After the last frame of a recording: the detector's and tracker's state for the
-    /// checkpoint after it, so a run resuming the recording continues exactly from here.
-    fn send_resume_state(&mut self) {
-        let Some(after_frame) = self.last_sent.filter(|_| !self.cam.source.is_live()) else {
+    /// After the last frame of a recording: the stages' state for the checkpoint before frame
+    /// `resume_at` (the first one not sent to the writer yet; `None`: all were sent), so a
+    /// run resuming the recording continues exactly from here. `identity` holds the frames
+    /// tracked from `resume_at` on, if any.
+    fn send_resume_state(&mut self, resume_at: Option<u64>, identity: Option<IdentityState>) {
+        let Some((after_frame, after_t)) = self.last_tracked else {
             return;
         };
         let state = ResumeState {
             after_frame,
+            after_t: Some(after_t),
+            resume_at,
             detector: self.detector.state(),
             tracker: self.tracker.state(),
+            identity,
         };
         let _ = self.out.send(ToWriter::Resume {
             camera: self.cam.name.as_str().into(),
