@@ -209,7 +209,14 @@ impl Checkpoint {
 
     /// Writes the checkpoint atomically to `path`.
     pub fn save(&self, path: &Path) -> Result<(), OutputError> {
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| OutputError::Checkpoint {
+        // Indented for a reader, unless it carries a stop's stage state (megabytes of numbers,
+        // half of them indentation when indented).
+        let bytes = if self.state.is_some() {
+            serde_json::to_vec(self)
+        } else {
+            serde_json::to_vec_pretty(self)
+        };
+        let mut bytes = bytes.map_err(|e| OutputError::Checkpoint {
             path: path.to_path_buf(),
             message: format!("cannot serialise it: {e}"),
         })?;

@@ -50,9 +50,10 @@
 //! `checkpoint_interval_s` after an `fsync` and at close (before the events the close ends);
 //! a restarted run continues a recording after it, with its tracks and open interaction
 //! episodes, and a live camera's frame and track numbers ([`checkpoint`],
-//! [`Sinks::resume_source`]). The one written at close also keeps the detector's and
-//! tracker's state its camera sent after its last frame ([`Sinks::keep_resume_state`]), which
-//! the outputs store and never read.
+//! [`Sinks::resume_source`]). A stop's checkpoint also keeps the stages' state its camera sent
+//! when it stopped ([`Sinks::keep_resume_state`]), which the outputs store and never read; it
+//! goes before the frames that were still waiting for their labels, which a resume writes
+//! again.
 
 pub mod checkpoint;
 pub mod files;
