@@ -64,7 +64,7 @@ for half in "${halves[@]}"; do
     ln -s "$DATA/frames/$(printf frame_%06d.pgm "$i")" "$dir/growing/"
   done
   "$BIN" run --log info --config "$dir/resumed.toml" 2>"$dir/after.log" || { echo "resumed run failed (see $dir/after.log)"; exit 1; }
-  grep -q "continuing after it" "$dir/after.log" || echo "restart at $half: the second run did not resume"
+  grep -qE "continuing after it|continuing where it stopped" "$dir/after.log" || echo "restart at $half: the second run did not resume"
   for run in before after; do mkdir -p "$dir/out-$run/tank"; done
   awk -F, -v h="$half" -v d="$dir" 'NR == 1 {print > (d "/out-before/tank/trajectories.csv");
     print > (d "/out-after/tank/trajectories.csv"); next}

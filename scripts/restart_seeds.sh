@@ -85,7 +85,7 @@ for s in "${seeds[@]}"; do
     grow "$HALF" "$last"
     "$BIN" run --log info --config "$dir/resumed.toml" 2>"$dir/after.log" \
       || { echo "seed $s: resumed run failed (see $dir/after.log)"; continue; }
-    grep -q "continuing after it" "$dir/after.log" || echo "seed $s: the second run did not resume"
+    grep -qE "continuing after it|continuing where it stopped" "$dir/after.log" || echo "seed $s: the second run did not resume"
     # Split the one output at the restart, as the score reads it.
     for run in before after; do mkdir -p "$dir/out-$run/tank"; done
     awk -F, -v h="$HALF" -v d="$dir" 'NR == 1 {print > (d "/out-before/tank/trajectories.csv");
