@@ -395,7 +395,7 @@ impl Identifier {
             }
         };
         let mut window = Window::default();
-        window.restore(state.window.clone(), dim);
+        window.restore(state.window.clone(), dim, state.window_t);
         let saved_number = state.registry.next_number;
         let saved_prototypes = state.gallery.len();
         let th = Thresholds::resolve(cfg, card);
@@ -450,8 +450,12 @@ impl Identifier {
     /// regrouping window's saved fragments go back on their own tracks, so each links to the
     /// fragment its track goes on with, as across any frame. Without it they go back on tracks
     /// of their own (track numbers start again). A label no individual has is ignored.
-    pub fn tracks_continue(&mut self, seeds: &[TrackSeed]) {
+    /// `last_t`: the stream time of the last frame written; the saved fragments' frames after
+    /// it (a state file saved after the checkpoint, as a crash leaves it) are dropped
+    /// ([`Window::rewind_restored`]).
+    pub fn tracks_continue(&mut self, seeds: &[TrackSeed], last_t: f64) {
         self.window.keep_saved_tracks();
+        self.window.rewind_restored(last_t);
         let st = read(&self.shared);
         for s in seeds {
             let Some(label) = &s.individual else { continue };
@@ -1492,6 +1496,7 @@ impl Identifier {
             self.last_save = Instant::now();
             self.saved_number = enrolled;
             self.saved_prototypes = prototypes;
+            self.keep_window();
             if let Err(e) = save_shared(&self.shared, &p) {
                 tracing::error!(tank = %self.tank, error = %e, "identity state not saved; will retry");
             }
@@ -1766,14 +1771,24 @@ impl Identifier {
     pub fn save(&self) -> Result<(), IdentifyError> {
         match &self.store {
             Some(p) => {
-                let named = self
-                    .window
-                    .named_fragments(|f| self.regrouped.get(&f).cloned().flatten());
-                write(&self.shared).window = named;
+                self.keep_window();
                 save_shared(&self.shared, p)
             }
             None => Ok(()),
         }
+    }
+
+    /// Puts the regrouping window's named fragments, and the time they count back from, into
+    /// the state to be saved (every save carries them, so a crash in a tank's first minute
+    /// leaves them too).
+    fn keep_window(&self) {
+        let named = self
+            .window
+            .named_fragments(|f| self.regrouped.get(&f).cloned().flatten());
+        let window_t = self.window.saved_t();
+        let mut st = write(&self.shared);
+        st.window = named;
+        st.window_t = window_t;
     }
 
     /// Enrols (or extends) individual `id` with embeddings of its photos; returns how many
@@ -2713,11 +2728,14 @@ mod tests {
             individual: individual.map(str::to_string),
             shared_box: None,
         };
-        id.tracks_continue(&[
-            seed(4, Some(&ids[2])),
-            seed(7, Some("nemo")),
-            seed(9, Some("fish-999")),
-        ]);
+        id.tracks_continue(
+            &[
+                seed(4, Some(&ids[2])),
+                seed(7, Some("nemo")),
+                seed(9, Some("fish-999")),
+            ],
+            0.0,
+        );
         let dets = vec![
             det([0.0, 0.0, 30.0, 10.0], 1),
             det([100.0, 0.0, 130.0, 10.0], 1),

@@ -273,6 +273,8 @@ pub struct TankState {
     /// The fragments of the regrouping's window that had an individual when last saved: the
     /// next start regroups with them as an uninterrupted run would ([`SavedFragment`]).
     pub window: Vec<SavedFragment>,
+    /// Stream time the window's fragments count back from ([`crate::identify::solver::Window::saved_t`]).
+    pub window_t: Option<f64>,
     /// Changed since the last save.
     pub dirty: bool,
 }
@@ -291,6 +293,9 @@ pub struct StateFile {
     /// Absent in files written before it was added.
     #[serde(default)]
     window: Vec<SavedFragment>,
+    /// Stream time `window` counts back from (absent in files of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window_t: Option<f64>,
 }
 
 /// State file of a tank inside `dir`.
@@ -317,6 +322,7 @@ impl TankState {
             registry: Registry::default(),
             gallery: Gallery::new(dim, rebuild_fraction),
             window: Vec::new(),
+            window_t: None,
             dirty: false,
         }
     }
@@ -356,6 +362,7 @@ impl TankState {
             registry: self.registry.clone(),
             prototypes: self.gallery.snapshot(),
             window: self.window.clone(),
+            window_t: self.window_t,
         }
     }
 
@@ -439,6 +446,7 @@ impl TankState {
             registry: file.registry,
             gallery,
             window: file.window,
+            window_t: file.window_t,
             dirty: false,
         })
     }

@@ -936,6 +936,10 @@ pub struct Window {
     /// Fragments of an earlier run, placed before the first frame this one sees
     /// ([`Window::restore`]).
     restored: Vec<SavedFragment>,
+    /// Stream time the restored fragments' `frames_ago` count back from (the last frame of
+    /// the window they were saved from), when the state file says it.
+    #[serde(default)]
+    restored_t: Option<f64>,
     /// Place restored fragments on their saved tracks ([`Window::keep_saved_tracks`]).
     keep_tracks: bool,
 }
@@ -1143,7 +1147,10 @@ impl Window {
     /// frame this run sees, written with their individuals. Sides whose length is not `dim`
     /// (or not finite), and frames further back than a window could hold or at no finite
     /// time, are dropped (a damaged or hand-edited file).
-    pub fn restore(&mut self, saved: Vec<SavedFragment>, dim: usize) {
+    /// `saved_t`: the stream time their `frames_ago` count back from, if known
+    /// ([`Window::saved_t`]).
+    pub fn restore(&mut self, saved: Vec<SavedFragment>, dim: usize, saved_t: Option<f64>) {
+        self.restored_t = saved_t.filter(|t| t.is_finite());
         self.restored = saved
             .into_iter()
             .map(|mut f| {
@@ -1160,6 +1167,64 @@ impl Window {
             })
             .filter(|f| !f.frames_ago.is_empty())
             .collect();
+    }
+
+    /// The stream time [`Window::named_fragments`] counts back from: the latest frame seen, or,
+    /// before any, the restored fragments' (`None` when neither is known).
+    pub fn saved_t(&self) -> Option<f64> {
+        if !self.restored.is_empty() {
+            return self.restored_t;
+        }
+        let last = self
+            .entries
+            .values()
+            .map(|e| e.last_t)
+            .fold(f64::NEG_INFINITY, f64::max);
+        last.is_finite().then_some(last)
+    }
+
+    /// Counts the restored fragments back from `to_t` (the stream time of the last frame whose
+    /// rows a resumed recording has) instead of from the time they were saved at. A crash
+    /// leaves a state file saved at another time than the checkpoint the run resumes from:
+    /// up to `label_lag_s` after it, the fragments' frames after `to_t` are this run's future,
+    /// which it sees again and names itself, so they are dropped (placed before its first
+    /// frame, they told the regrouping that a track had been the fish it became only later);
+    /// saved before it, they lie that much further back. Nothing changes when the saving time
+    /// is unknown.
+    pub fn rewind_restored(&mut self, to_t: f64) {
+        let Some(saved_t) = self.restored_t else {
+            return;
+        };
+        let shift = saved_t - to_t;
+        if !shift.is_finite() || shift == 0.0 {
+            return;
+        }
+        // The frame interval, from the frames' own numbers and times.
+        let mut intervals: Vec<f64> = self
+            .restored
+            .iter()
+            .flat_map(|f| f.frames_ago.iter())
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, ago)| ago / *n as f64)
+            .filter(|dt| dt.is_finite() && *dt > 0.0)
+            .collect();
+        intervals.sort_by(f64::total_cmp);
+        let frames = intervals
+            .get(intervals.len() / 2)
+            .map_or(0, |dt| (shift.abs() / dt).round() as u64);
+        for f in &mut self.restored {
+            f.frames_ago.retain(|(_, ago)| *ago >= shift - 1e-6);
+            for (n, ago) in &mut f.frames_ago {
+                *n = if shift > 0.0 {
+                    n.saturating_sub(frames)
+                } else {
+                    n.saturating_add(frames)
+                };
+                *ago = (*ago - shift).max(0.0);
+            }
+        }
+        self.restored.retain(|f| !f.frames_ago.is_empty());
+        self.restored_t = Some(to_t);
     }
 
     /// Restored fragments go back on the tracks they were saved with (the tracker continues
@@ -1658,7 +1723,7 @@ mod tests {
 
         // The next run: stream time starts again at 0, tracks again at 1.
         let mut next = Window::default();
-        next.restore(saved.clone(), 2);
+        next.restore(saved.clone(), 2, None);
         assert_eq!(next.named_fragments(|_| None), saved, "kept until placed");
         next.next_frame();
         next.seen(1, 1, 0.0, true, None);
@@ -1689,7 +1754,7 @@ mod tests {
         let mut damaged = saved.clone();
         damaged[0].frames_ago = vec![(u64::MAX, 0.0), (1, f64::NAN), (0, -1.0)];
         let mut w3 = Window::default();
-        w3.restore(damaged, 2);
+        w3.restore(damaged, 2, None);
         w3.seen(1, 1, 0.0, true, None);
         assert_eq!(
             w3.fragments(str::to_string).len(),
@@ -1698,7 +1763,7 @@ mod tests {
         );
         // Sides of another length (another encoder) are dropped.
         let mut other = Window::default();
-        other.restore(saved, 3);
+        other.restore(saved, 3, None);
         other.seen(1, 1, 0.0, true, None);
         assert!(
             other
@@ -1733,7 +1798,7 @@ mod tests {
         );
 
         let mut next = Window::default();
-        next.restore(saved.clone(), 8);
+        next.restore(saved.clone(), 8, None);
         next.keep_saved_tracks();
         for k in 0..3 {
             next.next_frame();
@@ -1753,7 +1818,7 @@ mod tests {
 
         // Not resumed (track numbers start again): tracks of their own.
         let mut fresh = Window::default();
-        fresh.restore(saved, 8);
+        fresh.restore(saved, 8, None);
         fresh.seen(10, 5, 0.0, true, None);
         let tracks: Vec<u64> = fresh
             .fragments(str::to_string)
@@ -1761,5 +1826,60 @@ mod tests {
             .map(|f| f.track)
             .collect();
         assert_eq!(tracks.iter().filter(|&&t| t == 5).count(), 1, "{tracks:?}");
+    }
+
+    /// A crash leaves a state file saved after the checkpoint a resumed recording goes on
+    /// from: the saved fragments' frames after the checkpoint's frame are dropped (the resumed
+    /// run sees those frames again and names their fish itself), a fragment only after it is
+    /// dropped whole, and the rest count back from the checkpoint's frame; a file saved before
+    /// that frame puts every frame that much further back. A file without its window's time,
+    /// or one saved at the checkpoint's frame, stays as it is.
+    #[test]
+    fn restored_fragments_after_the_frame_a_run_resumes_behind_are_dropped() {
+        let mut w = Window::default();
+        for k in 0..10u32 {
+            w.next_frame();
+            let t = f64::from(k) * 0.5;
+            // Track 5 is fish a until 2.0 s, then (after a swap) fish b.
+            w.seen(if k <= 4 { 1 } else { 2 }, 5, t, true, None);
+            w.confirmed(1);
+            w.confirmed(2);
+        }
+        w.written(1, "a");
+        w.written(2, "b");
+        let saved = w.named_fragments(|_| None);
+        assert_eq!(w.saved_t(), Some(4.5));
+        let rewound = |to_t: f64, saved_t: Option<f64>| {
+            let mut next = Window::default();
+            next.restore(saved.clone(), 8, saved_t);
+            next.rewind_restored(to_t);
+            next.named_fragments(|_| None)
+        };
+        // Resumed behind frame 3 (1.5 s): only fish a's first four frames, counted from it.
+        let r = rewound(1.5, Some(4.5));
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].individual, "a");
+        assert_eq!(
+            r[0].frames_ago,
+            vec![(3, 1.5), (2, 1.0), (1, 0.5), (0, 0.0)]
+        );
+        // Resumed behind frame 6: fish a whole, fish b's frames 5 and 6.
+        let r = rewound(3.0, Some(4.5));
+        let b = r.iter().find(|f| f.individual == "b").expect("b");
+        assert_eq!(b.frames_ago, vec![(1, 0.5), (0, 0.0)]);
+        assert_eq!(
+            r.iter()
+                .find(|f| f.individual == "a")
+                .expect("a")
+                .frames_ago[0],
+            (6, 3.0)
+        );
+        // Saved before the frame the run resumes behind: every frame, that much further back.
+        let r = rewound(5.5, Some(4.5));
+        let a = r.iter().find(|f| f.individual == "a").expect("a");
+        assert_eq!(a.frames_ago[0], (11, 5.5));
+        // Saved at the resume's frame, or at an unknown time: as saved.
+        assert_eq!(rewound(4.5, Some(4.5)), saved);
+        assert_eq!(rewound(1.5, None), saved);
     }
 }

@@ -332,7 +332,7 @@ impl Pipeline {
                         if !t.identity
                             && let Some(id) = &mut identity
                         {
-                            id.identifier.tracks_continue(&c.tracks);
+                            id.identifier.tracks_continue(&c.tracks, c.last_t);
                         }
                     }
                     // A stop before any row was written: the recording starts afresh.
@@ -341,7 +341,7 @@ impl Pipeline {
                         tracker = new_tracker();
                         tracker.resume(&c.tracks, c.last_t);
                         if let Some(id) = &mut identity {
-                            id.identifier.tracks_continue(&c.tracks);
+                            id.identifier.tracks_continue(&c.tracks, c.last_t);
                         }
                     }
                 }
