@@ -8,8 +8,11 @@
 # Env: TANKS (default target/identity-tanks), OUT (default $TANKS/restart), HALF (default 300:
 #      the first frame after the restart), FLOW: `resume` (default: one source whose frames
 #      after HALF appear only for the second run, as in a recording that grows; the second run
-#      resumes it from the output folder's checkpoint) or `halves` (round 22: each run its own
-#      source of one half, outputs apart: a second recording started with the saved state).
+#      resumes it from the output folder's checkpoint), `halves` (round 22: each run its own
+#      source of one half, outputs apart: a second recording started with the saved state) or
+#      `crash` (round 28: the first run has the whole recording, checkpoints every second, and
+#      is killed with SIGKILL once its checkpoint reaches frame HALF; the second run resumes
+#      from that checkpoint, whose frame is then the restart frame scored).
 #      POPULATION (default 8; empty: an open population, BENCHMARKS.md round 27).
 #      Needs gst-launch-1.0 (GStreamer tools).
 set -euo pipefail
@@ -43,6 +46,8 @@ state_dir = "$4"
 [output]
 dir = "$dir/${6:-out-$1}"
 rotate = "never"
+${CHECKPOINT_S:+checkpoint_interval_s = $CHECKPOINT_S}
+${CHECKPOINT_S:+flush_interval_s = 0.2}
 
 [http]
 enabled = false
@@ -69,6 +74,18 @@ for s in "${seeds[@]}"; do
       "$BIN" run --log warn --config "$dir/$run.toml" 2>"$dir/$run.log" \
         || { echo "seed $s: $run failed (see $dir/$run.log)"; continue 2; }
     done
+  elif [ "$FLOW" = crash ]; then
+    CHECKPOINT_S=1 config resumed 0 "$last" "$dir/state" frames out-resumed
+    cp_frame() { .venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["next_frame"])' "$dir/out-resumed/tank/checkpoint.json" 2>/dev/null || echo 0; }
+    "$BIN" run --log warn --config "$dir/resumed.toml" 2>"$dir/before.log" &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null && (( $(cp_frame) < HALF )); do sleep 0.05; done
+    kill -9 "$pid" 2>/dev/null || echo "seed $s: the first run ended before frame $HALF"
+    wait "$pid" 2>/dev/null || true
+    half=$(cp_frame)
+    "$BIN" run --log info --config "$dir/resumed.toml" 2>"$dir/after.log" \
+      || { echo "seed $s: resumed run failed (see $dir/after.log)"; continue; }
+    grep -qE "continuing after it" "$dir/after.log" || echo "seed $s: the second run did not resume"
   else
     mkdir -p "$dir/growing"
     config resumed 0 "" "$dir/state" growing out-resumed
@@ -94,7 +111,14 @@ for s in "${seeds[@]}"; do
       "$dir/out-resumed/tank/trajectories.csv"
     rm -rf "$dir/growing"
   fi
-  echo "seed $s: $(.venv/bin/python scripts/restart_score.py --truth "$tank/truth.csv" --runs "$dir" --half "$HALF")"
+  if [ "$FLOW" = crash ]; then
+    for run in before after; do mkdir -p "$dir/out-$run/tank"; done
+    awk -F, -v h="$half" -v d="$dir" 'NR == 1 {print > (d "/out-before/tank/trajectories.csv");
+      print > (d "/out-after/tank/trajectories.csv"); next}
+      {print > (d "/out-" ($1 < h ? "before" : "after") "/tank/trajectories.csv")}' \
+      "$dir/out-resumed/tank/trajectories.csv"
+  fi
+  echo "seed $s: $(.venv/bin/python scripts/restart_score.py --truth "$tank/truth.csv" --runs "$dir" --half "${half:-$HALF}")${half:+ (killed; resumed at frame $half)}"
   rm -rf "$dir/frames"
 done | tee -a "$OUT.summary.txt"
 awk '/^seed .*kept/ {k += $4; kn += $6; a += $8; an += $10; u += $12; un += $14; s += $16; sn += $18}
