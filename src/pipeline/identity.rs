@@ -93,23 +93,23 @@ const AXIS_PER_LENGTH_RATE: f32 = 0.05;
 /// Per-camera identity state owned by the camera's worker thread.
 pub(crate) struct IdentityStep {
     pub(crate) identifier: Identifier,
-    pub(crate) queue: EmbedQueue<Request>,
-    pub(crate) save_every: Duration,
-    pub(crate) last_save: Instant,
-    pub(crate) failures: u64,
+    queue: EmbedQueue<Request>,
+    save_every: Duration,
+    last_save: Instant,
+    failures: u64,
     /// Last time each live track was seen in a multi-fish blob: an embedding of a crop cut
     /// before that may show another fish now (identities can swap while fish touch).
-    pub(crate) occluded_at: HashMap<u64, f64>,
+    occluded_at: HashMap<u64, f64>,
     /// Frames waiting for their labels (`[identity] label_lag_s`).
-    pub(crate) labels: LabelDelay,
+    labels: LabelDelay,
     /// `[identity] crops_dir`: every crop sent to the encoder is also written there.
-    pub(crate) crops_dir: Option<PathBuf>,
+    crops_dir: Option<PathBuf>,
     /// Tracks of the latest frame: an embedding is taken only for a track still there.
-    pub(crate) live_tracks: HashSet<u64>,
+    live_tracks: HashSet<u64>,
     /// A single fish's second-moment major axis per its measured length, learned from this
     /// camera's one-fish blobs (`None` until one is seen): scales a track's length to the crop
     /// size the detector would cut ([`CropPlace::of_track`]).
-    pub(crate) axis_per_length: Option<f32>,
+    axis_per_length: Option<f32>,
 }
 
 /// Where a track report stands for labelling: its fragment, and whether the frame lies in an
@@ -434,6 +434,29 @@ impl LabelDelay {
 const MAX_DELAYED: usize = 4096;
 
 impl IdentityStep {
+    /// The step of one camera: its identifier, its queue to the encoder, how often the
+    /// identity state is saved, `[identity] label_lag_s` and `crops_dir`.
+    pub(crate) fn new(
+        identifier: Identifier,
+        queue: EmbedQueue<Request>,
+        save_every: Duration,
+        label_lag_s: f64,
+        crops_dir: Option<PathBuf>,
+    ) -> IdentityStep {
+        IdentityStep {
+            identifier,
+            queue,
+            save_every,
+            last_save: Instant::now(),
+            failures: 0,
+            occluded_at: HashMap::new(),
+            labels: LabelDelay::new(label_lag_s),
+            crops_dir,
+            live_tracks: HashSet::new(),
+            axis_per_length: None,
+        }
+    }
+
     /// Fills `individual` in `tracks` for one frame. `cut` cuts an encoder crop (`None`: no
     /// crops on this camera); it is called only for the tracks chosen for an embedding.
     pub(crate) fn process(
@@ -765,18 +788,13 @@ mod tests {
             svc.card(),
         )
         .expect("identifier");
-        let mut step = IdentityStep {
+        let mut step = IdentityStep::new(
             identifier,
-            queue: EmbedQueue::new(svc.client(), Collect::AfterFrames(4)),
-            save_every: Duration::from_secs(3600),
-            last_save: Instant::now(),
-            failures: 0,
-            occluded_at: HashMap::new(),
-            labels: LabelDelay::new(3.0),
-            crops_dir: None,
-            live_tracks: HashSet::new(),
-            axis_per_length: None,
-        };
+            EmbedQueue::new(svc.client(), Collect::AfterFrames(4)),
+            Duration::from_secs(3600),
+            3.0,
+            None,
+        );
         let mut d = det(30.0, 8.0);
         d.crop = Some(Crop {
             width: 1,

@@ -267,28 +267,21 @@ impl Pipeline {
             };
             let mut tracker = new_tracker();
             let mut identity = match (identifier, &embed) {
-                (Some(mut identifier), Some(e)) => Some(IdentityStep {
-                    identifier: {
-                        identifier.set_view(cam.view);
-                        identifier
-                    },
-                    queue: EmbedQueue::new(
-                        e.client(),
-                        if cam.source.is_live() {
-                            Collect::Ready
-                        } else {
-                            Collect::AfterFrames(cfg.embed.lag_frames)
-                        },
-                    ),
-                    save_every,
-                    last_save: Instant::now(),
-                    failures: 0,
-                    occluded_at: Default::default(),
-                    labels: identity::LabelDelay::new(cfg.identity.label_lag_s),
-                    crops_dir: crops_dir.clone(),
-                    live_tracks: Default::default(),
-                    axis_per_length: None,
-                }),
+                (Some(mut identifier), Some(e)) => {
+                    identifier.set_view(cam.view);
+                    let collect = if cam.source.is_live() {
+                        Collect::Ready
+                    } else {
+                        Collect::AfterFrames(cfg.embed.lag_frames)
+                    };
+                    Some(IdentityStep::new(
+                        identifier,
+                        EmbedQueue::new(e.client(), collect),
+                        save_every,
+                        cfg.identity.label_lag_s,
+                        crops_dir.clone(),
+                    ))
+                }
                 _ => None,
             };
             // Where the source starts: after the checkpoint's frame, or after the last frame a
@@ -497,21 +490,21 @@ fn take_up_state(
         (Some(state), Some(step)) => match step.restore(state) {
             Ok(()) => took_identity = true,
             Err(why) if ahead => {
-                tracing::info!(
+                tracing::warn!(
                     camera,
                     "the identity memory of the run before is not taken up ({why}); the tracks go on from the last rows"
                 );
                 return None;
             }
             Err(why) => {
-                tracing::info!(
+                tracing::warn!(
                     camera,
                     "the identity memory of the run before is not taken up ({why}); identities go on from the last rows"
                 );
             }
         },
         _ if ahead => {
-            tracing::info!(
+            tracing::warn!(
                 camera,
                 "the state of the run before holds frames for the identity step, which is off now; the tracks go on from the last rows"
             );
