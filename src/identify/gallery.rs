@@ -244,7 +244,7 @@ impl Gallery {
     }
 
     /// Goes on counting generations from `g`: a gallery loaded from what a stopped run held
-    /// ([`super::TankState::from_file`]) takes up that run's count, so embeddings scored
+    /// ([`super::registry::TankState::from_file`]) takes up that run's count, so embeddings scored
     /// against it then stay valid.
     pub fn go_on_from_generation(&mut self, g: u64) {
         self.generation = g;
