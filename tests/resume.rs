@@ -193,6 +193,14 @@ fn a_recording_killed_partway_resumes_with_every_frame_written_once() {
         named.is_subset(&known),
         "rows name individuals the saved state does not know: {named:?} vs {known:?}"
     );
+    // The saves before the crash (a new individual, a young gallery growing: the scheduled
+    // save is a minute away) carry the regrouping window and the time it counts back from,
+    // so the resumed run places its fragments before its checkpoint's frame.
+    assert!(
+        state["window_t"].as_f64().is_some_and(f64::is_finite),
+        "the state saved before the crash has no window time: {}",
+        state["window_t"]
+    );
 
     // Interaction episodes open at the checkpoint that already last an event's minimum (1 s by
     // default) end as one event each in the resumed run's log, from their first frame.
