@@ -192,6 +192,25 @@ fn matched_labels(truth: &[TruthRow], pred: &[PredRow], offset: u32) -> Vec<Labe
 
 /// A config of one camera on the image sequence in `frames` from `start` to `stop` (`None`: to
 /// the first missing file).
+/// `finprint run --config cfg` (info logs), which must succeed; returns its log.
+fn run_daemon(cfg: &Path, what: &str) -> String {
+    run_ok(
+        Command::new(BIN)
+            .args(["run", "--log", "finprint=info,ort=warn", "--config"])
+            .arg(cfg),
+        what,
+    )
+}
+
+/// Hard-links the images `range` of the recording in `frames` into `into` (a recording that
+/// grows).
+fn link_frames(frames: &Path, into: &Path, range: std::ops::Range<u32>) {
+    for i in range {
+        let name = format!("frame_{i:06}.jpg");
+        std::fs::hard_link(frames.join(&name), into.join(&name)).unwrap();
+    }
+}
+
 fn write_config(
     path: &Path,
     frames: &Path,
@@ -435,12 +454,7 @@ fn restart_figures() -> Kept {
         let out = tmp.path().join(format!("out-{name}"));
         let cfg = tmp.path().join(format!("{name}.toml"));
         write_config(&cfg, &frames, start, Some(stop), state, &out);
-        let log = run_ok(
-            Command::new(BIN)
-                .args(["run", "--log", "finprint=info,ort=warn", "--config"])
-                .arg(&cfg),
-            &format!("finprint run ({name})"),
-        );
+        let log = run_daemon(&cfg, &format!("finprint run ({name})"));
         (read_pred(&out, "tank"), log)
     };
 
@@ -488,13 +502,7 @@ fn restart_figures() -> Kept {
     // it are not there yet, as while a recording grows), the second the same source whole.
     let growing = tmp.path().join("growing");
     std::fs::create_dir(&growing).unwrap();
-    let link = |range: std::ops::Range<u32>| {
-        for i in range {
-            let name = format!("frame_{i:06}.jpg");
-            std::fs::hard_link(frames.join(&name), growing.join(&name)).unwrap();
-        }
-    };
-    link(0..HALF);
+    link_frames(&frames, &growing, 0..HALF);
     let (out, cfg) = (
         tmp.path().join("out-resumed"),
         tmp.path().join("resumed.toml"),
@@ -507,17 +515,9 @@ fn restart_figures() -> Kept {
         &tmp.path().join("identity-resumed"),
         &out,
     );
-    let resumed_run = |what: &str| {
-        run_ok(
-            Command::new(BIN)
-                .args(["run", "--log", "finprint=info,ort=warn", "--config"])
-                .arg(&cfg),
-            what,
-        )
-    };
-    resumed_run("finprint run (first half of the growing recording)");
-    link(HALF..2 * HALF);
-    let log = resumed_run("finprint run (resumed)");
+    run_daemon(&cfg, "finprint run (first half of the growing recording)");
+    link_frames(&frames, &growing, HALF..2 * HALF);
+    let log = run_daemon(&cfg, "finprint run (resumed)");
     assert!(
         log.contains(&format!("left them after frame {}", HALF - 1)),
         "the second run did not resume after frame {}:\n{log}",
@@ -528,34 +528,23 @@ fn restart_figures() -> Kept {
     // from the rows it had written (none: its frames all waited for their labels).
     let fallback = tmp.path().join("growing-fallback");
     std::fs::create_dir(&fallback).unwrap();
-    for i in 0..HALF {
-        let name = format!("frame_{i:06}.jpg");
-        std::fs::hard_link(frames.join(&name), fallback.join(&name)).unwrap();
-    }
+    link_frames(&frames, &fallback, 0..HALF);
     let (fb_out, fb_cfg, fb_state) = (
         tmp.path().join("out-fallback"),
         tmp.path().join("fallback.toml"),
         tmp.path().join("identity-fallback"),
     );
     write_config(&fb_cfg, &fallback, 0, None, &fb_state, &fb_out);
-    let fb_run = |what: &str| {
-        run_ok(
-            Command::new(BIN)
-                .args(["run", "--log", "finprint=info,ort=warn", "--config"])
-                .arg(&fb_cfg),
-            what,
-        )
-    };
-    fb_run("finprint run (first half, fallback)");
-    for i in HALF..2 * HALF {
-        let name = format!("frame_{i:06}.jpg");
-        std::fs::hard_link(frames.join(&name), fallback.join(&name)).unwrap();
-    }
+    run_daemon(&fb_cfg, "finprint run (first half, fallback)");
+    link_frames(&frames, &fallback, HALF..2 * HALF);
     let fb_file = fb_state.join("tank.identity.json");
     let mut text = std::fs::read_to_string(&fb_file).unwrap();
     text.push('\n');
     std::fs::write(&fb_file, text).unwrap();
-    let fb_log = fb_run("finprint run (resumed after the state file changed)");
+    let fb_log = run_daemon(
+        &fb_cfg,
+        "finprint run (resumed after the state file changed)",
+    );
     assert!(
         fb_log.contains("not taken up") && fb_log.contains("state file changed"),
         "the resume did not say why it left the stopped run's state:\n{fb_log}"

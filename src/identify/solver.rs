@@ -1110,12 +1110,7 @@ impl Window {
             // Not placed yet: no frame seen since the start.
             return self.restored.clone();
         }
-        // The latest frame seen (the fragments it showed are still in the window).
-        let last_t = self
-            .entries
-            .values()
-            .map(|e| e.last_t)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let last_t = self.latest_t();
         let mut out: Vec<SavedFragment> = self
             .entries
             .iter()
@@ -1175,12 +1170,17 @@ impl Window {
         if !self.restored.is_empty() {
             return self.restored_t;
         }
-        let last = self
-            .entries
+        let last = self.latest_t();
+        last.is_finite().then_some(last)
+    }
+
+    /// Stream time of the latest frame seen (the fragments it showed are still in the window);
+    /// -∞ when there is none.
+    fn latest_t(&self) -> f64 {
+        self.entries
             .values()
             .map(|e| e.last_t)
-            .fold(f64::NEG_INFINITY, f64::max);
-        last.is_finite().then_some(last)
+            .fold(f64::NEG_INFINITY, f64::max)
     }
 
     /// Counts the restored fragments back from `to_t` (the stream time of the last frame whose

@@ -685,19 +685,17 @@ impl CameraWorker {
             }
             None => (Vec::new(), None),
         };
+        // With the identity state, the stages' state goes before the held frames (its
+        // checkpoint is the one before them); without it, after them.
+        let before_held = identity.is_some();
         if let Some(state) = identity {
-            let resume_at = held.first().map(|tf| tf.index);
-            self.send_resume_state(resume_at, Some(state));
-            for tf in held {
-                self.send(tf);
-            }
-        } else {
-            for tf in held {
-                self.send(tf);
-            }
-            if keep {
-                self.send_resume_state(None, None);
-            }
+            self.send_resume_state(held.first().map(|tf| tf.index), Some(state));
+        }
+        for tf in held {
+            self.send(tf);
+        }
+        if keep && !before_held {
+            self.send_resume_state(None, None);
         }
         self.sync_source_stats(&mut seen_drops, &mut seen_reconnects);
         summary.dropped = seen_drops;
